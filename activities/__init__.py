@@ -1,0 +1,1 @@
+"""CPU-queue activities (control plane) and the CPU worker."""

@@ -1,0 +1,90 @@
+"""The CPU worker: `PipelineWorkflow` plus the control-plane activities on the CPU queue."""
+
+import asyncio
+import logging
+import os
+import socket
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.control import ControlActivities
+from activities.script_writer import OfflineScriptWriter, OllamaScriptWriter, ScriptWriter
+from core.capabilities import publish, publish_forever
+from core.db import create_async_engine, migrate, session_factory
+from core.settings import Settings, get_settings
+from core.storage import ObjectStore
+from core.temporal import connect
+from schemas import names
+from schemas.capabilities import WorkerManifest
+from workflows.pipeline import PipelineWorkflow
+from workflows.sandbox import workflow_runner
+
+logger = logging.getLogger(__name__)
+
+
+def script_writer(settings: Settings) -> ScriptWriter:
+    """Ollama when a host is configured, else the offline writer."""
+    llm = settings.llm
+    if llm.ollama_host:
+        return OllamaScriptWriter(llm.ollama_host, llm.model, llm.timeout_seconds)
+    return OfflineScriptWriter()
+
+
+def manifest(settings: Settings, writer: ScriptWriter, worker_id: str) -> WorkerManifest:
+    """What this CPU worker advertises."""
+    return WorkerManifest(
+        worker_id=worker_id,
+        plane="cpu",
+        task_queue=settings.temporal.cpu_task_queue,
+        tasks=list(names.CPU_TASKS),
+        llm_mode="ollama" if writer.source.startswith("ollama") else "offline",
+    )
+
+
+def build_worker(client: Client, settings: Settings, control: ControlActivities) -> Worker:
+    """The worker polling the CPU queue for workflow and activity tasks."""
+    return Worker(
+        client,
+        task_queue=settings.temporal.cpu_task_queue,
+        workflows=[PipelineWorkflow],
+        activities=[
+            control.generate_script,
+            control.resolve_or_create_profile,
+            control.load_existing_profile,
+            control.select_pipeline,
+            control.register_outputs,
+        ],
+        workflow_runner=workflow_runner(),
+    )
+
+
+async def main() -> None:
+    """Migrate, connect, advertise, and poll until stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    await asyncio.to_thread(migrate, settings.database.url)
+    sessions = session_factory(create_async_engine(settings.database.url))
+    store = ObjectStore(settings.storage)
+    await asyncio.to_thread(store.ensure_buckets)
+    writer = script_writer(settings)
+    client = await connect(settings.temporal)
+    worker_id = f"cpu-{socket.gethostname()}-{os.getpid()}"
+    await publish(sessions, manifest(settings, writer, worker_id))
+    advertiser = asyncio.create_task(publish_forever(sessions, lambda: manifest(settings, writer, worker_id)))
+    logger.info(
+        "CPU worker %s polling %s (script writer: %s)", worker_id, settings.temporal.cpu_task_queue, writer.source
+    )
+    try:
+        await build_worker(client, settings, ControlActivities(sessions, store, writer)).run()
+    finally:
+        advertiser.cancel()
+
+
+def run() -> None:
+    """Console entry point."""
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    run()

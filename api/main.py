@@ -1,0 +1,80 @@
+"""The FastAPI app: routes, error handlers, and the clients built once in the lifespan."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+
+from api import errors
+from api.deps import Services, ServicesDep
+from api.routes import jobs, uploads
+from core.db import create_async_engine, migrate, session_factory
+from core.settings import get_settings
+from core.storage import ObjectStore
+from core.temporal import connect
+from schemas.names import UPLOADS_BUCKET
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Migrate the database and connect to Postgres, object storage and Temporal."""
+    settings = get_settings()
+    await asyncio.to_thread(migrate, settings.database.url)
+    engine = create_async_engine(settings.database.url)
+    store = ObjectStore(settings.storage)
+    await asyncio.to_thread(store.ensure_buckets)
+    app.state.services = Services(
+        sessions=session_factory(engine), store=store, temporal=await connect(settings.temporal)
+    )
+    try:
+        yield
+    finally:
+        await engine.dispose()
+
+
+async def _ping_db(services: Services) -> None:
+    async with services.sessions() as session:
+        await session.execute(text("select 1"))
+
+
+def create_app() -> FastAPI:
+    """Build the app (tests build their own with overridden dependencies)."""
+    app = FastAPI(title="MySpinBot", version="0.3.0", lifespan=lifespan)
+    errors.install(app)
+    app.include_router(jobs.router)
+    app.include_router(uploads.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz(services: ServicesDep) -> JSONResponse:
+        """Liveness plus a cheap check of each dependency."""
+        checks: dict[str, str] = {}
+        probes = {
+            "temporal": services.temporal.workflow_service.get_system_info(
+                GetSystemInfoRequest(), timeout=timedelta(seconds=2)
+            ),
+            "postgres": _ping_db(services),
+            "storage": asyncio.to_thread(services.store.list_keys, UPLOADS_BUCKET, "-healthz-"),
+        }
+        for name, probe in probes.items():
+            try:
+                await asyncio.wait_for(probe, timeout=3)
+                checks[name] = "ok"
+            except Exception as err:  # a health check reports, it never raises
+                checks[name] = f"unavailable: {err.__class__.__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            status_code=200 if ok else 503, content={"status": "ok" if ok else "degraded", "checks": checks}
+        )
+
+    return app
+
+
+app = create_app()

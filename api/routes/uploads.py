@@ -1,0 +1,104 @@
+"""Uploads (multipart → object storage) and the caller's profiles."""
+
+import asyncio
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile, status
+from PIL import Image, UnidentifiedImageError
+
+from api.deps import ServicesDep, SettingsDep, UserDep
+from api.errors import ApiError, FieldError
+from api.routes.jobs import profile_public
+from core import repo
+from schemas import names
+from schemas.api import ProfilesPublic, UploadedFile, UploadsPublic
+
+router = APIRouter(prefix="/api", tags=["uploads"])
+
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+AUDIO_TYPES = {
+    ".wav": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".ogg": "audio/ogg",
+    ".flac": "audio/flac",
+}
+_CHUNK = 1024 * 1024
+
+
+@router.post("/uploads", status_code=status.HTTP_201_CREATED)
+async def upload(
+    files: Annotated[list[UploadFile], File()], user: UserDep, services: ServicesDep, settings: SettingsDep
+) -> UploadsPublic:
+    """Store images and voice clips; the returned `s3://` URIs go into `/api/train` or `portrait`."""
+    limits = settings.api
+    if len(files) > limits.max_files_per_upload:
+        raise FieldError(("body", "files"), f"at most {limits.max_files_per_upload} files per upload")
+    stored: list[UploadedFile] = []
+    for i, file in enumerate(files):
+        name = file.filename or "upload"
+        suffix = Path(name).suffix.lower()
+        content_type = IMAGE_TYPES.get(suffix) or AUDIO_TYPES.get(suffix)
+        if content_type is None:
+            raise FieldError(
+                ("body", "files", i),
+                f"'{name}': unsupported file type (images: {', '.join(IMAGE_TYPES)}; audio: {', '.join(AUDIO_TYPES)})",
+                status_code=415,
+            )
+        with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+            size = await _spool(file, Path(tmp.name), limits.max_upload_bytes, i, name)
+            if suffix in IMAGE_TYPES:
+                await asyncio.to_thread(_check_image, Path(tmp.name), i, name)
+            key = f"{user}/{uuid.uuid4().hex}{suffix}"
+            uri, _ = await asyncio.to_thread(
+                services.store.put_file, names.UPLOADS_BUCKET, key, Path(tmp.name), content_type
+            )
+        stored.append(UploadedFile(uri=uri, filename=name, content_type=content_type, size_bytes=size))
+    return UploadsPublic(data=stored)
+
+
+async def _spool(file: UploadFile, dest: Path, max_bytes: int, index: int, name: str) -> int:
+    """Copy the upload to `dest`, refusing it as soon as it passes `max_bytes`."""
+    size = 0
+    with dest.open("wb") as out:
+        while chunk := await file.read(_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FieldError(
+                    ("body", "files", index),
+                    f"'{name}' is larger than {max_bytes // (1024 * 1024)} MiB",
+                    status_code=413,
+                )
+            out.write(chunk)
+    if size == 0:
+        raise FieldError(("body", "files", index), f"'{name}' is empty")
+    return size
+
+
+def _check_image(path: Path, index: int, name: str) -> None:
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (UnidentifiedImageError, OSError) as err:
+        raise FieldError(("body", "files", index), f"'{name}' is not a readable image") from err
+
+
+@router.get("/profiles")
+async def list_profiles(user: UserDep, services: ServicesDep) -> ProfilesPublic:
+    """The caller's profiles with their LoRA and voice status."""
+    async with services.sessions() as session:
+        rows = await repo.list_profiles(session, user)
+    return ProfilesPublic(data=[profile_public(r) for r in rows], count=len(rows))
+
+
+@router.get("/profiles/{profile_id}")
+async def get_profile(profile_id: str, user: UserDep, services: ServicesDep) -> object:
+    """One of the caller's profiles."""
+    async with services.sessions() as session:
+        row = await repo.get_profile(session, user, profile_id)
+    if row is None:
+        raise ApiError(404, f"profile '{profile_id}' not found")
+    return profile_public(row)

@@ -1,0 +1,189 @@
+"""Job status folded from the Temporal history plus `describe()` (never stored by the API).
+
+The history gives what happened (scheduled, completed, failed, the workflow's end); the
+pending activities of `describe()` give what is happening: the running attempt, its
+heartbeat progress, and the last failure of a node that is retrying.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflow.v1 import PendingActivityInfo
+from temporalio.client import WorkflowExecutionDescription, WorkflowHistory
+from temporalio.converter import DataConverter
+
+from schemas.api import JobError, JobState, JobStatus, NodeError, NodeStatus
+from schemas.tasks import PipelineInput
+
+_TERMINAL = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "completed",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "cancelled",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "failed",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "failed",
+}
+
+
+def is_open(history: WorkflowHistory) -> bool:
+    """True while the run has not closed."""
+    last = history.events[-1].event_type
+    return last not in _TERMINAL and last != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+
+
+def _time(event: HistoryEvent) -> datetime:
+    return event.event_time.ToDatetime(tzinfo=UTC)
+
+
+async def job_input(history: WorkflowHistory, converter: DataConverter) -> PipelineInput:
+    """The workflow input (graph spec included) from the first history event."""
+    started = history.events[0].workflow_execution_started_event_attributes
+    [job] = await converter.decode(started.input.payloads, [PipelineInput])
+    return job  # type: ignore[no-any-return]
+
+
+async def fold_status(
+    history: WorkflowHistory,
+    description: WorkflowExecutionDescription | None,
+    converter: DataConverter,
+) -> JobStatus:
+    """Fold one run's history (and, while it runs, its pending activities) into the status JSON."""
+    job = await job_input(history, converter)
+    nodes = {n.id: NodeStatus(id=n.id, task=n.task, plane=n.plane) for n in job.graph.nodes}
+    by_scheduled_id: dict[int, str] = {}
+    status: JobState = "queued"
+    error: JobError | None = None
+    finished_at: datetime | None = None
+
+    for event in history.events:
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = event.activity_task_scheduled_event_attributes
+            by_scheduled_id[event.event_id] = attrs.activity_id
+            if attrs.activity_id in nodes:
+                nodes[attrs.activity_id] = _with(nodes[attrs.activity_id], state="scheduled", attempt=1)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attrs_s = event.activity_task_started_event_attributes
+            _update(
+                nodes,
+                by_scheduled_id,
+                attrs_s.scheduled_event_id,
+                state="running",
+                attempt=attrs_s.attempt,
+                started_at=_time(event),
+            )
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            sid = event.activity_task_completed_event_attributes.scheduled_event_id
+            _update(
+                nodes,
+                by_scheduled_id,
+                sid,
+                state="completed",
+                finished_at=_time(event),
+                progress=_done(nodes, by_scheduled_id, sid),
+            )
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            attrs_f = event.activity_task_failed_event_attributes
+            failure = attrs_f.failure
+            info = failure.application_failure_info
+            err = NodeError(message=failure.message, type=info.type or None, non_retryable=info.non_retryable)
+            _update(
+                nodes, by_scheduled_id, attrs_f.scheduled_event_id, state="failed", finished_at=_time(event), error=err
+            )
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+            attrs_t = event.activity_task_timed_out_event_attributes
+            err = NodeError(message=f"timed out: {attrs_t.failure.message}", type="TimedOut")
+            _update(
+                nodes, by_scheduled_id, attrs_t.scheduled_event_id, state="failed", finished_at=_time(event), error=err
+            )
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+            sid = event.activity_task_canceled_event_attributes.scheduled_event_id
+            _update(nodes, by_scheduled_id, sid, state="cancelled", finished_at=_time(event))
+        elif kind in _TERMINAL:
+            status = _TERMINAL[kind]  # type: ignore[assignment]
+            finished_at = _time(event)
+            error = _job_error(event, nodes)
+
+    if status == "queued" and description is not None:
+        for pending in description.raw_description.pending_activities:
+            await _apply_pending(nodes, pending, converter)
+    if status == "queued" and any(n.state not in ("pending", "scheduled") for n in nodes.values()):
+        status = "running"
+    if status in ("failed", "cancelled", "completed"):
+        for node_id, node in nodes.items():
+            if node.state == "pending":
+                nodes[node_id] = _with(node, state="skipped")
+            elif node.state in ("scheduled", "running", "retrying") and status == "cancelled":
+                nodes[node_id] = _with(node, state="cancelled")
+    ordered = [nodes[i] for i in job.graph.topological_order()]
+    started = history.events[0]
+    return JobStatus(job_id=job.job_id, run_id=_run_id(history), status=status, error=error, nodes=ordered,
+                     started_at=_time(started), finished_at=finished_at)  # fmt: skip
+
+
+def _run_id(history: WorkflowHistory) -> str | None:
+    return history.events[0].workflow_execution_started_event_attributes.original_execution_run_id or None
+
+
+def _with(node: NodeStatus, **fields: Any) -> NodeStatus:
+    return node.model_copy(update=fields)
+
+
+def _update(nodes: dict[str, NodeStatus], by_scheduled_id: dict[int, str], scheduled_id: int, **fields: Any) -> None:
+    node_id = by_scheduled_id.get(scheduled_id)
+    if node_id in nodes:
+        nodes[node_id] = _with(nodes[node_id], **fields)  # type: ignore[index]
+
+
+def _done(nodes: dict[str, NodeStatus], by_scheduled_id: dict[int, str], scheduled_id: int) -> dict[str, Any] | None:
+    node = nodes.get(by_scheduled_id.get(scheduled_id, ""))
+    if node is None or node.progress is None:
+        return {"stage": "done", "percent": 100.0}
+    return {**node.progress, "percent": 100.0}
+
+
+async def _apply_pending(nodes: dict[str, NodeStatus], pending: PendingActivityInfo, converter: DataConverter) -> None:
+    node = nodes.get(pending.activity_id)
+    if node is None:
+        return
+    progress = None
+    if pending.heartbeat_details.payloads:
+        [progress] = await converter.decode(pending.heartbeat_details.payloads, [dict])
+    last_error = None
+    if pending.HasField("last_failure"):
+        last_error = NodeError(
+            message=pending.last_failure.message, type=pending.last_failure.application_failure_info.type or None
+        )
+    if (
+        pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        or pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
+    ):
+        state = "running"
+    elif pending.attempt > 1:
+        state = "retrying"
+    else:
+        state = "scheduled"
+    started_at = pending.last_started_time.ToDatetime(tzinfo=UTC) if pending.HasField("last_started_time") else None
+    nodes[node.id] = _with(
+        node,
+        state=state,
+        attempt=pending.attempt,
+        progress=progress or node.progress,
+        error=last_error,
+        started_at=started_at,
+    )
+
+
+def _job_error(event: HistoryEvent, nodes: dict[str, NodeStatus]) -> JobError | None:
+    kind = event.event_type
+    if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+        failure = event.workflow_execution_failed_event_attributes.failure
+        failed = next((n.id for n in nodes.values() if n.state == "failed"), None)
+        return JobError(stage=failed, message=failure.message)
+    if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+        reason = event.workflow_execution_terminated_event_attributes.reason or "no reason given"
+        return JobError(stage=None, message=f"terminated by an operator: {reason}")
+    if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+        return JobError(stage=None, message="the workflow timed out")
+    return None

@@ -1,0 +1,116 @@
+"""Submitting a job: check references, plan against live capabilities, record, start the workflow."""
+
+import asyncio
+import uuid
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+
+from api.deps import Services
+from api.errors import FieldError
+from core import repo
+from core.capabilities import live_capabilities
+from core.settings import Settings
+from core.storage import ObjectStore, parse_s3_uri
+from schemas import names
+from schemas.api import GenerateRequest, TrainRequest
+from schemas.plan import GraphSpec
+from schemas.tasks import JobRequest, PipelineInput, RenderSettings, Script
+from workflows.planner import plan
+
+
+def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:
+    """The HTTP body as the snake_case request the workflow carries."""
+    script = (
+        Script(
+            stage=body.script.stage or f"A presenter talking about {body.topic or 'this topic'}.",
+            narrative=body.script.narrative,
+        )
+        if body.script
+        else None
+    )
+    extra = (
+        {"images": body.images, "audio": body.audio, "profile_name": body.profile_name}
+        if isinstance(body, TrainRequest)
+        else {"profile_id": body.profile_id}
+    )
+    return JobRequest(
+        mode=body.mode,
+        topic=body.topic or (body.profile_name or "profile training"),
+        style=body.style,
+        variant=body.variant,
+        portrait=body.portrait,
+        script=script,
+        language=body.language,
+        voice=body.voice,
+        options=RenderSettings(**body.options.model_dump()),
+        **extra,
+    )
+
+
+async def check_references(request: JobRequest, user_id: str, services: Services) -> None:
+    """Every `s3://` the body names must be the caller's upload and exist; a profile must be theirs and ready."""
+    refs = [(("body", "portrait"), request.portrait)] if request.portrait else []
+    refs += [(("body", "images", i), uri) for i, uri in enumerate(request.images)]
+    refs += [(("body", "audio", i), uri) for i, uri in enumerate(request.audio)]
+    for loc, uri in refs:
+        await _check_upload(services.store, user_id, loc, uri)
+    if request.profile_id:
+        async with services.sessions() as session:
+            profile = await repo.get_profile(session, user_id, request.profile_id)
+        if profile is None:
+            raise FieldError(("body", "profileId"), f"profile '{request.profile_id}' does not exist")
+        if profile.status != "ready":
+            raise FieldError(
+                ("body", "profileId"), f"profile '{profile.id}' is {profile.status}, not ready: train it first"
+            )
+
+
+async def _check_upload(store: ObjectStore, user_id: str, loc: tuple[str | int, ...], uri: str) -> None:
+    bucket, key = parse_s3_uri(uri)
+    if bucket != names.UPLOADS_BUCKET or not key.startswith(f"{user_id}/"):
+        raise FieldError(loc, f"{uri} is not one of your uploads (use POST /api/uploads)", status_code=403)
+    if not await asyncio.to_thread(store.exists, uri):
+        raise FieldError(loc, f"{uri} does not exist")
+
+
+async def plan_request(request: JobRequest, services: Services) -> GraphSpec:
+    """The validated graph for `request` under the live capabilities."""
+    return plan(request, await live_capabilities(services.sessions))
+
+
+async def start_job(request: JobRequest, graph: GraphSpec, user_id: str, services: Services, settings: Settings) -> str:
+    """Insert the job row, then start `PipelineWorkflow` with the job id as workflow id."""
+    job_id = f"job-{uuid.uuid4().hex[:16]}"
+    async with services.sessions.begin() as session:
+        await repo.insert_job(session, job_id=job_id, user_id=user_id, mode=request.mode, variant=request.variant,
+                              topic=request.topic, request=request, graph=graph, profile_id=request.profile_id)  # fmt: skip
+    job = PipelineInput(job_id=job_id, user_id=user_id, request=request, graph=graph,
+                        cpu_task_queue=settings.temporal.cpu_task_queue, gpu_task_queue=settings.temporal.gpu_task_queue)  # fmt: skip
+    try:
+        await _start_workflow(services.temporal, job, request)
+    except Exception:
+        # The job never started: drop its row so no job exists without a workflow.
+        async with services.sessions.begin() as session:
+            await repo.delete_job(session, job_id)
+        raise
+    return job_id
+
+
+async def _start_workflow(client: Client, job: PipelineInput, request: JobRequest) -> None:
+    attrs = [
+        SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_JOB_MODE), request.mode),
+        SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_VARIANT), request.variant),
+        SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_USER_ID), job.user_id),
+    ]
+    if request.profile_id:
+        attrs.append(SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_PROFILE_ID), request.profile_id))
+    await client.start_workflow(
+        names.PIPELINE_WORKFLOW,
+        job,
+        id=job.job_id,
+        task_queue=job.cpu_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(attrs),
+        static_summary=f"{job.graph.graph_id} · {request.variant} · {request.topic[:120]}",
+    )

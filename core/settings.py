@@ -1,0 +1,97 @@
+"""Settings for every process: one `Settings` tree read from `APP_*` variables and `.env`."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.names import CPU_TASK_QUEUE, GPU_TASK_QUEUE
+
+
+class TemporalSettings(BaseModel):
+    """Where the Temporal server is and which queues the planes poll."""
+
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    cpu_task_queue: str = CPU_TASK_QUEUE
+    gpu_task_queue: str = GPU_TASK_QUEUE
+    ui_url: str = "http://localhost:8233"
+
+
+class DatabaseSettings(BaseModel):
+    """PostgreSQL; the URL uses the psycopg 3 driver (`postgresql+psycopg://`)."""
+
+    url: str = "postgresql+psycopg://postgres@localhost:5432/myspinbot"
+
+
+class StorageSettings(BaseModel):
+    """S3-compatible object storage (MinIO in production, SeaweedFS locally)."""
+
+    endpoint: str = "localhost:8333"
+    public_endpoint: str | None = None  # what a browser reaches; defaults to `endpoint`
+    access_key: str = "myspinbot"
+    secret_key: SecretStr = SecretStr("myspinbot-secret")
+    secure: bool = False
+    region: str = "us-east-1"
+    presign_seconds: int = 3600
+
+
+class LlmSettings(BaseModel):
+    """The script writer: Ollama when a host is set, else the offline writer."""
+
+    ollama_host: str | None = None
+    model: str = "llama3.2"
+    timeout_seconds: float = 60
+
+
+class GpuSettings(BaseModel):
+    """The GPU worker's runtimes and limits."""
+
+    work_dir: Path = Path(".local/gpu-work")
+    models_dir: Path | None = None
+    max_duration_seconds: float = 120
+    resolutions: list[str] = Field(default_factory=lambda: ["480p", "576p", "720p", "1080p"])
+    max_concurrent_activities: int = 1
+
+
+class ApiSettings(BaseModel):
+    """HTTP limits."""
+
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_files_per_upload: int = 20
+
+
+class Settings(BaseSettings):
+    """Every setting of every process; never printed or logged."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="APP_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+    )
+
+    environment: str = "local"
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    gpu: GpuSettings = Field(default_factory=GpuSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    ollama_host: str | None = Field(default=None, validation_alias=AliasChoices("OLLAMA_HOST", "APP_OLLAMA_HOST"))
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "APP_DATABASE_URL"))
+
+    def model_post_init(self, _context: object) -> None:
+        """Let the conventional `OLLAMA_HOST` and `DATABASE_URL` variables win."""
+        if self.ollama_host:
+            self.llm.ollama_host = self.ollama_host
+        if self.database_url:
+            self.database.url = self.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,17 @@
+"""One way to build a Temporal client, so every process uses the same data converter."""
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from core.settings import TemporalSettings
+
+
+async def connect(settings: TemporalSettings) -> Client:
+    """Connect with the pydantic data converter (a mismatch would only show at run time)."""
+    return await Client.connect(settings.address, namespace=settings.namespace, data_converter=pydantic_data_converter)
+
+
+def web_ui_url(settings: TemporalSettings, workflow_id: str, run_id: str | None = None) -> str:
+    """The Temporal Web UI page of one run (or of the latest run without `run_id`)."""
+    base = f"{settings.ui_url.rstrip('/')}/namespaces/{settings.namespace}/workflows/{workflow_id}"
+    return f"{base}/{run_id}/history" if run_id else base

@@ -1,0 +1,1 @@
+"""GPU-queue activities (training, rendering), their media runtimes and the GPU worker."""

@@ -1,0 +1,1 @@
+"""Embedded CPU media runtime: speech, scenes, faces, animation, captions and encoding without model weights."""

@@ -1,0 +1,150 @@
+"""`render_video`: the compound render activity (seed §3.2) on the GPU queue."""
+
+import logging
+import shutil
+from pathlib import Path
+
+from PIL import Image
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from core.storage import ObjectStore
+from gpu_worker.media.pipeline import RenderCancelled, RenderOutputs, render_still_video
+from gpu_worker.media.speech import VoiceParams
+from gpu_worker.progress import Heartbeater
+from gpu_worker.training.voice import load_voice_params
+from schemas import names
+from schemas.media import frame_size
+from schemas.tasks import Asset, RenderInput, RenderResult, Video
+
+logger = logging.getLogger(__name__)
+
+RENDER_STAGES = ("speech", "scene", "animate", "encode", "thumbnail", "upload")
+
+_CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+    ".wav": "audio/wav",
+    ".srt": "application/x-subrip",
+}
+
+
+class RenderActivities:
+    """The render activity with its storage and scratch directory injected."""
+
+    def __init__(self, store: ObjectStore, work_dir: Path) -> None:
+        self._store = store
+        self._work_dir = work_dir
+
+    @activity.defn(name=names.RENDER_VIDEO)
+    def render_video(self, inp: RenderInput) -> RenderResult:
+        """Render, upload every output under the job's node prefix, and return their URIs.
+
+        Raises:
+            ApplicationError: a stage failed; `details[0]` lists the outputs already uploaded.
+            CancelledError: the job was cancelled; nothing more is rendered.
+        """
+        out_dir = self._work_dir / inp.job_id / inp.node_id
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        try:
+            with Heartbeater() as hb:
+                return self._render(inp, out_dir, hb)
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+    def _render(self, inp: RenderInput, out_dir: Path, hb: Heartbeater) -> RenderResult:
+        params = inp.pipeline.params
+        options = inp.options
+        stage_count = len(RENDER_STAGES)
+
+        def progress(stage: str, fraction: float) -> None:
+            index = RENDER_STAGES.index(stage) if stage in RENDER_STAGES else 0
+            hb.update(stage, fraction * 95, stage_index=index, stage_count=stage_count)
+
+        hb.update("prepare", 0, stage_index=0, stage_count=stage_count)
+        portrait = self._portrait(params.get("portrait_uri"), out_dir)
+        voice = self._voice(inp)
+        size = frame_size(options.resolution, options.aspect_ratio)
+        try:
+            outputs = render_still_video(
+                script_stage=inp.script.stage,
+                narrative=inp.script.narrative,
+                out_dir=out_dir,
+                size=size,
+                fps=options.fps,
+                voice=voice,
+                portrait=portrait,
+                variant=inp.pipeline.variant,
+                captions=options.captions,
+                progress=progress,
+                cancelled=hb.cancelled,
+            )
+        except RenderCancelled as err:
+            raise CancelledError("render cancelled") from err
+        except Exception as err:
+            stage = hb.details.get("stage", "render")
+            partial = self._upload_partial(inp, out_dir)
+            raise ApplicationError(
+                f"render failed in stage '{stage}': {err}", [a.model_dump() for a in partial], type="RenderStageFailed"
+            ) from err
+        hb.update("upload", 96, stage_index=RENDER_STAGES.index("upload"), stage_count=stage_count)
+        return self._upload(inp, outputs)
+
+    def _portrait(self, uri: str | None, out_dir: Path) -> Image.Image | None:
+        if not uri:
+            return None
+        path = self._store.download(uri, out_dir / "portrait")
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except OSError as err:
+            raise ApplicationError(
+                f"portrait {uri} is not a readable image", type="InvalidInput", non_retryable=True
+            ) from err
+
+    def _voice(self, inp: RenderInput) -> VoiceParams:
+        if inp.profile.voice_id:
+            trained = load_voice_params(self._store, inp.profile.voice_id)
+            return VoiceParams(
+                language=inp.language,
+                voice=trained.voice,
+                rate_wpm=trained.rate_wpm,
+                pitch=trained.pitch,
+                pitch_range=trained.pitch_range,
+            )
+        return VoiceParams(language=inp.language, voice=inp.voice)
+
+    def _key(self, inp: RenderInput, name: str) -> str:
+        return f"jobs/{inp.job_id}/{inp.node_id}/{name}"
+
+    def _put(self, inp: RenderInput, kind: str, path: Path) -> Asset:
+        content_type = _CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+        uri, size = self._store.put_file(names.ARTIFACTS_BUCKET, self._key(inp, path.name), path, content_type)
+        return Asset(kind=kind, uri=uri, content_type=content_type, size_bytes=size)
+
+    def _upload(self, inp: RenderInput, outputs: RenderOutputs) -> RenderResult:
+        files = {"video": outputs.video, "thumbnail": outputs.thumbnail, "audio": outputs.audio, "scene": outputs.scene_image,
+                 "base_clip": outputs.base_clip, "captions": outputs.captions_srt}  # fmt: skip
+        assets = {kind: self._put(inp, kind, path) for kind, path in files.items() if path is not None}
+        video = Video(
+            uri=assets["video"].uri,
+            thumbnail_uri=assets["thumbnail"].uri,
+            duration=outputs.duration,
+            variant=inp.pipeline.variant,
+        )
+        return RenderResult(video=video, assets=list(assets.values()))
+
+    def _upload_partial(self, inp: RenderInput, out_dir: Path) -> list[Asset]:
+        """Upload whatever earlier stages left (seed §6 partial outputs); never raise from here."""
+        kinds = {"speech.wav": "audio", "scene.png": "scene", "base.mp4": "base_clip", "captions.srt": "captions"}
+        uploaded: list[Asset] = []
+        for name, kind in kinds.items():
+            path = out_dir / name
+            if path.is_file() and path.stat().st_size > 0:
+                try:
+                    uploaded.append(self._put(inp, kind, path))
+                except Exception:
+                    logger.exception("could not upload partial output %s", path)
+        return uploaded

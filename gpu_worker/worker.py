@@ -1,0 +1,92 @@
+"""The GPU worker: training and rendering activities on the GPU queue, one at a time per GPU."""
+
+import asyncio
+import logging
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from core.capabilities import publish, publish_forever
+from core.db import create_async_engine, migrate, session_factory
+from core.settings import Settings, get_settings
+from core.storage import ObjectStore
+from core.temporal import connect
+from gpu_worker.rendering import RenderActivities
+from gpu_worker.training.activities import TrainingActivities, presets_available
+from schemas import names
+from schemas.capabilities import WorkerManifest
+
+logger = logging.getLogger(__name__)
+
+# The embedded CPU runtimes need no weights, so every GPU worker has them.
+EMBEDDED_RUNTIMES = {
+    "scene": ["procedural"],
+    "image_to_video": ["ken_burns"],
+    "speech": ["espeak-ng"],
+    "lipsync": ["embedded"],
+    "talking_head": ["embedded"],
+    "upscale": ["ffmpeg-lanczos"],
+    "captions": ["segment-timed"],
+    "mux": ["ffmpeg"],
+}
+
+
+def manifest(settings: Settings, worker_id: str) -> WorkerManifest:
+    """What this GPU worker advertises: tasks, variants it can render, runtimes, presets, limits."""
+    return WorkerManifest(
+        worker_id=worker_id,
+        plane="gpu",
+        task_queue=settings.temporal.gpu_task_queue,
+        tasks=list(names.GPU_TASKS),
+        variants=["svd", "sadtalker"],
+        runtimes=EMBEDDED_RUNTIMES,
+        training_presets=presets_available(settings.gpu.models_dir),
+        resolutions=settings.gpu.resolutions,
+        max_duration_seconds=settings.gpu.max_duration_seconds,
+    )
+
+
+def build_worker(client: Client, settings: Settings, store: ObjectStore, executor: ThreadPoolExecutor) -> Worker:
+    """The worker polling the GPU queue; sync activities run in `executor`."""
+    work_dir = settings.gpu.work_dir.resolve()
+    render = RenderActivities(store, work_dir)
+    training = TrainingActivities(store, work_dir, models_dir=settings.gpu.models_dir)
+    return Worker(
+        client,
+        task_queue=settings.temporal.gpu_task_queue,
+        activities=[training.train_lora, training.train_voice, render.render_video],
+        activity_executor=executor,
+        max_concurrent_activities=settings.gpu.max_concurrent_activities,
+    )
+
+
+async def main() -> None:
+    """Connect, advertise, and poll until stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    await asyncio.to_thread(migrate, settings.database.url)  # either worker may start first; migrate is locked
+    sessions = session_factory(create_async_engine(settings.database.url))
+    store = ObjectStore(settings.storage)
+    await asyncio.to_thread(store.ensure_buckets)
+    client = await connect(settings.temporal)
+    worker_id = f"gpu-{socket.gethostname()}-{os.getpid()}"
+    await publish(sessions, manifest(settings, worker_id))
+    advertiser = asyncio.create_task(publish_forever(sessions, lambda: manifest(settings, worker_id)))
+    logger.info("GPU worker %s polling %s", worker_id, settings.temporal.gpu_task_queue)
+    with ThreadPoolExecutor(max_workers=settings.gpu.max_concurrent_activities + 1) as executor:
+        try:
+            await build_worker(client, settings, store, executor).run()
+        finally:
+            advertiser.cancel()
+
+
+def run() -> None:
+    """Console entry point."""
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,205 @@
+"""HTTP bodies: camelCase on the wire (seed §5, ARCHITECTURE.md "API bodies")."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.base import ApiModel
+from schemas.media import AspectRatio, JobMode, Resolution, Variant
+from schemas.plan import GraphSpec
+
+JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
+NodeState = Literal["pending", "scheduled", "running", "retrying", "completed", "failed", "cancelled", "skipped"]
+
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*'()/-]{1,512}$"
+
+
+class RenderOptions(ApiModel):
+    """Rendering knobs; values beyond the advertised constraints are rejected, never capped."""
+
+    duration_seconds: float = Field(default=12, gt=0, le=600)
+    resolution: Resolution = "480p"
+    aspect_ratio: AspectRatio = "16:9"
+    fps: int = Field(default=25, ge=1, le=60)
+    captions: bool = False
+
+
+class ScriptIn(ApiModel):
+    """A user-written script; supplying one skips the LLM."""
+
+    stage: str | None = Field(default=None, max_length=2000)
+    narrative: str = Field(min_length=1, max_length=5000)
+
+
+class GenerateRequest(ApiModel):
+    """`POST /api/generate`: render a video, optionally with an existing profile."""
+
+    mode: Literal["generate"] = "generate"
+    topic: str = Field(min_length=1, max_length=500)
+    style: str | None = Field(default=None, max_length=200)
+    variant: Variant = "svd"
+    profile_id: str | None = Field(default=None, max_length=64)
+    portrait: str | None = Field(default=None, pattern=S3_URI_PATTERN)
+    script: ScriptIn | None = None
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+    voice: str | None = Field(default=None, max_length=64)
+    options: RenderOptions = Field(default_factory=RenderOptions)
+
+
+class TrainRequest(ApiModel):
+    """`POST /api/train`: train a profile from uploads, then (unless `train_only`) render."""
+
+    mode: Literal["train_and_generate", "train_only"] = "train_and_generate"
+    topic: str = Field(default="", max_length=500)
+    style: str | None = Field(default=None, max_length=200)
+    variant: Variant = "svd"
+    profile_name: str | None = Field(default=None, max_length=100)
+    images: list[str] = Field(min_length=1, max_length=20)
+    audio: list[str] = Field(default_factory=list, max_length=10)
+    portrait: str | None = Field(default=None, pattern=S3_URI_PATTERN)
+    script: ScriptIn | None = None
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+    voice: str | None = Field(default=None, max_length=64)
+    options: RenderOptions = Field(default_factory=RenderOptions)
+
+
+class JobAccepted(ApiModel):
+    """Answer to a submission."""
+
+    job_id: str
+    status: JobState = "queued"
+
+
+class PlanResponse(ApiModel):
+    """`POST /api/plan`: the graph a submission would run."""
+
+    graph: GraphSpec
+
+
+class NodeError(ApiModel):
+    """Why a node failed (or why its last attempt failed, while retrying)."""
+
+    message: str
+    type: str | None = None
+    non_retryable: bool = False
+
+
+class NodeStatus(ApiModel):
+    """One graph node's state, folded from the workflow history and `describe()`."""
+
+    id: str
+    task: str
+    plane: str
+    state: NodeState = "pending"
+    attempt: int = 0
+    progress: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: NodeError | None = None
+
+
+class JobError(ApiModel):
+    """Why a job failed: the stage (node) and a human sentence."""
+
+    stage: str | None
+    message: str
+
+
+class JobStatus(ApiModel):
+    """`GET /api/status/{jobId}` and the WebSocket messages."""
+
+    job_id: str
+    run_id: str | None
+    status: JobState
+    error: JobError | None = None
+    nodes: list[NodeStatus]
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class ArtifactPublic(ApiModel):
+    """A registered output with a presigned download URL."""
+
+    id: str
+    kind: str
+    node_id: str
+    uri: str
+    url: str
+    content_type: str | None = None
+    size_bytes: int | None = None
+    partial: bool = False
+
+
+class ProfilePublic(ApiModel):
+    """A user's reusable profile."""
+
+    id: str
+    name: str
+    status: str
+    lora_id: str | None = None
+    voice_id: str | None = None
+    portrait_uri: str | None = None
+    created_at: datetime
+
+
+class JobRecord(ApiModel):
+    """`GET /api/jobs/{jobId}`: the enriched job record."""
+
+    job_id: str
+    user_id: str
+    mode: JobMode
+    variant: Variant
+    topic: str
+    status: JobState
+    created_at: datetime
+    graph: GraphSpec
+    script_summary: str | None = None
+    script_source: str | None = None
+    profile: ProfilePublic | None = None
+    video: ArtifactPublic | None = None
+    artifacts: list[ArtifactPublic] = Field(default_factory=list)
+    error: JobError | None = None
+    run_id: str | None = None
+    temporal_ui_url: str | None = None
+
+
+class JobSummary(ApiModel):
+    """One row of `GET /api/jobs`."""
+
+    job_id: str
+    mode: JobMode
+    variant: Variant
+    topic: str
+    status: JobState
+    created_at: datetime
+
+
+class JobsPublic(ApiModel):
+    """A page of the caller's jobs, newest first."""
+
+    data: list[JobSummary]
+    count: int
+    next_cursor: str | None = None
+
+
+class ProfilesPublic(ApiModel):
+    """The caller's profiles."""
+
+    data: list[ProfilePublic]
+    count: int
+
+
+class UploadedFile(ApiModel):
+    """One stored upload."""
+
+    uri: str
+    filename: str
+    content_type: str
+    size_bytes: int
+
+
+class UploadsPublic(ApiModel):
+    """Answer to `POST /api/uploads`."""
+
+    data: list[UploadedFile]

@@ -1,0 +1,31 @@
+"""Names that cross process boundaries: task queues, activity names, search attributes."""
+
+from typing import Final
+
+CPU_TASK_QUEUE: Final = "myspinbot-cpu"
+GPU_TASK_QUEUE: Final = "myspinbot-gpu"
+
+PIPELINE_WORKFLOW: Final = "PipelineWorkflow"
+
+# Activity names are the seed's task names, so history reads like the graph.
+GENERATE_SCRIPT: Final = "script.generateScript"
+RESOLVE_PROFILE: Final = "profiles.resolveOrCreate"
+LOAD_PROFILE: Final = "profiles.loadExisting"
+SELECT_PIPELINE: Final = "planner.selectPipeline"
+REGISTER_OUTPUTS: Final = "artifacts.registerOutputs"
+TRAIN_LORA: Final = "train_lora"
+TRAIN_VOICE: Final = "train_voice"
+RENDER_VIDEO: Final = "render_video"
+
+CPU_TASKS: Final = (GENERATE_SCRIPT, RESOLVE_PROFILE, LOAD_PROFILE, SELECT_PIPELINE, REGISTER_OUTPUTS)
+GPU_TASKS: Final = (TRAIN_LORA, TRAIN_VOICE, RENDER_VIDEO)
+
+# Keyword search attributes set on every job (filterable in the Web UI).
+SA_JOB_MODE: Final = "JobMode"
+SA_VARIANT: Final = "Variant"
+SA_PROFILE_ID: Final = "ProfileId"
+SA_USER_ID: Final = "UserId"
+SEARCH_ATTRIBUTES: Final = (SA_JOB_MODE, SA_VARIANT, SA_PROFILE_ID, SA_USER_ID)
+
+UPLOADS_BUCKET: Final = "uploads"
+ARTIFACTS_BUCKET: Final = "artifacts"

@@ -1,0 +1,223 @@
+"""Inputs and results of the workflow and of every activity (seed §3 tables)."""
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.base import Contract
+from schemas.media import JobMode, Variant
+from schemas.plan import GraphSpec
+
+
+class Script(Contract):
+    """The script schema: what the LLM must return (seed §4.2)."""
+
+    stage: str = Field(min_length=1, max_length=2000)
+    narrative: str = Field(min_length=1, max_length=5000)
+
+
+class RenderSettings(Contract):
+    """Rendering options as the renderer sees them."""
+
+    duration_seconds: float = 12
+    resolution: str = "480p"
+    aspect_ratio: str = "16:9"
+    fps: int = 25
+    captions: bool = False
+
+
+class JobRequest(Contract):
+    """The validated submission, snake_case, carried in the workflow input."""
+
+    mode: JobMode
+    topic: str
+    style: str | None = None
+    variant: Variant
+    profile_id: str | None = None
+    profile_name: str | None = None
+    portrait: str | None = None
+    script: Script | None = None
+    language: str = "en"
+    voice: str | None = None
+    images: list[str] = Field(default_factory=list)
+    audio: list[str] = Field(default_factory=list)
+    options: RenderSettings = Field(default_factory=RenderSettings)
+
+
+class PipelineInput(Contract):
+    """`PipelineWorkflow` input; task-queue names come from the API's settings."""
+
+    job_id: str
+    user_id: str
+    request: JobRequest
+    graph: GraphSpec
+    cpu_task_queue: str
+    gpu_task_queue: str
+
+
+class ScriptInput(Contract):
+    """`script.generateScript`."""
+
+    job_id: str
+    topic: str
+    style: str | None = None
+    language: str = "en"
+    duration_seconds: float = 12
+    given: Script | None = None
+
+
+class ScriptResult(Contract):
+    """The validated script and who wrote it (`user`, `ollama:<model>`, `offline`)."""
+
+    script: Script
+    source: str
+
+
+class ProfileInput(Contract):
+    """`profiles.resolveOrCreate` and `profiles.loadExisting`."""
+
+    job_id: str
+    user_id: str
+    profile_id: str | None = None
+    profile_name: str | None = None
+    images: list[str] = Field(default_factory=list)
+    audio: list[str] = Field(default_factory=list)
+
+
+class ProfileRef(Contract):
+    """A profile as nodes see it; `id` None means no profile (built-in presenter and voice)."""
+
+    id: str | None = None
+    name: str | None = None
+    lora_id: str | None = None
+    voice_id: str | None = None
+    portrait_uri: str | None = None
+
+
+class TrainLoraInput(Contract):
+    """`train_lora`: LoRA on the user's images."""
+
+    job_id: str
+    node_id: str
+    profile_id: str
+    images: list[str]
+    preset: str = "tiny"
+
+
+class TrainLoraResult(Contract):
+    """Where the trained LoRA weights are."""
+
+    lora_id: str
+    steps: int
+    final_loss: float | None = None
+
+
+class TrainVoiceInput(Contract):
+    """`train_voice`: a voice from the user's clips."""
+
+    job_id: str
+    node_id: str
+    profile_id: str
+    clips: list[str]
+
+
+class TrainVoiceResult(Contract):
+    """Where the voice profile is."""
+
+    voice_id: str
+
+
+class SelectInput(Contract):
+    """`planner.selectPipeline`."""
+
+    job_id: str
+    requested_variant: Variant
+    profile: ProfileRef
+    options: RenderSettings
+    portrait: str | None = None
+
+
+class Pipeline(Contract):
+    """The chosen variant and its concrete rendering parameters."""
+
+    variant: Variant
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RenderInput(Contract):
+    """`render_video`."""
+
+    job_id: str
+    node_id: str
+    pipeline: Pipeline
+    script: Script
+    profile: ProfileRef
+    options: RenderSettings
+    language: str = "en"
+    voice: str | None = None
+    portrait: str | None = None
+
+
+class Asset(Contract):
+    """One object a node produced (`kind`: video, thumbnail, audio, image, captions, …)."""
+
+    kind: str
+    uri: str
+    content_type: str | None = None
+    size_bytes: int | None = None
+
+
+class Video(Contract):
+    """The rendered video (seed §3.2)."""
+
+    uri: str
+    thumbnail_uri: str | None = None
+    duration: float
+    variant: Variant
+
+
+class RenderResult(Contract):
+    """`render_video` output: the video and every intermediate asset."""
+
+    video: Video
+    assets: list[Asset] = Field(default_factory=list)
+
+
+class RegisterInput(Contract):
+    """`artifacts.registerOutputs`: persist outputs (all, or the partial ones of a failed job)."""
+
+    job_id: str
+    user_id: str
+    outputs: dict[str, list[Asset]]
+    script: ScriptResult | None = None
+    profile: ProfileRef | None = None
+    pipeline: Pipeline | None = None
+    video: Video | None = None
+    partial: bool = False
+    failed_stage: str | None = None
+    error: str | None = None
+
+
+class ArtifactRef(Contract):
+    """A registered artifact row."""
+
+    id: str
+    kind: str
+    node_id: str
+    uri: str
+
+
+class RegisterResult(Contract):
+    """The job's artifact rows after registration."""
+
+    artifacts: list[ArtifactRef]
+
+
+class PipelineResult(Contract):
+    """`PipelineWorkflow` result."""
+
+    job_id: str
+    status: Literal["completed"] = "completed"
+    video: Video | None = None
+    profile: ProfileRef | None = None
+    artifacts: list[ArtifactRef] = Field(default_factory=list)

@@ -1,0 +1,185 @@
+"""`core.stack`: the real servers start from their pip packages, restart on their data, and `up`/`down` work."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from core.settings import Settings
+from core.stack import REPO_ROOT, Service, env_for, free_port, start_postgres, start_s3, start_temporal
+from core.storage import ObjectStore
+from schemas.names import ARTIFACTS_BUCKET, SEARCH_ATTRIBUTES
+from tests.core.conftest import storage_settings
+
+
+def test_free_port_is_bindable() -> None:
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+@pytest.mark.integration
+async def test_temporal_has_default_namespace_and_search_attributes(temporal_service: Service) -> None:
+    client = await Client.connect(temporal_service.url)
+    described = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
+    assert described.namespace_info.name == "default"
+    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace="default"))
+    for name in SEARCH_ATTRIBUTES:
+        assert listed.custom_attributes[name] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+
+
+@pytest.mark.integration
+async def test_temporal_restart_keeps_workflows(tmp_path: Path) -> None:
+    workflow_id = f"job-{uuid.uuid4()}"
+    service = await asyncio.to_thread(start_temporal, tmp_path)
+    try:
+        client = await Client.connect(service.url)
+        # No worker polls this queue, so the workflow stays running across the restart.
+        await client.start_workflow("NoWorkerWorkflow", id=workflow_id, task_queue=f"tq-{uuid.uuid4()}")
+    finally:
+        await asyncio.to_thread(service.stop)
+    service = await asyncio.to_thread(start_temporal, tmp_path)  # same db file, new ports
+    try:
+        client = await Client.connect(service.url)
+        described = await client.get_workflow_handle(workflow_id).describe()
+        assert described.status == WorkflowExecutionStatus.RUNNING
+    finally:
+        await asyncio.to_thread(service.stop)
+
+
+@pytest.mark.integration
+def test_postgres_answers_through_sqlalchemy(postgres_service: Service) -> None:
+    assert postgres_service.url.startswith("postgresql+psycopg://")
+    engine = sa.create_engine(postgres_service.url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+            assert conn.execute(sa.text("SELECT current_database()")).scalar_one() == "myspinbot"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.integration
+def test_postgres_restart_keeps_data(tmp_path: Path) -> None:
+    service = start_postgres(tmp_path / "pg")
+    try:
+        with psycopg.connect(service.url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)")
+    finally:
+        service.stop()
+    assert service.pid is not None
+    assert not _alive(service.pid)
+    service = start_postgres(tmp_path / "pg")
+    try:
+        with psycopg.connect(service.url.replace("+psycopg", "")) as conn:
+            assert conn.execute("SELECT v FROM kept").fetchone() == (42,)
+    finally:
+        service.stop()
+
+
+@pytest.mark.integration
+def test_s3_restart_keeps_objects(tmp_path: Path) -> None:
+    service = start_s3(tmp_path)
+    try:
+        store = ObjectStore(storage_settings(service))
+        store.ensure_buckets()
+        uri = store.put_bytes(ARTIFACTS_BUCKET, "kept.bin", b"still here", "application/octet-stream")
+    finally:
+        service.stop()
+    service = start_s3(tmp_path)  # new ports for master/volume/filer too
+    try:
+        assert ObjectStore(storage_settings(service)).get_bytes(uri) == b"still here"
+    finally:
+        service.stop()
+
+
+@pytest.mark.integration
+def test_env_for_feeds_settings(
+    temporal_service: Service, postgres_service: Service, s3_service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = env_for({s.name: s for s in (temporal_service, postgres_service, s3_service)})
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.temporal.address == temporal_service.url
+    assert settings.temporal.ui_url == env["APP_TEMPORAL__UI_URL"]
+    assert settings.database.url == postgres_service.url
+    assert settings.storage.endpoint == s3_service.url
+    assert settings.storage.access_key == "myspinbot"
+    assert settings.storage.secret_key.get_secret_value() == "myspinbot-secret"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # Reparented daemons may linger as zombies when init does not reap them.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _cli(root: Path, command: str) -> list[str]:
+    cmd = [sys.executable, "-m", "core.stack", command, "--root", str(root)]
+    if command == "up":
+        cmd += ["--temporal-port", str(free_port()), "--temporal-ui-port", str(free_port())]
+        cmd += ["--postgres-port", str(free_port()), "--s3-port", str(free_port())]
+    return cmd
+
+
+def _start_up(root: Path) -> tuple[subprocess.Popen[bytes], dict[str, str], dict[str, Any]]:
+    up = subprocess.Popen(_cli(root, "up"), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (root / "stack.env").exists() or not (root / "pids.json").exists():
+        if up.poll() is not None:
+            pytest.fail(f"up exited with {up.returncode}: {up.stdout.read().decode() if up.stdout else ''}")
+        assert time.monotonic() < deadline, "up did not write stack.env"
+        time.sleep(0.2)
+    env = dict(line.split("=", 1) for line in (root / "stack.env").read_text().splitlines())
+    return up, env, json.loads((root / "pids.json").read_text())
+
+
+@pytest.mark.integration
+def test_cli_up_then_down(tmp_path: Path) -> None:
+    up, env, pids = _start_up(tmp_path)
+    assert set(env) == {
+        "APP_TEMPORAL__ADDRESS",
+        "APP_TEMPORAL__UI_URL",
+        "APP_DATABASE__URL",
+        "APP_STORAGE__ENDPOINT",
+        "APP_STORAGE__ACCESS_KEY",
+        "APP_STORAGE__SECRET_KEY",
+    }
+    assert [s["name"] for s in pids["services"]] == ["postgres", "s3", "temporal"]
+    with psycopg.connect(env["APP_DATABASE__URL"].replace("+psycopg", "")) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+    subprocess.run(_cli(tmp_path, "down"), cwd=REPO_ROOT, check=True, timeout=120)
+    assert up.wait(30) == 0
+    assert not (tmp_path / "pids.json").exists()
+    assert not any(_alive(s["pid"]) for s in pids["services"])
+
+
+@pytest.mark.integration
+def test_cli_down_cleans_up_after_a_killed_up(tmp_path: Path) -> None:
+    up, _env, pids = _start_up(tmp_path)
+    up.send_signal(signal.SIGKILL)  # the servers live on in their own sessions
+    up.wait()
+    assert all(_alive(s["pid"]) for s in pids["services"])
+    subprocess.run(_cli(tmp_path, "down"), cwd=REPO_ROOT, check=True, timeout=120)
+    assert not any(_alive(s["pid"]) for s in pids["services"])

@@ -1,0 +1,1 @@
+"""Deterministic workflow code: task registry, planner, graph compiler, `PipelineWorkflow`."""

@@ -1,0 +1,98 @@
+"""`PipelineWorkflow`: runs a planner graph as a LangGraph graph whose nodes are activities."""
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from schemas import names
+    from schemas.plan import PlanNode
+    from schemas.tasks import Asset, PipelineInput, PipelineResult, ProfileRef, RegisterResult
+    from workflows.compiler import NodeFn, compile_graph
+    from workflows.registry import TASKS, profile_of, register_input
+
+PROFILE_ID = SearchAttributeKey.for_keyword(names.SA_PROFILE_ID)
+PARTIAL_REGISTER_ID = "register_partial"
+
+
+@workflow.defn(name=names.PIPELINE_WORKFLOW)
+class PipelineWorkflow:
+    """One job: the graph spec compiled into a `StateGraph` and run node by node."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, Any] = {"outputs": {}}
+
+    @workflow.run
+    async def run(self, job: PipelineInput) -> PipelineResult:
+        """Run every node of `job.graph`; on a node failure register partial outputs, then fail."""
+        self._job = job
+        graph = compile_graph(job.graph, self._node_fn)
+        try:
+            await graph.ainvoke({"outputs": {}})
+        except ActivityError as err:
+            await self._fail(err)
+        artifacts: RegisterResult | None = self._state.get("artifacts")
+        render = self._state.get("render")
+        return PipelineResult(
+            job_id=job.job_id,
+            video=render.video if render else None,
+            profile=profile_of(self._state) if self._state.get("profile") else None,
+            artifacts=artifacts.artifacts if artifacts else [],
+        )
+
+    def _node_fn(self, node: PlanNode) -> NodeFn:
+        task = TASKS[node.task]
+        queue = self._job.cpu_task_queue if task.plane == "cpu" else self._job.gpu_task_queue
+
+        async def run_node(_graph_state: dict[str, Any]) -> dict[str, Any]:
+            # Inputs come from self._state, which holds every finished node's result; the
+            # LangGraph state mirrors it so the graph's joins and ordering stay LangGraph's.
+            result = await workflow.execute_activity(
+                task.name,
+                task.build_input(self._job, self._state, node),
+                task_queue=queue,
+                activity_id=node.id,
+                summary=f"{node.id} · {task.name}",
+                result_type=task.output_model,
+                start_to_close_timeout=task.start_to_close,
+                heartbeat_timeout=task.heartbeat,
+                retry_policy=task.retry,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            update = {task.state_key: result, "outputs": {node.id: task.assets_of(result)}}
+            self._state[task.state_key] = result
+            self._state["outputs"] = {**self._state["outputs"], node.id: task.assets_of(result)}
+            if isinstance(result, ProfileRef) and result.id:
+                workflow.upsert_search_attributes([PROFILE_ID.value_set(result.id)])
+            return update
+
+        return run_node
+
+    async def _fail(self, err: ActivityError) -> None:
+        """Register what the failed job produced (seed §6), then fail with the node's reason."""
+        stage = err.activity_id or "unknown"
+        cause = err.cause
+        message = cause.message if cause is not None else str(err)
+        if isinstance(cause, ApplicationError) and cause.details:
+            partial = [Asset.model_validate(d) for d in cause.details[0]] if isinstance(cause.details[0], list) else []
+            if partial:
+                self._state["outputs"] = {**self._state["outputs"], stage: partial}
+        register = TASKS[names.REGISTER_OUTPUTS]
+        await workflow.execute_activity(
+            register.name,
+            register_input(self._job, self._state, error=message, stage=stage),
+            task_queue=self._job.cpu_task_queue,
+            activity_id=PARTIAL_REGISTER_ID,
+            summary=f"{PARTIAL_REGISTER_ID} · {register.name}",
+            result_type=register.output_model,
+            start_to_close_timeout=register.start_to_close,
+            retry_policy=register.retry,
+        )
+        raise ApplicationError(
+            f"{stage} failed: {message}",
+            {"stage": stage, "task": err.activity_type, "message": message},
+            type="NodeFailed",
+            non_retryable=True,
+        ) from err

@@ -1,0 +1,208 @@
+"""The task registry: every task a graph may name, its plane, contracts, timeouts and retries.
+
+Each task also knows how to build its activity input from the job and the graph state, and
+under which state key its result lands, so the compiler stays generic.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio.common import RetryPolicy
+
+from schemas import names
+from schemas.plan import Plane, PlanNode
+from schemas.tasks import (
+    Asset,
+    PipelineInput,
+    ProfileInput,
+    ProfileRef,
+    RegisterInput,
+    RegisterResult,
+    RenderInput,
+    RenderResult,
+    ScriptInput,
+    ScriptResult,
+    SelectInput,
+    TrainLoraInput,
+    TrainLoraResult,
+    TrainVoiceInput,
+    TrainVoiceResult,
+)
+from schemas.tasks import Pipeline as PipelineChoice
+
+State = dict[str, Any]
+InputBuilder = Callable[[PipelineInput, State, PlanNode], BaseModel]
+
+# Errors that can never succeed on retry; activities raise ApplicationError with these types.
+NON_RETRYABLE_ERRORS = ["InvalidInput", "MissingWeights", "ScriptInvalid", "ProfileNotFound", "RenderFailed"]
+
+_CPU_RETRY = RetryPolicy(
+    maximum_attempts=3, initial_interval=timedelta(seconds=1), non_retryable_error_types=NON_RETRYABLE_ERRORS
+)
+_GPU_RETRY = RetryPolicy(
+    maximum_attempts=3,
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2,
+    non_retryable_error_types=NON_RETRYABLE_ERRORS,
+)
+
+
+def _no_assets(_result: object) -> list[Asset]:
+    return []
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    """What the compiler needs to run one task as a Temporal activity."""
+
+    name: str
+    plane: Plane
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    state_key: str
+    build_input: InputBuilder
+    start_to_close: timedelta
+    heartbeat: timedelta | None = None
+    retry: RetryPolicy = field(default_factory=lambda: _CPU_RETRY)
+    assets_of: Callable[[Any], list[Asset]] = field(default_factory=lambda: _no_assets)
+
+
+def profile_of(state: State) -> ProfileRef:
+    """The profile with whatever the training nodes of this job produced merged in."""
+    profile: ProfileRef = state.get("profile") or ProfileRef()
+    updates: dict[str, str] = {}
+    if lora := state.get("lora"):
+        updates["lora_id"] = lora.lora_id
+    if voice := state.get("voice"):
+        updates["voice_id"] = voice.voice_id
+    return profile.model_copy(update=updates)
+
+
+def _script_input(job: PipelineInput, _state: State, _node: PlanNode) -> ScriptInput:
+    r = job.request
+    return ScriptInput(
+        job_id=job.job_id,
+        topic=r.topic,
+        style=r.style,
+        language=r.language,
+        duration_seconds=r.options.duration_seconds,
+        given=r.script,
+    )
+
+
+def _profile_input(job: PipelineInput, _state: State, _node: PlanNode) -> ProfileInput:
+    r = job.request
+    return ProfileInput(
+        job_id=job.job_id,
+        user_id=job.user_id,
+        profile_id=r.profile_id,
+        profile_name=r.profile_name,
+        images=r.images,
+        audio=r.audio,
+    )
+
+
+def _train_lora_input(job: PipelineInput, state: State, node: PlanNode) -> TrainLoraInput:
+    return TrainLoraInput(
+        job_id=job.job_id,
+        node_id=node.id,
+        profile_id=_required_profile_id(state),
+        images=job.request.images,
+        preset=node.params.get("preset", "tiny"),
+    )
+
+
+def _train_voice_input(job: PipelineInput, state: State, node: PlanNode) -> TrainVoiceInput:
+    return TrainVoiceInput(
+        job_id=job.job_id, node_id=node.id, profile_id=_required_profile_id(state), clips=job.request.audio
+    )
+
+
+def _select_input(job: PipelineInput, state: State, node: PlanNode) -> SelectInput:
+    return SelectInput(
+        job_id=job.job_id,
+        requested_variant=node.params.get("variant", job.request.variant),
+        profile=profile_of(state),
+        options=job.request.options,
+        portrait=job.request.portrait,
+    )
+
+
+def _render_input(job: PipelineInput, state: State, node: PlanNode) -> RenderInput:
+    pipeline: PipelineChoice = state.get("pipeline") or PipelineChoice(
+        variant=node.params.get("variant", job.request.variant)
+    )
+    return RenderInput(
+        job_id=job.job_id,
+        node_id=node.id,
+        pipeline=pipeline,
+        script=state["script"].script,
+        profile=profile_of(state),
+        options=job.request.options,
+        language=job.request.language,
+        voice=job.request.voice,
+        portrait=job.request.portrait,
+    )
+
+
+def register_input(
+    job: PipelineInput, state: State, *, error: str | None = None, stage: str | None = None
+) -> RegisterInput:
+    """Input of `artifacts.registerOutputs`; with `error` set it registers a failed job's partial outputs."""
+    render: RenderResult | None = state.get("render")
+    return RegisterInput(
+        job_id=job.job_id,
+        user_id=job.user_id,
+        outputs=state.get("outputs", {}),
+        script=state.get("script"),
+        profile=profile_of(state) if state.get("profile") else None,
+        pipeline=state.get("pipeline"),
+        video=render.video if render else None,
+        partial=error is not None,
+        failed_stage=stage,
+        error=error,
+    )
+
+
+def _register_input(job: PipelineInput, state: State, _node: PlanNode) -> RegisterInput:
+    return register_input(job, state)
+
+
+def _required_profile_id(state: State) -> str:
+    profile = state.get("profile")
+    if profile is None or profile.id is None:
+        raise ValueError("training needs a profile node before it")
+    return str(profile.id)
+
+
+def _render_assets(result: RenderResult) -> list[Asset]:
+    return result.assets
+
+
+TASKS: dict[str, TaskDef] = {
+    t.name: t
+    for t in [
+        TaskDef(names.GENERATE_SCRIPT, "cpu", ScriptInput, ScriptResult, "script", _script_input, timedelta(minutes=3)),
+        TaskDef(names.RESOLVE_PROFILE, "cpu", ProfileInput, ProfileRef, "profile", _profile_input, timedelta(seconds=60)),
+        TaskDef(names.LOAD_PROFILE, "cpu", ProfileInput, ProfileRef, "profile", _profile_input, timedelta(seconds=60)),
+        TaskDef(names.SELECT_PIPELINE, "cpu", SelectInput, PipelineChoice, "pipeline", _select_input, timedelta(seconds=60)),
+        TaskDef(names.REGISTER_OUTPUTS, "cpu", RegisterInput, RegisterResult, "artifacts", _register_input, timedelta(seconds=60)),
+        TaskDef(
+            names.TRAIN_LORA, "gpu", TrainLoraInput, TrainLoraResult, "lora", _train_lora_input,
+            timedelta(hours=2), heartbeat=timedelta(seconds=30), retry=_GPU_RETRY,
+            assets_of=lambda r: [Asset(kind="lora", uri=r.lora_id)],
+        ),
+        TaskDef(
+            names.TRAIN_VOICE, "gpu", TrainVoiceInput, TrainVoiceResult, "voice", _train_voice_input,
+            timedelta(hours=1), heartbeat=timedelta(seconds=30), retry=_GPU_RETRY,
+            assets_of=lambda r: [Asset(kind="voice", uri=r.voice_id)],
+        ),
+        TaskDef(
+            names.RENDER_VIDEO, "gpu", RenderInput, RenderResult, "render", _render_input,
+            timedelta(hours=2), heartbeat=timedelta(seconds=30), retry=_GPU_RETRY, assets_of=_render_assets,
+        ),
+    ]
+}  # fmt: skip

@@ -1,0 +1,27 @@
+"""The workflow sandbox settings every worker and replayer must share."""
+
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+# LangGraph runs inside the workflow; these libraries are deterministic for our use (no I/O:
+# no checkpointer, no tracing) but import modules the sandbox forbids, so they are loaded
+# once from the host instead of re-imported per workflow run.
+PASSTHROUGH_MODULES = (
+    "langgraph",
+    "langchain_core",
+    "langsmith",
+    "requests",
+    "urllib3",
+    "httpx",
+    "pydantic",
+    "pydantic_core",
+    "typing_extensions",
+    "schemas",
+    "workflows",
+)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandboxed runner with LangGraph passed through."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
