@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Migrate the database and connect to Postgres, object storage and Temporal."""
-    settings = get_settings()
+    settings = app.dependency_overrides.get(get_settings, get_settings)()
     await asyncio.to_thread(migrate, settings.database.url)
     engine = create_async_engine(settings.database.url)
     store = ObjectStore(settings.storage)

@@ -43,7 +43,7 @@ def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:
         script=script,
         language=body.language,
         voice=body.voice,
-        options=RenderSettings(**body.options.model_dump()),
+        options=RenderSettings(**body.options.model_dump(by_alias=False)),
         **extra,
     )
 

@@ -16,6 +16,7 @@ from core.storage import ObjectStore
 from core.temporal import connect
 from gpu_worker.rendering import RenderActivities
 from gpu_worker.training.activities import TrainingActivities, presets_available
+from gpu_worker.training.lora import default_components_factory
 from schemas import names
 from schemas.capabilities import WorkerManifest
 
@@ -53,7 +54,7 @@ def build_worker(client: Client, settings: Settings, store: ObjectStore, executo
     """The worker polling the GPU queue; sync activities run in `executor`."""
     work_dir = settings.gpu.work_dir.resolve()
     render = RenderActivities(store, work_dir)
-    training = TrainingActivities(store, work_dir, models_dir=settings.gpu.models_dir)
+    training = TrainingActivities(store, work_dir, default_components_factory(settings.gpu.models_dir))
     return Worker(
         client,
         task_queue=settings.temporal.gpu_task_queue,

@@ -43,7 +43,12 @@ def _smooth_noise(n: int, fps: float, rng: np.random.Generator, hz: tuple[float,
 
 
 def camera_path(
-    src_size: tuple[int, int], size: tuple[int, int], n_frames: int, seed: int, zoom: float = 0.1
+    src_size: tuple[int, int],
+    size: tuple[int, int],
+    n_frames: int,
+    seed: int,
+    zoom: float = 0.1,
+    focus: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Affine matrices (n, 2, 3) of a slow Ken Burns move: an eased zoom plus a pan, never leaving the source.
 
@@ -53,6 +58,7 @@ def camera_path(
         n_frames: number of frames.
         seed: picks zoom direction and pan target.
         zoom: relative zoom between the first and the last frame.
+        focus: source point `(x, y)` to drift towards (e.g. the presenter's face); random if None.
 
     Returns:
         Per-frame matrices mapping source pixels to output pixels (for `cv2.warpAffine`).
@@ -64,7 +70,7 @@ def camera_path(
     ease = t * t * (3 - 2 * t)
     z = 1 + zoom * (ease if rng.random() < 0.7 else 1 - ease)
     s = fit * z
-    target = rng.uniform(0.3, 0.7, 2)
+    target = rng.uniform(0.3, 0.7, 2) if focus is None else np.array([focus[0] / sw, focus[1] / sh])
     cx = sw / 2 + (target[0] - 0.5) * sw * ease
     cy = sh / 2 + (target[1] - 0.5) * sh * ease
     half_w, half_h = w / (2 * s), h / (2 * s)
@@ -126,7 +132,12 @@ def map_box(box: Box, matrix: np.ndarray) -> Box:
 
 
 def ken_burns(
-    source: Source, size: tuple[int, int], n_frames: int, seed: int, zoom: float = 0.1
+    source: Source,
+    size: tuple[int, int],
+    n_frames: int,
+    seed: int,
+    zoom: float = 0.1,
+    focus: tuple[float, float] | None = None,
 ) -> Iterator[np.ndarray]:
     """Slow zoom and pan over a still (or over the frames of a clip).
 
@@ -136,6 +147,7 @@ def ken_burns(
         n_frames: number of frames to yield.
         seed: motion variation (see `camera_path`).
         zoom: relative zoom over the clip.
+        focus: source point to drift towards; random if None.
 
     Yields:
         `size` RGB frames.
@@ -143,7 +155,7 @@ def ken_burns(
     matrices: np.ndarray | None = None
     for i, frame in enumerate(_frames(source, n_frames)):
         if matrices is None:
-            matrices = camera_path((frame.shape[1], frame.shape[0]), size, n_frames, seed, zoom)
+            matrices = camera_path((frame.shape[1], frame.shape[0]), size, n_frames, seed, zoom, focus)
         yield warp(frame, matrices[i], size)
 
 

@@ -57,15 +57,16 @@ def to_vtt(segments: Sequence[Segment]) -> str:
 
 def _overlay(text: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """One caption as an RGB patch and its alpha (both float32), sized to its text."""
-    font = ImageFont.load_default(size=max(12, int(height * 0.045)))
+    short = min(width, height)
+    font = ImageFont.load_default(size=max(12, int(short * 0.045)))
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
     chars = max(12, int(len(text) * (width * 0.8) / max(probe.textlength(text, font=font), 1)))
     body = "\n".join(textwrap.wrap(text, chars)[:3])
-    stroke = max(1, height // 240)
+    stroke = max(1, short // 240)
     x0, y0, x1, y1 = (
         int(v) for v in probe.multiline_textbbox((0, 0), body, font=font, align="center", stroke_width=stroke)
     )
-    pad = int(height * 0.015)
+    pad = int(short * 0.015)
     img = Image.new("RGBA", (x1 - x0 + 2 * pad, y1 - y0 + 2 * pad), (0, 0, 0, 0))
     draw = ImageDraw.Draw(img)
     draw.rounded_rectangle([0, 0, img.width - 1, img.height - 1], radius=pad, fill=(0, 0, 0, 120))

@@ -4,6 +4,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,11 @@ class RenderCancelled(Exception):
 
 @dataclass(frozen=True)
 class RenderOutputs:
-    """Files written by `render_still_video` (all inside its `out_dir`)."""
+    """Files written by `render_still_video` (all inside its `out_dir`).
+
+    `face_found` is False when no face was detected in the portrait: the video then has camera or
+    head motion but no mouth or blink animation.
+    """
 
     video: Path
     thumbnail: Path
@@ -50,6 +55,7 @@ class RenderOutputs:
     base_clip: Path | None
     captions_srt: Path | None
     duration: float
+    face_found: bool = True
 
 
 def _watch(
@@ -77,33 +83,43 @@ def _svd_frames(
     face: Image.Image,
     face_box: Box,
     size: tuple[int, int],
-    fps: int,
-    loudness: np.ndarray,
+    mouth: np.ndarray,
+    blinks: np.ndarray | None,
     seed: int,
     out_dir: Path,
     base: VideoWriter,
 ) -> tuple[Iterator[np.ndarray], Path]:
     """Scene with the presenter composed in → Ken Burns base clip (also written to `base`) → mouth and blinks."""
     scene_size = (math.ceil(size[0] * _SCENE_MARGIN), math.ceil(size[1] * _SCENE_MARGIN))
-    n = len(loudness)
+    n = len(mouth)
     scene, scene_face = compose_presenter(render_backdrop(stage, scene_size, seed), face, face_box)
     scene_path = out_dir / "scene.png"
     scene.save(scene_path)
-    boxes = [map_box(scene_face, m) for m in camera_path(scene_size, size, n, seed, zoom=0.08)]
-    base_frames = _tee(ken_burns(scene, size, n, seed, zoom=0.08), base)
-    return talking_frames(base_frames, boxes, loudness, blink_schedule(n, fps, seed)), scene_path
+    # Push in slowly towards the presenter, so the zoom never crops their card.
+    focus = (scene_face[0] + scene_face[2] / 2, scene_face[1] + scene_face[3] / 2)
+    boxes = [map_box(scene_face, m) for m in camera_path(scene_size, size, n, seed, zoom=0.08, focus=focus)]
+    base_frames = _tee(ken_burns(scene, size, n, seed, zoom=0.08, focus=focus), base)
+    return talking_frames(base_frames, boxes, mouth, blinks), scene_path
 
 
 def _sadtalker_frames(
-    face: Image.Image, face_box: Box, size: tuple[int, int], fps: int, loudness: np.ndarray, seed: int, out_dir: Path
+    face: Image.Image,
+    face_box: Box,
+    size: tuple[int, int],
+    fps: int,
+    loudness: np.ndarray,
+    mouth: np.ndarray,
+    blinks: np.ndarray | None,
+    seed: int,
+    out_dir: Path,
 ) -> tuple[Iterator[np.ndarray], Path]:
-    """The portrait framed around the face → mouth, blinks and head motion."""
+    """The portrait framed around the face → mouth, blinks and head motion (nodding with the voice)."""
     n = len(loudness)
     framed, face_box = frame_portrait(face, size, face_height=0.32, face_top=0.2, face=face_box)
     scene_path = out_dir / "portrait.png"
     framed.save(scene_path)
     motion = head_motion(size, face_box, n, fps, seed, loudness)
-    return talking_frames(framed, face_box, loudness, blink_schedule(n, fps, seed), motion), scene_path
+    return talking_frames(framed, face_box, mouth, blinks, motion), scene_path
 
 
 def render_still_video(
@@ -167,49 +183,29 @@ def render_still_video(
     loudness = loudness_envelope(speech.path, fps, n)
     checkpoint("scene", _SPEECH)
     face = portrait if portrait is not None else builtin_portrait()
-    face_box, _ = find_face(face)
+    face_box, face_found = find_face(face)
+    # Without a real face, mouth and eyelid edits would smear a guessed region: keep only the motion.
+    mouth = loudness if face_found else np.zeros_like(loudness)
+    blinks = blink_schedule(n, fps, seed) if face_found else None
     srt = None
     if captions:
         srt = out_dir / "captions.srt"
         srt.write_text(to_srt(speech.segments), encoding="utf-8")
     video, base_path = out_dir / "video.mp4", None
-    if variant == "svd":
-        base_path = out_dir / "base.mp4"
-        with VideoWriter(base_path, size, fps, crf=crf + 3, preset="ultrafast") as base:
-            frames, scene_path = _svd_frames(script_stage, face, face_box, size, fps, loudness, seed, out_dir, base)
-            _encode(
-                frames,
-                speech.segments if captions else None,
-                size,
-                fps,
-                n,
-                video,
-                speech.path,
-                crf,
-                preset,
-                progress,
-                cancelled,
-            )
-    else:
-        frames, scene_path = _sadtalker_frames(face, face_box, size, fps, loudness, seed, out_dir)
-        _encode(
-            frames,
-            speech.segments if captions else None,
-            size,
-            fps,
-            n,
-            video,
-            speech.path,
-            crf,
-            preset,
-            progress,
-            cancelled,
-        )
+    with ExitStack() as stack:
+        if variant == "svd":
+            base_path = out_dir / "base.mp4"
+            base = stack.enter_context(VideoWriter(base_path, size, fps, crf=crf + 3, preset="ultrafast"))
+            frames, scene_path = _svd_frames(script_stage, face, face_box, size, mouth, blinks, seed, out_dir, base)
+        else:
+            frames, scene_path = _sadtalker_frames(face, face_box, size, fps, loudness, mouth, blinks, seed, out_dir)
+        segments = speech.segments if captions else None
+        _encode(frames, segments, size, fps, n, video, speech.path, crf, preset, progress, cancelled)
     checkpoint("thumbnail", _SPEECH + _SCENE + _FRAMES)
     thumb = thumbnail(video, out_dir / "thumbnail.jpg")
     progress("done", 1.0)
     logger.info("rendered %s: %d frames, %.2f s of speech, face at %s", variant, n, speech.duration, face_box)
-    return RenderOutputs(video, thumb, speech.path, scene_path, base_path, srt, speech.duration)
+    return RenderOutputs(video, thumb, speech.path, scene_path, base_path, srt, speech.duration, face_found)
 
 
 def _encode(

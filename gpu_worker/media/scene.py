@@ -241,9 +241,9 @@ def _caption(img: Image.Image, text: str) -> None:
     w, h = img.size
     text = " ".join(text.split())
     text = text if len(text) <= 70 else text[:67].rsplit(" ", 1)[0] + "…"
-    font = _font(int(h * 0.03))
+    font = _font(int(min(w, h) * 0.03))
     x0, y0, x1, y1 = ImageDraw.Draw(img).textbbox((0, 0), text, font=font)
-    pad, m = int(h * 0.014), int(h * 0.035)
+    pad, m = int(min(w, h) * 0.014), int(min(w, h) * 0.035)
     band = Image.new("RGBA", img.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(band)
     draw.rounded_rectangle([m, m, m + x1 - x0 + 2 * pad, m + y1 - y0 + 2 * pad], radius=pad * 2, fill=(10, 14, 30, 130))
@@ -251,7 +251,7 @@ def _caption(img: Image.Image, text: str) -> None:
     img.alpha_composite(band)
 
 
-def render_backdrop(stage: str, size: tuple[int, int], seed: int, caption: bool = True) -> Image.Image:
+def render_backdrop(stage: str, size: tuple[int, int], seed: int, caption: bool = False) -> Image.Image:
     """Paint a clean backdrop for a stage description: sky, glow, soft shapes and terrain.
 
     Colours and terrain come from the stage's words (ocean, forest, city, night, …); the same
@@ -261,7 +261,8 @@ def render_backdrop(stage: str, size: tuple[int, int], seed: int, caption: bool 
         stage: the script's stage description.
         size: `(width, height)` in pixels.
         seed: variation seed.
-        caption: also write the stage text in a small band at the top left.
+        caption: also write the stage text in a small band at the top left (off for videos: a
+            moving camera would crop it).
 
     Returns:
         An RGB image of `size`.

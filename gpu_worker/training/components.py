@@ -109,7 +109,12 @@ def build_tiny_sd(seed: int = 0) -> SdComponents:
         )
         text_encoder = CLIPTextModel(text_config)
     scheduler = DDPMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, clip_sample=False
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        clip_sample=False,
+        steps_offset=1,
     )
     return SdComponents(unet, vae, text_encoder, tokenizer, scheduler, TINY_SOURCE)
 
@@ -132,7 +137,8 @@ def save_tiny_sd(model_dir: Path, seed: int = 0) -> Path:
         text_encoder=parts.text_encoder,
         tokenizer=parts.tokenizer,
         unet=parts.unet,
-        scheduler=DDIMScheduler.from_config(parts.noise_scheduler.config),  # an inference scheduler, as SD ships
+        # SD ships an inference scheduler; training reads its betas into a `DDPMScheduler`.
+        scheduler=DDIMScheduler.from_config(parts.noise_scheduler.config, set_alpha_to_one=False),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -10,7 +10,7 @@ from core.settings import StorageSettings
 from core.stack import Service
 from core.storage import ObjectStore, parse_s3_uri, s3_uri
 from schemas.names import ARTIFACTS_BUCKET, UPLOADS_BUCKET
-from tests.core.conftest import storage_settings
+from tests.helpers import storage_settings
 
 
 @pytest.fixture

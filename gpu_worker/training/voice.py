@@ -1,0 +1,199 @@
+"""`train_voice` for the embedded speech runtime: espeak-ng voice parameters fitted to the user's clips.
+
+Each clip is decoded, normalised and measured (median F0, F0 spread, syllable rate); the
+measurements are mapped onto `VoiceParams` through tables measured on espeak-ng itself, so
+speech synthesized with the fitted parameters has about the clip's median F0 and syllable
+rate. Per-clip measurements are checkpointed, so a retried attempt skips the clips done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from temporalio.exceptions import CancelledError
+
+from core.storage import parse_s3_uri
+from gpu_worker.media.speech import VoiceParams
+from gpu_worker.training.audio import ClipStats, analyse, decode
+from gpu_worker.training.checkpoints import checkpoint_uri, resume_candidates
+from gpu_worker.training.errors import InvalidInputError
+from gpu_worker.training.inputs import Heartbeats, Store, fetch
+from schemas.names import ARTIFACTS_BUCKET
+from schemas.tasks import TrainVoiceInput, TrainVoiceResult
+
+logger = logging.getLogger(__name__)
+
+STAGE = "train_voice"
+RUNTIME = "espeak-ng"
+MAX_CLIPS = 20
+FEMALE_F0_HZ = 165.0  # median F0 from which the female variant fits better
+_FORMAT = 1
+
+# Measured on espeak-ng with `analyse` (see the module docstring): the median F0 each pitch
+# setting produces per variant, the F0 spread (p90 - p10, semitones) each pitch_range produces
+# at pitch 50, how spread scales with pitch, and the syllable rate each rate_wpm produces.
+_PITCH_STEPS = [0.0, 25.0, 50.0, 75.0, 100.0]
+_VARIANT_F0 = {"m3": [73.7, 84.8, 104.1, 133.5, 173.1], "f1": [114.7, 142.0, 179.7, 233.8, 306.3]}
+_VARIANT_SPREAD = {"m3": [3.85, 4.17, 3.67, 2.84, 2.23], "f1": [4.90, 4.54, 3.40, 2.49, 1.99]}
+_RANGE_SPREAD = [0.40, 1.89, 3.35, 4.66, 5.78]  # at pitch_range 0, 25, 50, 75, 100
+_WPM = [80.0, 120.0, 165.0, 200.0, 250.0]
+_WPM_SYLLABLE_RATE = [2.6, 3.4, 4.6, 5.4, 6.3]
+
+
+def voice_uri(profile_id: str) -> str:
+    """`s3://artifacts/profiles/<profile id>/voice/voice.json`."""
+    return f"s3://{ARTIFACTS_BUCKET}/profiles/{profile_id}/voice/voice.json"
+
+
+def summarise(clips: list[ClipStats]) -> dict[str, float]:
+    """Pool per-clip measurements, weighting each clip by its voiced time."""
+    weights = np.array([c.voiced_s for c in clips])
+    log_f0 = np.array([math.log(c.f0_median_hz) for c in clips])
+    speech = sum(c.speech_s for c in clips)
+    return {
+        "f0_median_hz": round(math.exp(float(np.average(log_f0, weights=weights))), 2),
+        "f0_spread_semitones": round(float(np.average([c.f0_spread_semitones for c in clips], weights=weights)), 3),
+        "syllable_rate": round(sum(c.syllables for c in clips) / max(speech, 1e-6), 3),
+        "voiced_s": round(float(weights.sum()), 3),
+        "speech_s": round(speech, 3),
+    }
+
+
+def fit_voice(
+    f0_median_hz: float, f0_spread_semitones: float, syllable_rate: float, language: str = "en"
+) -> VoiceParams:
+    """Map measured voice statistics onto espeak-ng parameters.
+
+    Args:
+        f0_median_hz: Median fundamental frequency.
+        f0_spread_semitones: p90 - p10 of F0, in semitones.
+        syllable_rate: Syllable nuclei per second of speaking time.
+        language: espeak-ng language of the voice.
+
+    Returns:
+        The parameters (variant `f1` from 165 Hz, else `m3`).
+    """
+    variant = "f1" if f0_median_hz >= FEMALE_F0_HZ else "m3"
+    pitch = float(np.interp(math.log(f0_median_hz), np.log(_VARIANT_F0[variant]), _PITCH_STEPS))
+    spread_at_pitch = float(np.interp(pitch, _PITCH_STEPS, _VARIANT_SPREAD[variant]))
+    relative_spread = f0_spread_semitones * _RANGE_SPREAD[2] / spread_at_pitch
+    pitch_range = float(np.interp(relative_spread, _RANGE_SPREAD, _PITCH_STEPS))
+    slope = (_WPM[-1] - _WPM[-2]) / (_WPM_SYLLABLE_RATE[-1] - _WPM_SYLLABLE_RATE[-2])
+    if syllable_rate > _WPM_SYLLABLE_RATE[-1]:  # extrapolate the fast end linearly
+        wpm = _WPM[-1] + slope * (syllable_rate - _WPM_SYLLABLE_RATE[-1])
+    else:
+        wpm = float(np.interp(syllable_rate, _WPM_SYLLABLE_RATE, _WPM))
+    return VoiceParams(
+        language=language,
+        voice=variant,
+        rate_wpm=int(round(min(max(wpm, 80.0), 300.0))),
+        pitch=int(round(pitch)),
+        pitch_range=int(round(pitch_range)),
+    )
+
+
+def _load_checkpoint(
+    store: Store, inp: TrainVoiceInput, work_dir: Path, resume_from: Any
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Per-clip results of the newest usable checkpoint, and its URI."""
+    for uri in resume_candidates(store, inp.job_id, inp.node_id, resume_from, ext="json"):
+        try:
+            state = json.loads(store.download(uri, work_dir / "resume" / uri.rsplit("/", 1)[-1]).read_text())
+            done = state["clips"]
+            if state.get("format") != _FORMAT or [c["uri"] for c in done] != inp.clips[: len(done)]:
+                raise ValueError("written for other clips")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            logger.warning("skipping voice checkpoint %s: %s", uri, err)
+            continue
+        logger.info("resumed %s after %d clips from %s", inp.node_id, len(done), uri)
+        return done, uri
+    return [], None
+
+
+def _put_json(store: Store, uri: str, payload: dict[str, Any], work_dir: Path) -> str:
+    local = work_dir / "out" / uri.rsplit("/", 1)[-1]
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text(json.dumps(payload, indent=2))
+    return store.put_file(ARTIFACTS_BUCKET, parse_s3_uri(uri)[1], local, content_type="application/json")[0]
+
+
+def train_voice(
+    inp: TrainVoiceInput,
+    store: Store,
+    work_dir: Path,
+    heartbeater: Heartbeats,
+    resume_from: dict[str, Any] | None = None,
+) -> TrainVoiceResult:
+    """Measure every clip, fit `VoiceParams` and upload `voice.json`.
+
+    Args:
+        inp: The activity input.
+        store: Object storage.
+        work_dir: Scratch directory for this attempt.
+        heartbeater: Progress and cancellation.
+        resume_from: The previous attempt's heartbeat details, if any.
+
+    Returns:
+        The URI of `voice.json`.
+
+    Raises:
+        InvalidInputError: No clips, too many, or one is missing, undecodable, silent or too short.
+        CancelledError: The activity was cancelled (the clips done are checkpointed).
+    """
+    total = len(inp.clips)
+    if not 1 <= total <= MAX_CLIPS:
+        raise InvalidInputError(f"voice training takes 1 to {MAX_CLIPS} clips, got {total}")
+    done, last_ckpt = _load_checkpoint(store, inp, work_dir, resume_from)
+    start = len(done)
+    progress = {"total_steps": total, "start_step": start, "runtime": RUNTIME, "loss": None}
+    heartbeater.update(STAGE, 95.0 * start / total, step=start, checkpoint_uri=last_ckpt, **progress)
+    for index in range(start, total):
+        uri = inp.clips[index]
+        stats = analyse(decode(fetch(store, uri, work_dir / "clips", index), uri), uri)
+        done.append({"uri": uri, **asdict(stats)})
+        last_ckpt = _put_json(
+            store,
+            checkpoint_uri(inp.job_id, inp.node_id, index + 1, ext="json"),
+            {"format": _FORMAT, "step": index + 1, "clips": done},
+            work_dir,
+        )
+        heartbeater.update(STAGE, 95.0 * (index + 1) / total, step=index + 1, checkpoint_uri=last_ckpt, **progress)
+        if index + 1 < total and heartbeater.cancelled():
+            raise CancelledError(f"train_voice cancelled after clip {index + 1}/{total}; checkpoint {last_ckpt}")
+    clips = [ClipStats(**{k: v for k, v in c.items() if k != "uri"}) for c in done]
+    stats = summarise(clips)
+    params = fit_voice(stats["f0_median_hz"], stats["f0_spread_semitones"], stats["syllable_rate"])
+    payload = {"format": _FORMAT, "runtime": RUNTIME, "params": asdict(params), "stats": stats, "clips": done}
+    uri = _put_json(store, voice_uri(inp.profile_id), payload, work_dir)
+    heartbeater.update(STAGE, 100, step=total, checkpoint_uri=last_ckpt, voice_uri=uri, **progress)
+    logger.info("voice for profile %s: %s (%s)", inp.profile_id, uri, params)
+    return TrainVoiceResult(voice_id=uri)
+
+
+def load_voice_params(store: Store, voice_id: str, language: str | None = None) -> VoiceParams:
+    """Read a trained voice for the renderer.
+
+    Args:
+        store: Object storage.
+        voice_id: The `voice.json` URI (a profile's `voice_id`).
+        language: Overrides the stored language (the job's language), if given.
+
+    Returns:
+        The espeak-ng parameters.
+
+    Raises:
+        ValueError: The object is not a voice for the embedded runtime.
+    """
+    with tempfile.TemporaryDirectory(prefix="voice-") as tmp:
+        payload = json.loads(store.download(voice_id, Path(tmp) / "voice.json").read_text())
+    if payload.get("runtime") != RUNTIME:
+        raise ValueError(f"{voice_id} is a {payload.get('runtime')!r} voice, not an {RUNTIME} one")
+    params = VoiceParams(**payload["params"])
+    return params if language is None else VoiceParams(**{**asdict(params), "language": language})

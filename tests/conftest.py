@@ -1,0 +1,181 @@
+"""Shared fixtures: the real servers (one set per session), settings pointing at them, and
+`stack_factory`, which runs both workers in-process on fresh task queues plus an API client."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.control import ControlActivities
+from activities.script_writer import OfflineScriptWriter, ScriptWriter
+from activities.worker import build_worker as build_cpu_worker
+from activities.worker import manifest as cpu_manifest
+from api.main import create_app
+from core.capabilities import publish
+from core.db import create_async_engine, migrate, session_factory
+from core.settings import Settings, get_settings
+from core.stack import Service, env_for, start_postgres, start_s3, start_temporal
+from core.storage import ObjectStore
+from core.temporal import connect
+from gpu_worker.worker import build_worker as build_gpu_worker
+from gpu_worker.worker import manifest as gpu_manifest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def temporal_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_temporal(tmp_path_factory.mktemp("temporal"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_s3(tmp_path_factory.mktemp("s3"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(
+    temporal_service: Service, postgres_service: Service, s3_service: Service, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """Settings for the test servers, also exported as `APP_*` variables for child processes."""
+    env = env_for({"temporal": temporal_service, "postgres": postgres_service, "s3": s3_service})
+    env["APP_GPU__WORK_DIR"] = str(tmp_path_factory.mktemp("gpu-work"))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    settings = get_settings()
+    migrate(settings.database.url)
+    yield settings
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def object_store(settings: Settings) -> ObjectStore:
+    store = ObjectStore(settings.storage)
+    store.ensure_buckets()
+    return store
+
+
+@pytest.fixture(scope="session")
+async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_async_engine(settings.database.url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(settings: Settings) -> Client:
+    return await connect(settings.temporal)
+
+
+@dataclass
+class Stack:
+    """Both workers and an API client bound to one pair of task queues."""
+
+    settings: Settings
+    client: Client
+    api: httpx.AsyncClient
+    store: ObjectStore
+    sessions: async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+def stack_factory(
+    settings: Settings, temporal_client: Client, object_store: ObjectStore, sessions: async_sessionmaker[AsyncSession]
+) -> Any:
+    """`async with stack_factory(writer=..., gpu_activities=...) as stack:` on fresh queues.
+
+    `gpu_activities` replaces the GPU worker's activities (stubs registered under the real
+    names); `gpu=False` starts no GPU worker at all.
+    """
+
+    @asynccontextmanager
+    async def factory(
+        writer: ScriptWriter | None = None, gpu_activities: list[Any] | None = None, gpu: bool = True
+    ) -> AsyncIterator[Stack]:
+        suffix = uuid.uuid4().hex[:8]
+        temporal = settings.temporal.model_copy(
+            update={"cpu_task_queue": f"cpu-{suffix}", "gpu_task_queue": f"gpu-{suffix}"}
+        )
+        local = settings.model_copy(update={"temporal": temporal})
+        writer = writer or OfflineScriptWriter()
+        await publish(sessions, cpu_manifest(local, writer, f"cpu-test-{suffix}"))
+        await publish(sessions, gpu_manifest(local, f"gpu-test-{suffix}"))
+        app = create_app()
+        app.dependency_overrides[get_settings] = lambda: local
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(
+                build_cpu_worker(temporal_client, local, ControlActivities(sessions, object_store, writer))
+            )
+            if gpu:
+                executor = stack.enter_context(ThreadPoolExecutor(max_workers=2))
+                if gpu_activities is None:
+                    worker = build_gpu_worker(temporal_client, local, object_store, executor)
+                else:
+                    worker = Worker(
+                        temporal_client,
+                        task_queue=temporal.gpu_task_queue,
+                        activities=gpu_activities,
+                        activity_executor=executor,
+                    )
+                await stack.enter_async_context(worker)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            api = await stack.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+            )
+            yield Stack(settings=local, client=temporal_client, api=api, store=object_store, sessions=sessions)
+
+    return factory
+
+
+async def wait_for_status(
+    api: httpx.AsyncClient, job_id: str, done: set[str] | None = None, timeout: float = 120
+) -> dict[str, Any]:
+    """Poll `GET /api/status/{job_id}` until the job reaches one of `done`."""
+    done = done or {"completed", "failed", "cancelled"}
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await api.get(f"/api/status/{job_id}")
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        if body["status"] in done:
+            return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"job {job_id} still {body['status']}: {body}")
+        await asyncio.sleep(0.2)
+
+
+def astronaut_png(path: Path) -> Path:
+    """A real face photo that ships in scikit-image."""
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).save(path)
+    return path

@@ -1,0 +1,44 @@
+"""An in-memory object store with the `ObjectStore` methods training uses (the S3 server is tested elsewhere)."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from core.storage import parse_s3_uri, s3_uri
+
+
+class FakeStore:
+    """Objects in a dict keyed by `(bucket, key)`."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def put_file(
+        self, bucket: str, key: str, path: Path, content_type: str = "application/octet-stream"
+    ) -> tuple[str, int]:
+        data = Path(path).read_bytes()
+        self.objects[(bucket, key)] = data
+        return s3_uri(bucket, key), len(data)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        self.objects[(bucket, key)] = data
+        return s3_uri(bucket, key)
+
+    def download(self, uri: str, dest: Path) -> Path:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(self.objects[parse_s3_uri(uri)])
+        return dest
+
+    def get_bytes(self, uri: str) -> bytes:
+        return self.objects[parse_s3_uri(uri)]
+
+    def exists(self, uri: str) -> bool:
+        return parse_s3_uri(uri) in self.objects
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        return sorted(key for b, key in self.objects if b == bucket and key.startswith(prefix))
+
+    def copy(self, keep: Callable[[str], bool] = lambda _key: True) -> "FakeStore":
+        """A new store with the objects whose key passes `keep`."""
+        other = FakeStore()
+        other.objects = {k: v for k, v in self.objects.items() if keep(k[1])}
+        return other
