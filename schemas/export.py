@@ -54,7 +54,7 @@ def main() -> int:
     """Rewrite `schemas/json/` and drop files of contracts that no longer exist."""
     JSON_DIR.mkdir(exist_ok=True)
     files = render_all()
-    for stale in set(p.name for p in JSON_DIR.glob("*.schema.json")) - set(files):
+    for stale in {p.name for p in JSON_DIR.glob("*.schema.json")} - set(files):
         (JSON_DIR / stale).unlink()
     for name, text in files.items():
         (JSON_DIR / name).write_text(text)

@@ -7,6 +7,8 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from schemas import names
     from schemas.plan import PlanNode
     from schemas.tasks import Asset, PipelineInput, PipelineResult, ProfileRef, RegisterResult
@@ -75,10 +77,8 @@ class PipelineWorkflow:
         stage = err.activity_id or "unknown"
         cause = err.cause
         message = cause.message if cause is not None else str(err)
-        if isinstance(cause, ApplicationError) and cause.details:
-            partial = [Asset.model_validate(d) for d in cause.details[0]] if isinstance(cause.details[0], list) else []
-            if partial:
-                self._state["outputs"] = {**self._state["outputs"], stage: partial}
+        if partial := _partial_outputs(cause):
+            self._state["outputs"] = {**self._state["outputs"], stage: partial}
         register = TASKS[names.REGISTER_OUTPUTS]
         await workflow.execute_activity(
             register.name,
@@ -96,3 +96,18 @@ class PipelineWorkflow:
             type="NodeFailed",
             non_retryable=True,
         ) from err
+
+
+def _partial_outputs(cause: BaseException | None) -> list[Asset]:
+    """Outputs a failed GPU activity listed in its error details (`details[0]`: asset dicts).
+
+    Malformed details are ignored rather than raised: an exception here would fail the
+    workflow task and retry it forever instead of failing the job.
+    """
+    if not isinstance(cause, ApplicationError) or not cause.details or not isinstance(cause.details[0], list):
+        return []
+    try:
+        return [Asset.model_validate(d) for d in cause.details[0]]
+    except ValidationError:
+        workflow.logger.warning("ignoring malformed partial outputs in the failure of %s", cause.type)
+        return []

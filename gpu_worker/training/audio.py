@@ -87,7 +87,8 @@ def _frames(x: np.ndarray, length: int) -> np.ndarray:
 
 
 def _db(values: np.ndarray) -> np.ndarray:
-    return 10.0 * np.log10(np.maximum(values, 1e-12))
+    result: np.ndarray = 10.0 * np.log10(np.maximum(values, 1e-12))
+    return result
 
 
 def normalise(samples: np.ndarray, name: str) -> tuple[np.ndarray, float, np.ndarray]:

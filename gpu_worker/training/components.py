@@ -132,7 +132,7 @@ def save_tiny_sd(model_dir: Path, seed: int = 0) -> Path:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     parts = build_tiny_sd(seed)
-    pipe = StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         vae=parts.vae,
         text_encoder=parts.text_encoder,
         tokenizer=parts.tokenizer,

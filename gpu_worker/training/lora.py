@@ -207,7 +207,7 @@ class _Session:
     def export(self, out_dir: Path) -> Path:
         """Write the LoRA in diffusers' format (`pytorch_lora_weights.safetensors`)."""
         from diffusers import StableDiffusionPipeline
-        from diffusers.utils import convert_state_dict_to_diffusers
+        from diffusers.utils.state_dict_utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))

@@ -36,15 +36,16 @@ MAX_CLIPS = 20
 FEMALE_F0_HZ = 165.0  # median F0 from which the female variant fits better
 _FORMAT = 1
 
-# Measured on espeak-ng with `analyse` (see the module docstring): the median F0 each pitch
-# setting produces per variant, the F0 spread (p90 - p10, semitones) each pitch_range produces
-# at pitch 50, how spread scales with pitch, and the syllable rate each rate_wpm produces.
-_PITCH_STEPS = [0.0, 25.0, 50.0, 75.0, 100.0]
-_VARIANT_F0 = {"m3": [73.7, 84.8, 104.1, 133.5, 173.1], "f1": [114.7, 142.0, 179.7, 233.8, 306.3]}
-_VARIANT_SPREAD = {"m3": [3.85, 4.17, 3.67, 2.84, 2.23], "f1": [4.90, 4.54, 3.40, 2.49, 1.99]}
-_RANGE_SPREAD = [0.40, 1.89, 3.35, 4.66, 5.78]  # at pitch_range 0, 25, 50, 75, 100
+# Measured on espeak-ng with `analyse` (geometric means over three English paragraphs): per
+# variant, the median F0 each pitch setting gives, the F0 spread (p90 - p10, semitones) each
+# pitch_range gives at pitch 50, and the spread at pitch_range 50 for each pitch (espeak's
+# range narrows as the pitch rises); and the syllable rate each rate_wpm gives.
+_STEPS = [0.0, 25.0, 50.0, 75.0, 100.0]
+_F0_BY_PITCH = {"m3": [75.9, 86.3, 105.2, 134.2, 173.7], "f1": [115.4, 142.0, 179.8, 234.1, 306.5]}
+_SPREAD_BY_RANGE = {"m3": [0.39, 2.47, 4.56, 6.10, 7.28], "f1": [0.89, 2.23, 3.96, 5.61, 6.89]}
+_SPREAD_BY_PITCH = {"m3": [4.18, 4.54, 4.56, 3.61, 2.87], "f1": [5.83, 5.52, 3.96, 3.14, 2.37]}
 _WPM = [80.0, 120.0, 165.0, 200.0, 250.0]
-_WPM_SYLLABLE_RATE = [2.6, 3.4, 4.6, 5.4, 6.3]
+_SYLLABLE_RATE_BY_WPM = [2.53, 3.44, 4.60, 5.31, 6.21]  # saturates above 250 wpm, so 250 is the top
 
 
 def voice_uri(profile_id: str) -> str:
@@ -81,19 +82,17 @@ def fit_voice(
         The parameters (variant `f1` from 165 Hz, else `m3`).
     """
     variant = "f1" if f0_median_hz >= FEMALE_F0_HZ else "m3"
-    pitch = float(np.interp(math.log(f0_median_hz), np.log(_VARIANT_F0[variant]), _PITCH_STEPS))
-    spread_at_pitch = float(np.interp(pitch, _PITCH_STEPS, _VARIANT_SPREAD[variant]))
-    relative_spread = f0_spread_semitones * _RANGE_SPREAD[2] / spread_at_pitch
-    pitch_range = float(np.interp(relative_spread, _RANGE_SPREAD, _PITCH_STEPS))
-    slope = (_WPM[-1] - _WPM[-2]) / (_WPM_SYLLABLE_RATE[-1] - _WPM_SYLLABLE_RATE[-2])
-    if syllable_rate > _WPM_SYLLABLE_RATE[-1]:  # extrapolate the fast end linearly
-        wpm = _WPM[-1] + slope * (syllable_rate - _WPM_SYLLABLE_RATE[-1])
-    else:
-        wpm = float(np.interp(syllable_rate, _WPM_SYLLABLE_RATE, _WPM))
+    pitch = float(np.interp(math.log(f0_median_hz), np.log(_F0_BY_PITCH[variant]), _STEPS))
+    # Compare the spread with what espeak gives at this pitch, then read the range off the pitch-50 table.
+    spread_at_pitch_50 = (
+        f0_spread_semitones * _SPREAD_BY_RANGE[variant][2] / float(np.interp(pitch, _STEPS, _SPREAD_BY_PITCH[variant]))
+    )
+    pitch_range = float(np.interp(spread_at_pitch_50, _SPREAD_BY_RANGE[variant], _STEPS))
+    wpm = float(np.interp(syllable_rate, _SYLLABLE_RATE_BY_WPM, _WPM))
     return VoiceParams(
         language=language,
         voice=variant,
-        rate_wpm=int(round(min(max(wpm, 80.0), 300.0))),
+        rate_wpm=int(round(wpm)),
         pitch=int(round(pitch)),
         pitch_range=int(round(pitch_range)),
     )
@@ -168,9 +167,9 @@ def train_voice(
         if index + 1 < total and heartbeater.cancelled():
             raise CancelledError(f"train_voice cancelled after clip {index + 1}/{total}; checkpoint {last_ckpt}")
     clips = [ClipStats(**{k: v for k, v in c.items() if k != "uri"}) for c in done]
-    stats = summarise(clips)
-    params = fit_voice(stats["f0_median_hz"], stats["f0_spread_semitones"], stats["syllable_rate"])
-    payload = {"format": _FORMAT, "runtime": RUNTIME, "params": asdict(params), "stats": stats, "clips": done}
+    pooled = summarise(clips)
+    params = fit_voice(pooled["f0_median_hz"], pooled["f0_spread_semitones"], pooled["syllable_rate"])
+    payload = {"format": _FORMAT, "runtime": RUNTIME, "params": asdict(params), "stats": pooled, "clips": done}
     uri = _put_json(store, voice_uri(inp.profile_id), payload, work_dir)
     heartbeater.update(STAGE, 100, step=total, checkpoint_uri=last_ckpt, voice_uri=uri, **progress)
     logger.info("voice for profile %s: %s (%s)", inp.profile_id, uri, params)

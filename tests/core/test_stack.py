@@ -24,7 +24,7 @@ from core.settings import Settings
 from core.stack import REPO_ROOT, Service, env_for, free_port, start_postgres, start_s3, start_temporal
 from core.storage import ObjectStore
 from schemas.names import ARTIFACTS_BUCKET, SEARCH_ATTRIBUTES
-from tests.core.conftest import storage_settings
+from tests.helpers import storage_settings
 
 
 def test_free_port_is_bindable() -> None:

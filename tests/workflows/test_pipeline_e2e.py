@@ -149,7 +149,7 @@ def _tiny_wav() -> bytes:
 
 async def test_llm_failure_fails_the_job_before_any_gpu_work(stack_factory) -> None:
     # A real Ollama client against a local endpoint that answers garbage.
-    async def garbage(request: httpx.Request) -> httpx.Response:
+    async def garbage(_request: httpx.Request) -> httpx.Response:
         return httpx.Response(
             200,
             json={

@@ -1,0 +1,154 @@
+"""The HTTP API against the real stack: errors, status transitions, live progress, downloads."""
+
+import asyncio
+
+import httpx
+import pytest
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from schemas import names
+from schemas.tasks import Asset, RenderInput, RenderResult
+from tests.conftest import astronaut_png, wait_for_status
+
+pytestmark = pytest.mark.integration
+
+
+async def test_unknown_job_is_404(stack_factory) -> None:
+    async with stack_factory() as stack:
+        for path in ("/api/status/job-nope", "/api/jobs/job-nope"):
+            response = await stack.api.get(path)
+            assert response.status_code == 404
+            assert "job-nope" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({}, ["body", "topic"]),
+        ({"topic": ""}, ["body", "topic"]),
+        ({"topic": "x", "variant": "pixar"}, ["body", "variant"]),
+        ({"topic": "x", "options": {"resolution": "4k"}}, ["body", "options", "resolution"]),
+        ({"topic": "x", "options": {"durationSeconds": -1}}, ["body", "options", "durationSeconds"]),
+        ({"topic": "x", "options": {"durationSeconds": 500}}, ["body", "options", "durationSeconds"]),
+        ({"topic": "x", "portrait": "file:///etc/passwd"}, ["body", "portrait"]),
+        ({"topic": "x", "profileId": "prof-missing"}, ["body", "profileId"]),
+        ({"topic": "x", "colour": "red"}, ["body", "colour"]),
+    ],
+)
+async def test_bad_generate_bodies_are_422_naming_the_field(stack_factory, body, loc) -> None:
+    async with stack_factory() as stack:
+        response = await stack.api.post("/api/generate", json=body)
+        assert response.status_code == 422, response.text
+        assert loc in [d["loc"] for d in response.json()["detail"]], response.json()
+
+
+async def test_train_needs_images_and_own_existing_uploads(stack_factory) -> None:
+    async with stack_factory() as stack:
+        missing = await stack.api.post("/api/train", json={"topic": "x", "images": []})
+        assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "images"]
+        foreign = await stack.api.post("/api/train", json={"topic": "x", "images": ["s3://uploads/someone-else/a.png"]})
+        assert foreign.status_code == 403 and "not one of your uploads" in foreign.json()["detail"]
+        absent = await stack.api.post("/api/train", json={"topic": "x", "images": ["s3://uploads/local/absent.png"]})
+        assert absent.status_code == 422 and absent.json()["detail"][0]["loc"] == ["body", "images", 0]
+
+
+async def test_uploads_reject_unsupported_and_broken_files(stack_factory, tmp_path) -> None:
+    async with stack_factory() as stack:
+        exe = await stack.api.post("/api/uploads", files=[("files", ("run.exe", b"MZ"))])
+        assert exe.status_code == 415 and "unsupported file type" in exe.json()["detail"]
+        broken = await stack.api.post("/api/uploads", files=[("files", ("face.png", b"not a png"))])
+        assert broken.status_code == 422 and "not a readable image" in broken.json()["detail"][0]["msg"]
+        good = await stack.api.post(
+            "/api/uploads", files=[("files", ("face.png", astronaut_png(tmp_path / "a.png").read_bytes()))]
+        )
+        assert good.status_code == 201
+        uri = good.json()["data"][0]["uri"]
+        assert uri.startswith("s3://uploads/local/") and uri.endswith(".png")
+
+
+async def test_plan_returns_the_graph_without_running_it(stack_factory) -> None:
+    async with stack_factory() as stack:
+        response = await stack.api.post("/api/plan", json={"mode": "generate", "topic": "x", "variant": "sadtalker"})
+        assert response.status_code == 200, response.text
+        graph = response.json()["graph"]
+        assert graph["graph_id"] == "generate_v1"
+        assert {"from": "select", "to": "render"} in graph["edges"]
+
+
+async def test_capabilities_show_both_planes(stack_factory) -> None:
+    async with stack_factory() as stack:
+        caps = (await stack.api.get("/api/capabilities")).json()
+        assert set(caps["gpu"]["variants"]) == {"svd", "sadtalker"}
+        assert names.RENDER_VIDEO in caps["gpu"]["tasks"] and names.GENERATE_SCRIPT in caps["cpu"]["tasks"]
+        assert caps["cpu"]["llm_mode"] == "offline"
+
+
+def gated_render(release: asyncio.Event):
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def render_video(inp: RenderInput) -> RenderResult:
+        percent = 0
+        while not release.is_set():
+            percent = min(percent + 10, 90)
+            activity.heartbeat({"stage": "animate", "percent": percent, "stage_index": 2, "stage_count": 6})
+            await asyncio.sleep(0.2)
+        raise ApplicationError(
+            "stage 'encode' failed: disk full",
+            [Asset(kind="audio", uri=inp.portrait or "").model_dump()],
+            type="RenderStageFailed",
+            non_retryable=True,
+        )
+
+    return render_video
+
+
+async def test_status_goes_queued_running_and_shows_heartbeat_progress_then_partial_outputs(
+    stack_factory, tmp_path
+) -> None:
+    release = asyncio.Event()
+    async with stack_factory(gpu_activities=[gated_render(release)]) as stack:
+        portrait = (
+            await stack.api.post(
+                "/api/uploads", files=[("files", ("p.png", astronaut_png(tmp_path / "p.png").read_bytes()))]
+            )
+        ).json()["data"][0]["uri"]
+        response = await stack.api.post("/api/generate", json={"topic": "x", "portrait": portrait})
+        job_id = response.json()["jobId"]
+        first = (await stack.api.get(f"/api/status/{job_id}")).json()
+        assert first["status"] in ("queued", "running")
+        seen = {first["status"]}
+        for _ in range(150):
+            status = (await stack.api.get(f"/api/status/{job_id}")).json()
+            seen.add(status["status"])
+            render = next(n for n in status["nodes"] if n["id"] == "render")
+            if render["state"] == "running" and render["progress"] and render["progress"]["percent"] >= 20:
+                break
+            await asyncio.sleep(0.1)
+        assert render["progress"]["stage"] == "animate" and render["attempt"] == 1 and render["startedAt"]
+        assert "running" in seen
+        release.set()
+        final = await wait_for_status(stack.api, job_id)
+        assert final["status"] == "failed"
+        assert final["error"]["stage"] == "render" and "disk full" in final["error"]["message"]
+        record = (await stack.api.get(f"/api/jobs/{job_id}")).json()
+        partial = [a for a in record["artifacts"] if a["partial"]]
+        assert [(a["kind"], a["nodeId"], a["uri"]) for a in partial] == [("audio", "render", portrait)]
+        assert httpx.get(partial[0]["url"]).status_code == 200
+
+
+async def test_jobs_list_is_newest_first_with_states(stack_factory) -> None:
+    async with stack_factory() as stack:
+        ids = []
+        for topic in ("one", "two"):
+            ids.append(
+                (
+                    await stack.api.post("/api/generate", json={"topic": topic, "options": {"durationSeconds": 2}})
+                ).json()["jobId"]
+            )
+        for job_id in ids:
+            await wait_for_status(stack.api, job_id)
+        page = (await stack.api.get("/api/jobs", params={"limit": 1})).json()
+        assert page["count"] == 1 and page["data"][0]["jobId"] == ids[-1] and page["data"][0]["status"] == "completed"
+        rest = (await stack.api.get("/api/jobs", params={"limit": 1, "cursor": page["nextCursor"]})).json()
+        assert rest["data"][0]["jobId"] == ids[0]
+        assert (await stack.api.get("/api/jobs", params={"cursor": "garbage"})).status_code == 422
