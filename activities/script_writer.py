@@ -97,9 +97,10 @@ class OfflineScriptWriter:
         """Compose a stage description and a narration sized to the requested duration."""
         topic = _clean(inp.topic)
         style = _clean(inp.style or "friendly")
-        stage = f"A {style} presenter in a bright studio, with a large backdrop illustrating {topic}."
-        sentences = [
-            f"Hello, and welcome. Today we talk about {topic}.",
+        stage = f"A {style} presenter in a bright studio, with a large backdrop illustrating {_lower_first(topic)}."
+        opening = f"Hello, and welcome. Today we talk about {_lower_first(topic)}."
+        closing = "Thanks for watching, and see you next time."
+        body = [
             f"Here is the idea in a {style} way.",
             f"{topic[0].upper() + topic[1:]} can sound complicated at first.",
             "So let us take it one small step at a time.",
@@ -107,18 +108,23 @@ class OfflineScriptWriter:
             "Then, look at how those parts work together.",
             "Finally, ask what would change if one part were missing.",
             "That simple habit makes almost any subject easier to follow.",
-            f"And that is {topic}, in a nutshell.",
-            "Thanks for watching, and see you next time.",
+            f"And that is {_lower_first(topic)}, in a nutshell.",
         ]
-        target_words = max(8, int(inp.duration_seconds * WORDS_PER_SECOND))
-        narrative: list[str] = []
-        for sentence in sentences:
-            if narrative and sum(len(s.split()) for s in narrative) + len(sentence.split()) > target_words:
+        budget = max(8, int(inp.duration_seconds * WORDS_PER_SECOND)) - len(opening.split()) - len(closing.split())
+        narrative = [opening]
+        for sentence in body:
+            budget -= len(sentence.split())
+            if budget < 0:
                 break
             narrative.append(sentence)
-        if narrative[-1] != sentences[-1] and len(narrative) > 1:
-            narrative[-1] = sentences[-1]
+        narrative.append(closing)
         return Script(stage=stage[:2000], narrative=" ".join(narrative)[:5000])
+
+
+def _lower_first(text: str) -> str:
+    """`Why the sky is blue` → `why the sky is blue`, but keep acronyms (`NASA`, `AI`)."""
+    first = text.split(" ", 1)[0]
+    return text if first.isupper() else text[0].lower() + text[1:]
 
 
 def _clean(text: str) -> str:

@@ -101,7 +101,11 @@ class TrainingActivities:
 
     def _produced(self, job_id: str, node_id: str) -> list[dict[str, str]]:
         """The checkpoints already uploaded, as `Asset` dicts for the workflow's partial-output path."""
-        keys = self._store.list_keys(ARTIFACTS_BUCKET, checkpoint_prefix(job_id, node_id))
+        try:
+            keys = self._store.list_keys(ARTIFACTS_BUCKET, checkpoint_prefix(job_id, node_id))
+        except Exception:  # the activity is failing anyway: report the input error, not the listing error
+            logger.warning("could not list the checkpoints of %s/%s", job_id, node_id, exc_info=True)
+            return []
         return [{"kind": "checkpoint", "uri": f"s3://{ARTIFACTS_BUCKET}/{key}"} for key in keys]
 
     @activity.defn(name=names.TRAIN_LORA, no_thread_cancel_exception=True)

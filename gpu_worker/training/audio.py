@@ -24,6 +24,7 @@ _YIN_THRESHOLD = 0.15
 _VOICED_APERIODICITY = 0.45
 _ACTIVE_RANGE_DB = 35.0  # frames this far below the loudest frame are pauses
 _PAUSE_SECONDS = 0.3  # gaps longer than this do not count as speaking time
+_YIN_BLOCK = 1000  # frames per FFT block (10 s of audio, ~30 MB of spectra)
 
 
 @dataclass(frozen=True)
@@ -115,16 +116,9 @@ def normalise(samples: np.ndarray, name: str) -> tuple[np.ndarray, float, np.nda
     return samples * np.float32(10 ** (gain_db / 20)), gain_db, energy + gain_db
 
 
-def yin(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-10 ms-frame F0 (Hz) and aperiodicity with YIN (de Cheveigné & Kawahara, 2002).
-
-    Args:
-        samples: Mono samples at 16 kHz.
-
-    Returns:
-        `(f0, aperiodicity)`, one value per frame; f0 is NaN where no period was found.
-    """
-    frames = _frames(samples, _WINDOW + _MAX_LAG + 1).astype(np.float64)
+def _cmnd(frames: np.ndarray) -> np.ndarray:
+    """YIN's cumulative mean normalised difference for a block of frames, lags 0.._MAX_LAG."""
+    frames = frames.astype(np.float64)
     size = 1 << (2 * _WINDOW + _MAX_LAG).bit_length()
     # d(lag) = sum (x[j] - x[j+lag])^2 over the window = e(0) + e(lag) - 2 * acf(lag), the acf by FFT.
     acf = np.fft.irfft(np.conj(np.fft.rfft(frames[:, :_WINDOW], size)) * np.fft.rfft(frames, size), size)
@@ -135,8 +129,22 @@ def yin(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cumulative = np.cumsum(diff[:, 1:], axis=1)
     cmnd = np.ones_like(diff)
     cmnd[:, 1:] = diff[:, 1:] * np.arange(1, _MAX_LAG + 1) / np.maximum(cumulative, 1e-12)
-    f0 = np.full(frames.shape[0], np.nan)
-    aperiodicity = np.ones(frames.shape[0])
+    return cmnd
+
+
+def yin(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-10 ms-frame F0 (Hz) and aperiodicity with YIN (de Cheveigné & Kawahara, 2002).
+
+    Args:
+        samples: Mono samples at 16 kHz.
+
+    Returns:
+        `(f0, aperiodicity)`, one value per frame; f0 is NaN where no period was found.
+    """
+    frames = _frames(samples, _WINDOW + _MAX_LAG + 1)
+    cmnd = np.concatenate([_cmnd(frames[i : i + _YIN_BLOCK]) for i in range(0, frames.shape[0], _YIN_BLOCK)])
+    f0 = np.full(cmnd.shape[0], np.nan)
+    aperiodicity = np.ones(cmnd.shape[0])
     for i, row in enumerate(cmnd):
         below = np.flatnonzero(row[_MIN_LAG:] < _YIN_THRESHOLD)
         lag = _MIN_LAG + (below[0] if below.size else int(np.argmin(row[_MIN_LAG:])))
@@ -186,8 +194,7 @@ def analyse(samples: np.ndarray, name: str) -> ClipStats:
     Raises:
         InvalidInputError: The clip is silent or has less than one second of voiced speech.
     """
-    normalised, gain_db, _ = normalise(samples, name)
-    energy = _db(np.mean(_frames(normalised, 400) ** 2, axis=1))
+    normalised, gain_db, energy = normalise(samples, name)
     active = energy > max(float(energy.max()) - _ACTIVE_RANGE_DB, SILENT_DBFS)
     f0, aperiodicity = yin(normalised)
     voiced = active & (aperiodicity < _VOICED_APERIODICITY) & np.isfinite(f0)

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -128,20 +128,34 @@ class _Session:
         self.params = {name: p for name, p in self.unet.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.AdamW(self.params.values(), lr=preset.learning_rate, weight_decay=1e-2)
         self.generator = torch.Generator("cpu").manual_seed(preset.seed)
-        with torch.no_grad():
-            dist = parts.vae.encode(torch.from_numpy(pixels).to(self.device)).latent_dist
-            self.latent_mean, self.latent_std = dist.mean.cpu(), dist.std.cpu()
-            ids = parts.tokenizer(
-                prompt,
-                padding="max_length",
-                max_length=parts.tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            ).input_ids
-            self.text = parts.text_encoder(ids.to(self.device))[0]
+        self.latent_mean, self.latent_std = self._encode_images(parts.vae, pixels)
         self.scaling = float(parts.vae.config.scaling_factor)
+        self.text = self._encode_prompt(parts, prompt)
+        if self.device != "cpu":  # the frozen encoders are done: give their memory back to the UNet
+            parts.vae.to("cpu")
+            parts.text_encoder.to("cpu")
         self.loss_ema: float | None = None
         self.unet.train()
+
+    def _encode_images(self, vae: Any, pixels: Any) -> tuple[Any, Any]:
+        """Latent mean and std of each image, encoded once (one at a time: 512 px batches are large)."""
+        torch = self.torch
+        means, stds = [], []
+        with torch.no_grad():
+            for image in torch.from_numpy(pixels).split(1):
+                dist = vae.encode(image.to(self.device)).latent_dist
+                means.append(dist.mean.float().cpu())
+                stds.append(dist.std.float().cpu())
+        return torch.cat(means), torch.cat(stds)
+
+    def _encode_prompt(self, parts: SdComponents, prompt: str) -> Any:
+        """The caption's text-encoder states, shared by every step (the encoder is frozen)."""
+        tokenizer = parts.tokenizer
+        ids = tokenizer(
+            prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
+        with self.torch.no_grad():
+            return parts.text_encoder(ids.to(self.device))[0]
 
     def _batch(self, step: int) -> Any:
         """Image indices for a 0-based step: a seeded shuffle per epoch, so any step is reproducible."""
@@ -165,9 +179,8 @@ class _Session:
             target = self.scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = noise
-        with torch.autocast(
-            self.device, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
-        ):
+        mixed = torch.autocast(self.device, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        with mixed:
             text = self.text.expand(len(idx), -1, -1)
             pred = self.unet(noisy.to(self.device), timesteps.to(self.device), text).sample
         loss = torch.nn.functional.mse_loss(pred.float(), target.to(self.device).float())
@@ -260,7 +273,8 @@ class LoraTrainer:
         if preset is None:
             raise InvalidInputError(f"unknown training preset {inp.preset!r}; known: {', '.join(PRESETS)}")
         total = preset.steps
-        heartbeater.update(STAGE, 0, step=0, total_steps=total, loss=None, checkpoint_uri=None, preset=preset.name)
+        previous = (resume_from or {}).get("checkpoint_uri")  # keep it in the details until we know better
+        heartbeater.update(STAGE, 0, step=0, total_steps=total, loss=None, checkpoint_uri=previous, preset=preset.name)
         pixels = to_array(load_images(store, inp.images, work_dir / "images", preset.resolution))
         parts = self._factory(preset)
         with _cpu_threads(preset.cpu_threads):

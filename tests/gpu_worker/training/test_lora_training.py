@@ -38,9 +38,11 @@ def run(
     inp: TrainLoraInput,
     details: dict[str, Any] | None = None,
     env: ActivityEnvironment | None = None,
+    beats: list[dict[str, Any]] | None = None,
 ) -> tuple[TrainLoraResult, list[dict[str, Any]]]:
+    """Run `train_lora` in an activity environment, collecting its heartbeats into `beats`."""
     env = env or ActivityEnvironment()
-    beats: list[dict[str, Any]] = []
+    beats = [] if beats is None else beats
     previous = env.on_heartbeat
 
     def on_heartbeat(*details: Any) -> None:
@@ -51,10 +53,7 @@ def run(
     if details is not None:
         env.info = dataclasses.replace(env.info, heartbeat_details=[details])
     activities = TrainingActivities(store, work_dir, factory)
-    try:
-        return env.run(activities.train_lora, inp), beats
-    finally:
-        run.beats = beats  # type: ignore[attr-defined]  # the cancellation test reads them after the raise
+    return env.run(activities.train_lora, inp), beats
 
 
 def executed(beats: list[dict[str, Any]]) -> list[int]:
@@ -184,10 +183,10 @@ def test_cancel_leaves_a_final_checkpoint_and_resumes(full_run: Any, tmp_path: P
 
     canceller = threading.Thread(target=cancel_after_a_few_steps)
     canceller.start()
+    beats: list[dict[str, Any]] = []
     with pytest.raises(CancelledError):
-        run(store, tmp_path / "a", factory, lora_input(), env=env)
+        run(store, tmp_path / "a", factory, lora_input(), env=env, beats=beats)
     canceller.join()
-    beats = run.beats  # type: ignore[attr-defined]
     stopped = beats[-1]["step"]
     assert 3 <= stopped < TINY.steps
     assert beats[-1]["checkpoint_uri"] == CKPT.format(stopped) and store.exists(CKPT.format(stopped))
