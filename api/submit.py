@@ -30,7 +30,12 @@ def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:
         else None
     )
     extra = (
-        {"images": body.images, "audio": body.audio, "profile_name": body.profile_name}
+        {
+            "images": body.images,
+            "audio": body.audio,
+            "profile_name": body.profile_name,
+            "training_preset": body.training_preset,
+        }
         if isinstance(body, TrainRequest)
         else {"profile_id": body.profile_id}
     )

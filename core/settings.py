@@ -53,6 +53,7 @@ class GpuSettings(BaseModel):
     max_duration_seconds: float = 120
     resolutions: list[str] = Field(default_factory=lambda: ["480p", "576p", "720p", "1080p"])
     max_concurrent_activities: int = 1
+    heartbeat_throttle_seconds: float = 1.0
 
 
 class ApiSettings(BaseModel):

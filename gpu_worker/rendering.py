@@ -83,6 +83,8 @@ class RenderActivities:
             )
         except RenderCancelled as err:
             raise CancelledError("render cancelled") from err
+        except CancelledError:  # raised by a heartbeat once Temporal delivered the cancellation
+            raise
         except Exception as err:
             stage = hb.details.get("stage", "render")
             partial = self._upload_partial(inp, out_dir)

@@ -5,6 +5,7 @@ import logging
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -61,6 +62,10 @@ def build_worker(client: Client, settings: Settings, store: ObjectStore, executo
         activities=[training.train_lora, training.train_voice, render.render_video],
         activity_executor=executor,
         max_concurrent_activities=settings.gpu.max_concurrent_activities,
+        # The SDK otherwise forwards heartbeats only every 0.8 × heartbeat timeout (24 s here):
+        # progress in the status API and cancellation would lag by that much.
+        max_heartbeat_throttle_interval=timedelta(seconds=settings.gpu.heartbeat_throttle_seconds),
+        default_heartbeat_throttle_interval=timedelta(seconds=settings.gpu.heartbeat_throttle_seconds),
     )
 
 

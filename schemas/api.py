@@ -55,6 +55,11 @@ class TrainRequest(ApiModel):
     style: str | None = Field(default=None, max_length=200)
     variant: Variant = "svd"
     profile_name: str | None = Field(default=None, max_length=100)
+    training_preset: str | None = Field(
+        default=None,
+        max_length=40,
+        description="a preset from `GET /api/capabilities` (gpu.training_presets); default: the first",
+    )
     images: list[str] = Field(min_length=1, max_length=20)
     audio: list[str] = Field(default_factory=list, max_length=10)
     portrait: str | None = Field(default=None, pattern=S3_URI_PATTERN)

@@ -35,6 +35,7 @@ class JobRequest(Contract):
     variant: Variant
     profile_id: str | None = None
     profile_name: str | None = None
+    training_preset: str | None = None
     portrait: str | None = None
     script: Script | None = None
     language: str = "en"

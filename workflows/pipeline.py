@@ -4,7 +4,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -34,6 +34,8 @@ class PipelineWorkflow:
         try:
             await graph.ainvoke({"outputs": {}})
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                raise  # the job was cancelled: nothing to register, the run ends cancelled
             await self._fail(err)
         artifacts: RegisterResult | None = self._state.get("artifacts")
         render = self._state.get("render")

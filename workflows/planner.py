@@ -46,7 +46,7 @@ def plan(request: JobRequest, caps: CapabilitiesManifest) -> GraphSpec:
         spec = _chain("generate_v1", [script, profile, select, render, register])
     else:
         profile = _node("profile", names.RESOLVE_PROFILE, {"profile_name": request.profile_name})
-        trainers = [_node("train_lora", names.TRAIN_LORA, {"preset": _preset(caps)})]
+        trainers = [_node("train_lora", names.TRAIN_LORA, {"preset": _preset(request, caps)})]
         if request.audio:
             trainers.append(_node("train_voice", names.TRAIN_VOICE))
         if request.mode == "train_only":
@@ -135,9 +135,17 @@ def _check_constraints(request: JobRequest, caps: CapabilitiesManifest) -> None:
         )
 
 
-def _preset(caps: CapabilitiesManifest) -> str:
+def _preset(request: JobRequest, caps: CapabilitiesManifest) -> str:
     presets = caps.gpu.training_presets if caps.gpu else []
-    return presets[0] if presets else "tiny"
+    if request.training_preset is None:
+        return presets[0] if presets else "tiny"
+    if request.training_preset not in presets:
+        raise PlanningError(
+            ("body", "trainingPreset"),
+            f"training preset '{request.training_preset}' is not advertised (available: {', '.join(presets) or 'none'})",
+            "capability_missing",
+        )
+    return request.training_preset
 
 
 def _node(node_id: str, task: str, params: dict[str, object] | None = None) -> PlanNode:

@@ -158,3 +158,14 @@ async def list_jobs(
     data = [JobSummary(job_id=r.id, mode=r.mode, variant=r.variant, topic=r.topic, status=states.get(r.id, "queued"),  # type: ignore[arg-type]
                        created_at=r.created_at) for r in rows]  # fmt: skip
     return JobsPublic(data=data, count=len(data), next_cursor=next_cursor)
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+async def cancel_job(job_id: str, user: UserDep, services: ServicesDep) -> JobAccepted:
+    """Ask the job to stop: the running GPU activity learns it through its heartbeat."""
+    await _own_job(services, user, job_id)
+    live = await _status(services, job_id)
+    if live.status not in ("queued", "running"):
+        raise ApiError(409, f"job '{job_id}' is {live.status}; only queued or running jobs can be cancelled")
+    await services.temporal.get_workflow_handle(job_id).cancel()
+    return JobAccepted(job_id=job_id, status=live.status)

@@ -2,10 +2,19 @@
 
 Register on the GPU worker (sync activities need a `ThreadPoolExecutor`):
 
+    warm_up()  # import torch/diffusers before the first task, so a resumed attempt starts at once
     training = TrainingActivities(store, settings.gpu.work_dir, default_components_factory(settings.gpu.models_dir))
-    Worker(..., activities=[training.train_lora, training.train_voice], activity_executor=executor)
+    Worker(
+        ...,
+        activities=[training.train_lora, training.train_voice],
+        activity_executor=executor,
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
+    )
 
 and advertise `presets_available(settings.gpu.models_dir)` as the manifest's `training_presets`.
+The SDK sends heartbeats to the server at most every 0.8 × heartbeat timeout by default (24 s
+for 30 s), and a cancellation only arrives in a heartbeat's reply: the 2 s throttle makes
+cancellation prompt and keeps the server's copy of the last checkpoint fresh.
 Cancellation is cooperative (`no_thread_cancel_exception=True`): the SDK must not raise
 `CancelledError` at an arbitrary line, because the trainers first upload a final checkpoint.
 """

@@ -354,10 +354,16 @@ def _resume(
         local = store.download(uri, work_dir / "resume" / uri.rsplit("/", 1)[-1])
         try:
             state = torch.load(local, map_location="cpu", weights_only=True)
-            if state.get("format") != _CHECKPOINT_FORMAT or state.get("fingerprint") != fingerprint:
-                raise ValueError("written for another input or format")
+        except Exception as err:  # a damaged file can fail anywhere in the unpickler
+            logger.warning("skipping unreadable checkpoint %s: %r", uri, err)
+            continue
+        try:
+            if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+                raise ValueError("not a checkpoint of this format")
+            if state.get("fingerprint") != fingerprint:
+                raise ValueError("written for another preset or other images")
             step = session.restore(state)
-        except (OSError, RuntimeError, ValueError, KeyError, EOFError) as err:
+        except (RuntimeError, ValueError, KeyError) as err:
             logger.warning("skipping checkpoint %s: %s", uri, err)
             continue
         logger.info("resumed %s at step %d from %s in %.2f s", inp.node_id, step, uri, time.perf_counter() - started)
@@ -400,8 +406,7 @@ def _upload_lora(
             indent=2,
         )
     )
-    prefix = f"profiles/{inp.profile_id}/lora/"
-    store.put_file(ARTIFACTS_BUCKET, prefix + "lora.json", meta, content_type="application/json")
-    uri, size = store.put_file(ARTIFACTS_BUCKET, prefix + LORA_FILE, weights)
+    store.put_file(ARTIFACTS_BUCKET, parse_s3_uri(lora_uri(inp.profile_id, "lora.json"))[1], meta, "application/json")
+    uri, size = store.put_file(ARTIFACTS_BUCKET, parse_s3_uri(lora_uri(inp.profile_id))[1], weights)
     logger.info("LoRA for profile %s: %s (%d bytes)", inp.profile_id, uri, size)
     return uri

@@ -152,3 +152,27 @@ async def test_jobs_list_is_newest_first_with_states(stack_factory) -> None:
         rest = (await stack.api.get("/api/jobs", params={"limit": 1, "cursor": page["nextCursor"]})).json()
         assert rest["data"][0]["jobId"] == ids[0]
         assert (await stack.api.get("/api/jobs", params={"cursor": "garbage"})).status_code == 422
+
+
+async def test_cancel_stops_the_render_and_marks_the_rest_skipped(stack_factory) -> None:
+    async with stack_factory() as stack:
+        job_id = (
+            await stack.api.post(
+                "/api/generate", json={"topic": "a long talk", "options": {"durationSeconds": 60, "resolution": "720p"}}
+            )
+        ).json()["jobId"]
+        for _ in range(300):
+            status = (await stack.api.get(f"/api/status/{job_id}")).json()
+            render = next(n for n in status["nodes"] if n["id"] == "render")
+            if render["state"] == "running" and (render["progress"] or {}).get("percent", 0) > 5:
+                break
+            await asyncio.sleep(0.1)
+        assert (await stack.api.post(f"/api/jobs/{job_id}/cancel")).status_code == 202
+        final = await wait_for_status(stack.api, job_id)
+        assert final["status"] == "cancelled"
+        states = {n["id"]: n["state"] for n in final["nodes"]}
+        assert states["render"] == "cancelled" and states["register"] == "skipped"
+        again = await stack.api.post(f"/api/jobs/{job_id}/cancel")
+        assert again.status_code == 409 and "cancelled" in again.json()["detail"]
+        record = (await stack.api.get(f"/api/jobs/{job_id}")).json()
+        assert not [a for a in record["artifacts"] if a["kind"] == "video"]

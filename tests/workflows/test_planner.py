@@ -165,3 +165,10 @@ async def test_compiled_graph_runs_parallel_branches_in_one_step() -> None:
     await compile_graph(spec, node_fn).ainvoke({"outputs": {}})  # type: ignore[arg-type]
     assert steps[:2] == ["script", "profile"] and set(steps[2:4]) == {"train_lora", "train_voice"}
     assert steps[4:] == ["select", "render", "register"]
+
+
+def test_training_preset_must_be_advertised() -> None:
+    assert plan(train(training_preset="tiny"), caps()).node("train_lora").params["preset"] == "tiny"
+    with pytest.raises(PlanningError, match="'huge' is not advertised") as err:
+        plan(train(training_preset="huge"), caps())
+    assert err.value.loc == ("body", "trainingPreset")

@@ -160,12 +160,15 @@ def test_resume_from_heartbeat_details_matches_an_uninterrupted_run(
         ({"step-10.pt", "step-30.pt"}, None, 31),  # no details: newest checkpoint in storage
         ({"step-10.pt", "step-30.pt"}, {"step": 10, "checkpoint_uri": CKPT.format(10)}, 31),  # stale details
         (set(), {"step": 30, "checkpoint_uri": CKPT.format(30)}, 1),  # named checkpoint gone: from scratch
+        ({"step-10.pt", "step-30.pt", "corrupt"}, None, 11),  # newest unreadable: the one before it
     ],
 )
 def test_resume_takes_the_newest_stored_checkpoint(
     full_run: Any, tmp_path: Path, factory: Any, kept: set[str], details: Any, first_step: int
 ) -> None:
     store = full_run[0].copy(lambda key: key.startswith("local/") or key.rsplit("/", 1)[-1] in kept)
+    if "corrupt" in kept:
+        store.put_bytes("artifacts", "jobs/job-1/train_lora/checkpoints/step-30.pt", b"truncated upload")
     result, beats = run(store, tmp_path, factory, lora_input(), details=details)
     assert executed(beats)[0] == first_step and result.steps == TINY.steps
 
