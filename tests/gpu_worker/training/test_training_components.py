@@ -14,7 +14,7 @@ from gpu_worker.training.errors import InvalidInputError, MissingWeightsError
 from gpu_worker.training.images import preprocess_image
 from gpu_worker.training.lora import instance_prompt
 
-from .conftest import encode_image
+from .helpers import encode_image
 
 
 def test_tiny_sd_is_deterministic_and_leaves_the_global_rng_alone() -> None:

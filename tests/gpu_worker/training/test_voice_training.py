@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
 from gpu_worker.media.speech import VoiceParams, synthesize
@@ -17,7 +17,7 @@ from gpu_worker.training.audio import SAMPLE_RATE, analyse, decode
 from gpu_worker.training.voice import load_voice_params
 from schemas.tasks import TrainVoiceInput, TrainVoiceResult
 
-from .fakes import FakeStore
+from .helpers import FakeStore
 
 TEXT = (
     "My grandmother kept a small garden behind her house, full of tomatoes, beans and sunflowers. "
@@ -68,9 +68,9 @@ def voice_input(*names: str, profile: str = "prof-1") -> TrainVoiceInput:
 
 
 def run(
-    store: FakeStore, work: Path, inp: TrainVoiceInput, details: Any = None
+    store: FakeStore, work: Path, inp: TrainVoiceInput, details: Any = None, env: ActivityEnvironment | None = None
 ) -> tuple[TrainVoiceResult, list[dict[str, Any]]]:
-    env = ActivityEnvironment()
+    env = env or ActivityEnvironment()
     beats: list[dict[str, Any]] = []
     env.on_heartbeat = lambda *d: beats.append(d[0])
     if details is not None:
@@ -111,6 +111,14 @@ def test_resume_skips_clips_already_measured(store: FakeStore, tmp_path: Path) -
     second, beats = run(store, tmp_path, voice_input("low.wav", "high.wav"), details={"checkpoint_uri": CKPT.format(1)})
     assert [b["step"] for b in beats if b.get("stage") == "train_voice"][:2] == [1, 2]
     assert json.loads(store.get_bytes(second.voice_id)) == expected
+
+
+def test_cancel_stops_after_the_current_clip_with_its_checkpoint(store: FakeStore, tmp_path: Path) -> None:
+    env = ActivityEnvironment()
+    env.cancel()  # already requested when the attempt starts: it still finishes and saves one clip
+    with pytest.raises(CancelledError, match="after clip 1/2"):
+        run(store, tmp_path, voice_input("low.wav", "high.wav"), env=env)
+    assert store.list_keys("artifacts") == ["jobs/job-1/train_voice/checkpoints/step-1.json"]
 
 
 @pytest.mark.parametrize(

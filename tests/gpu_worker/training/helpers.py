@@ -1,7 +1,11 @@
-"""An in-memory object store with the `ObjectStore` methods training uses (the S3 server is tested elsewhere)."""
+"""Test helpers: an in-memory object store (the S3 server is tested elsewhere) and image encoding."""
 
+import io
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from core.storage import parse_s3_uri, s3_uri
 
@@ -42,3 +46,10 @@ class FakeStore:
         other = FakeStore()
         other.objects = {k: v for k, v in self.objects.items() if keep(k[1])}
         return other
+
+
+def encode_image(pixels: np.ndarray, fmt: str = "JPEG", **save_args: object) -> bytes:
+    """Encode an `(h, w, 3)` uint8 array as an image file's bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, fmt, **save_args)
+    return buf.getvalue()
