@@ -131,7 +131,9 @@ async def wait_all_rendering(api: httpx.AsyncClient, job_ids: list[str], timeout
     return sample
 
 
-async def timed_gets(api: httpx.AsyncClient, job_ids: list[str], requests: int, clients: int) -> tuple[list[float], float]:
+async def timed_gets(
+    api: httpx.AsyncClient, job_ids: list[str], requests: int, clients: int
+) -> tuple[list[float], float]:
     """`requests` status reads round-robin over `job_ids` by `clients` concurrent clients; latencies and wall time."""
     latencies: list[float] = []
     next_index = iter(range(requests))
@@ -149,7 +151,9 @@ async def timed_gets(api: httpx.AsyncClient, job_ids: list[str], requests: int, 
     return latencies, time.perf_counter() - started
 
 
-async def breakdown(settings: Settings, client: Client, job_ids: list[str], samples: int) -> list[tuple[str, list[float]]]:
+async def breakdown(
+    settings: Settings, client: Client, job_ids: list[str], samples: int
+) -> list[tuple[str, list[float]]]:
     """Time each part of one status read, as `api/routes/jobs.py` does it, from this process."""
     engine = create_async_engine(settings.database.url)
     sessions = session_factory(engine)
@@ -205,7 +209,9 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
     results: list[tuple[str, list[float], float]] = []
     try:
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(build_cpu_worker(client, settings, ControlActivities(sessions, store, writer)))
+            await stack.enter_async_context(
+                build_cpu_worker(client, settings, ControlActivities(sessions, store, writer))
+            )
             # Runs after the GPU worker has stopped (exit is LIFO): its stub activities are then
             # cancelled while their workflows are still open, so nothing completes into a closed run.
             stack.push_async_callback(terminate, client, job_ids)
@@ -217,7 +223,9 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
             )
             await stack.enter_async_context(gpu)
             limits = httpx.Limits(max_connections=args.clients + 2, max_keepalive_connections=args.clients + 2)
-            api = await stack.enter_async_context(httpx.AsyncClient(base_url=api_service.url, limits=limits, timeout=30))
+            api = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=api_service.url, limits=limits, timeout=30)
+            )
             started = time.perf_counter()
             job_ids += await submit_jobs(api, args.jobs)
             logger.info("submitted %d jobs in %.1f s", len(job_ids), time.perf_counter() - started)
@@ -231,7 +239,9 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
                 logger.info("%d clients: p99 %.1f ms", clients, percentile(latencies, 99) * 1000)
             parts = await breakdown(settings, client, job_ids, args.breakdown)
         if evicted := collect_evicted_graphs():
-            logger.info("finalized %d LangGraph runs of PipelineWorkflow runs evicted mid-graph at worker shutdown", evicted)
+            logger.info(
+                "finalized %d LangGraph runs of PipelineWorkflow runs evicted mid-graph at worker shutdown", evicted
+            )
     finally:
         api_service.stop()
         await engine.dispose()
