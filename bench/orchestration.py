@@ -122,8 +122,14 @@ async def render_video(inp: RenderInput) -> RenderResult:
     return RenderResult(video=video, assets=[Asset(kind="video", uri=_VIDEO_URI, content_type="video/mp4")])
 
 
-CPU_NOOPS = [generate_script, resolve_or_create_profile, load_existing_profile, select_pipeline, register_outputs]
-GPU_NOOPS = [train_lora, train_voice, render_video]
+CPU_NOOPS: list[Callable[..., Any]] = [
+    generate_script,
+    resolve_or_create_profile,
+    load_existing_profile,
+    select_pipeline,
+    register_outputs,
+]
+GPU_NOOPS: list[Callable[..., Any]] = [train_lora, train_voice, render_video]
 
 
 # --- (b) the hand-written baseline -----------------------------------------------------------

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import shutil
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ SENTENCES = [
     "Wind blowing across the water pushes the surface into ripples.",
     "Those ripples grow into waves as the wind keeps pushing.",
     "A wave can travel thousands of kilometres before it reaches a beach.",
+    "Waves carry energy, not water.",
     "The water itself mostly moves in circles, while the energy moves forward.",
     "Near the shore the bottom slows the wave down, and it breaks.",
     "That is why the sea is never still, even on a calm day.",
@@ -154,8 +154,7 @@ def measure(variant: str, resolution: str, narrative: str, repeat: int, work: Pa
 
 
 def report(rows: list[Row], seconds: float, repeat: int) -> None:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    out(f"## Embedded render runtime vs. the ffmpeg encode floor ({machine()}; load average {load} at the end)")
+    out(f"## Embedded render runtime vs. the ffmpeg encode floor ({machine()})")
     out()
     out(
         f"{seconds:.1f} s of narrated video, 16:9, {FPS} fps, libx264 `{PRESET}` CRF {CRF} + AAC 96k; "

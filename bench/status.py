@@ -14,22 +14,25 @@ Run: `python -m bench.status [--jobs 100] [--requests 1000] [--clients 10]`.
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import logging
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from temporalio import activity
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.worker import Worker
 
 from activities.control import ControlActivities
@@ -37,7 +40,7 @@ from activities.script_writer import OfflineScriptWriter
 from activities.worker import build_worker as build_cpu_worker
 from activities.worker import manifest as cpu_manifest
 from api.status import fold_status, is_open
-from bench._common import machine, median, ms, out, percentile, quiet_logging, servers, table
+from bench._common import cpu_seconds, machine, median, ms, out, percentile, quiet_logging, servers, table
 from core import repo
 from core.capabilities import publish
 from core.db import create_async_engine, migrate, session_factory
@@ -159,9 +162,9 @@ async def breakdown(
     sessions = session_factory(engine)
     parts: dict[str, list[float]] = {"job row (Postgres)": [], "fetch_history": [], "describe": [], "fold_status": []}
 
-    async def timed(part: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def timed(part: str, call: Awaitable[Any]) -> Any:
         started = time.perf_counter()
-        result = await call()
+        result = await call
         parts[part].append(time.perf_counter() - started)
         return result
 
@@ -173,10 +176,10 @@ async def breakdown(
         for i in range(samples):
             job_id = job_ids[i % len(job_ids)]
             handle = client.get_workflow_handle(job_id)
-            await timed("job row (Postgres)", lambda job_id=job_id: job_row(job_id))
-            history: WorkflowHistory = await timed("fetch_history", handle.fetch_history)
-            description = await timed("describe", handle.describe) if is_open(history) else None
-            await timed("fold_status", lambda h=history, d=description: fold_status(h, d, client.data_converter))
+            await timed("job row (Postgres)", job_row(job_id))
+            history: WorkflowHistory = await timed("fetch_history", handle.fetch_history())
+            description = await timed("describe", handle.describe()) if is_open(history) else None
+            await timed("fold_status", fold_status(history, description, client.data_converter))
     finally:
         await engine.dispose()
     return list(parts.items())
@@ -206,20 +209,21 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
     client = await connect(settings.temporal)
     api_service = await asyncio.to_thread(start_api, root, env)
     job_ids: list[str] = []
-    results: list[tuple[str, list[float], float]] = []
+    results: list[Pass] = []
     try:
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(
-                build_cpu_worker(client, settings, ControlActivities(sessions, store, writer))
-            )
-            # Runs after the GPU worker has stopped (exit is LIFO): its stub activities are then
-            # cancelled while their workflows are still open, so nothing completes into a closed run.
-            stack.push_async_callback(terminate, client, job_ids)
+            cpu_worker = build_cpu_worker(client, settings, ControlActivities(sessions, store, writer))
+            await stack.enter_async_context(cpu_worker)
+            # Exit is LIFO: this runs once the GPU worker has stopped, for any job the cancel left open.
+            stack.push_async_callback(terminate_open, client, job_ids)
+            throttle = timedelta(seconds=settings.gpu.heartbeat_throttle_seconds)  # as gpu_worker.worker sets it
             gpu = Worker(
                 client,
                 task_queue=settings.temporal.gpu_task_queue,
                 activities=[render_video],
                 max_concurrent_activities=args.jobs + 10,
+                max_heartbeat_throttle_interval=throttle,
+                default_heartbeat_throttle_interval=throttle,
             )
             await stack.enter_async_context(gpu)
             limits = httpx.Limits(max_connections=args.clients + 2, max_keepalive_connections=args.clients + 2)
@@ -233,31 +237,76 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
             logger.info("all %d jobs rendering after %.1f s", len(job_ids), time.perf_counter() - started)
             history_events = len((await client.get_workflow_handle(job_ids[0]).fetch_history()).events)
             await timed_gets(api, job_ids, 50, 1)  # warm-up: connections, caches
+            processes = {"API": api_service.pid, "Temporal": services["temporal"].pid, "bench": os.getpid()}
+            background = await idle_cpu(processes, seconds=5)
             for clients in (1, args.clients):
+                before = {name: cpu_seconds(pid) for name, pid in processes.items()}
                 latencies, wall = await timed_gets(api, job_ids, args.requests, clients)
-                results.append((f"{clients} client{'s' if clients > 1 else ''}", latencies, wall))
+                cpu = {name: (cpu_seconds(pid) - before[name] - background[name] * wall) / len(latencies)
+                       for name, pid in processes.items()}  # fmt: skip
+                results.append(Pass(f"{clients} client{'s' if clients > 1 else ''}", latencies, wall, cpu))
                 logger.info("%d clients: p99 %.1f ms", clients, percentile(latencies, 99) * 1000)
             parts = await breakdown(settings, client, job_ids, args.breakdown)
+            started = time.perf_counter()
+            ended = await cancel_all(api, job_ids)
+            logger.info("cancelled through the API: %d of %d jobs ended in %.1f s", ended, len(job_ids),
+                        time.perf_counter() - started)  # fmt: skip
         if evicted := collect_evicted_graphs():
-            logger.info(
-                "finalized %d LangGraph runs of PipelineWorkflow runs evicted mid-graph at worker shutdown", evicted
-            )
+            logger.info("collected the LangGraph generators of %d PipelineWorkflow runs evicted mid-graph", evicted)
     finally:
         api_service.stop()
         await engine.dispose()
-    report(args, results, parts, history_events, len(httpx.Response(200, json=sample).content))
+    report(args, results, parts, history_events, len(httpx.Response(200, json=sample).content), background)
 
 
-async def terminate(client: Client, job_ids: list[str]) -> None:
-    """End the jobs (the GPU stub would never finish on its own)."""
+async def idle_cpu(processes: dict[str, int | None], seconds: float) -> dict[str, float]:
+    """Each process's CPU use (CPU seconds per second) with jobs running but no status reads."""
+    before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+    await asyncio.sleep(seconds)
+    return {name: (cpu_seconds(pid) - before[name]) / seconds for name, pid in processes.items()}
+
+
+async def cancel_all(api: httpx.AsyncClient, job_ids: list[str], timeout: float = 60) -> int:
+    """`POST /api/jobs/{id}/cancel` for every job, then wait until they have ended; how many did."""
+    gate = asyncio.Semaphore(10)
+
+    async def cancel(job_id: str) -> None:
+        async with gate:
+            response = await api.post(f"/api/jobs/{job_id}/cancel")
+            if response.status_code != 202:
+                logger.warning("cancel %s: %d %s", job_id, response.status_code, response.text[:200])
+
+    await asyncio.gather(*(cancel(j) for j in job_ids))
+    deadline = time.monotonic() + timeout
+    open_jobs = set(job_ids)
+    while open_jobs and time.monotonic() < deadline:
+        for job_id in sorted(open_jobs):
+            if (await api.get(f"/api/status/{job_id}")).json()["status"] in ("cancelled", "failed", "completed"):
+                open_jobs.discard(job_id)
+        await asyncio.sleep(0.5)
+    return len(job_ids) - len(open_jobs)
+
+
+async def terminate_open(client: Client, job_ids: list[str]) -> None:
+    """Terminate whatever is still running (the GPU stub never finishes on its own)."""
 
     async def one(job_id: str) -> None:
-        try:
-            await client.get_workflow_handle(job_id).terminate(reason="status benchmark finished")
-        except Exception as err:  # already closed: nothing to do
-            logger.warning("could not terminate %s: %s", job_id, err)
+        handle = client.get_workflow_handle(job_id)
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate(reason="status benchmark finished")
+            logger.info("terminated %s", job_id)
 
-    await asyncio.gather(*(one(j) for j in job_ids))
+    await asyncio.gather(*(one(j) for j in job_ids), return_exceptions=True)
+
+
+@dataclasses.dataclass
+class Pass:
+    """One measured pass: per-request latencies, wall time, CPU seconds per request by process."""
+
+    label: str
+    latencies: list[float]
+    wall: float
+    cpu: dict[str, float]
 
 
 def collect_evicted_graphs() -> int:
@@ -288,30 +337,43 @@ def collect_evicted_graphs() -> int:
 
 def report(
     args: argparse.Namespace,
-    results: list[tuple[str, list[float], float]],
+    results: list[Pass],
     parts: list[tuple[str, list[float]]],
     history_events: int,
     body_bytes: int,
+    background: dict[str, float],
 ) -> None:
     out(f"## `GET /api/status/{{jobId}}` with {args.jobs} jobs running")
     out()
-    out(f"{machine()}. Temporal dev server (SQLite), PostgreSQL and S3 on the same machine; API under uvicorn")
-    out("in its own process; both workers and the HTTP clients in the benchmark process. Every job is in")
-    out(f"`render` (a heartbeating GPU stub); a status read folds {history_events} history events plus")
-    out(f"`describe()` into a {body_bytes}-byte answer. Requests go round-robin over the jobs.")
+    out(f"{machine()}.")
+    out("Temporal dev server (SQLite), PostgreSQL and S3 on the same machine; the API under uvicorn in its")
+    out("own process; both workers and the HTTP clients in the benchmark process. Every job is in `render`")
+    out(f"(a heartbeating GPU stub), so a read folds {history_events} history events plus `describe()` into a")
+    out(f"{body_bytes}-byte answer. Requests go round-robin over the jobs. CPU/req is each process's CPU time")
+    out(
+        "during the pass, minus its background use with no reads (heartbeats of the running jobs: "
+        + ", ".join(f"{name} {rate * 100:.0f}%" for name, rate in background.items())
+        + " of a core), divided by the requests."
+    )
     out()
     rows = []
-    for label, latencies, wall in results:
-        p99 = percentile(latencies, 99)
-        rows.append([label, len(latencies), ms(median(latencies)), ms(percentile(latencies, 90)), ms(p99),
-                     ms(max(latencies)), f"{len(latencies) / wall:.0f}", "yes" if p99 <= TARGET_P99 else "NO"])  # fmt: skip
-    out(table(["clients", "requests", "p50 (ms)", "p90 (ms)", "p99 (ms)", "max (ms)", "req/s", "p99 ≤ 50 ms"], rows))
+    for p in results:
+        p99 = percentile(p.latencies, 99)
+        rows.append([p.label, len(p.latencies), ms(median(p.latencies)), ms(percentile(p.latencies, 90)), ms(p99),
+                     ms(max(p.latencies)), f"{len(p.latencies) / p.wall:.0f}", "yes" if p99 <= TARGET_P99 else "NO",
+                     *(ms(p.cpu.get(name, math.nan)) for name in ("API", "Temporal", "bench"))])  # fmt: skip
+    out(table(["clients", "requests", "p50 (ms)", "p90 (ms)", "p99 (ms)", "max (ms)", "req/s", "p99 ≤ 50 ms",
+               "API CPU/req (ms)", "Temporal CPU/req (ms)", "bench CPU/req (ms)"], rows))  # fmt: skip
     out()
-    out(f"Where one status read spends its time (median of {args.breakdown} calls, from the benchmark process):")
+    out(f"The parts of one read, called in sequence as `api/routes/jobs.py` does (median of {args.breakdown}")
+    out("reads, from the benchmark process); the rest of the single-client p50 is HTTP, FastAPI, and")
+    out("validating and serializing the answer:")
     out()
-    total = sum(median(samples) for _, samples in parts)
-    out(table(["part", "p50 (ms)", "p99 (ms)", "share of p50 sum"],
-              [[name, ms(median(s)), ms(percentile(s, 99)), f"{median(s) / total * 100:.0f}%"] for name, s in parts]))  # fmt: skip
+    single = median(results[0].latencies)
+    rows = [[name, ms(median(s)), ms(percentile(s, 99)), f"{median(s) / single * 100:.0f}%"] for name, s in parts]
+    rest = single - sum(median(s) for _, s in parts)
+    rows.append(["rest (HTTP, FastAPI, JSON)", ms(rest), "", f"{rest / single * 100:.0f}%"])
+    out(table(["part", "p50 (ms)", "p99 (ms)", "share of 1-client p50"], rows))
 
 
 def main(argv: list[str] | None = None) -> int:

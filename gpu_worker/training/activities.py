@@ -52,7 +52,7 @@ def presets_available(models_dir: Path | None) -> list[str]:
         models_dir: The configured models directory, or None.
 
     Returns:
-        `["standard", "tiny"]` with a local Stable Diffusion, else `["tiny"]`.
+        `["standard", "tiny", "tiny-long"]` with a local Stable Diffusion, else the tiny ones.
     """
     has_weights = sd_model_dir(models_dir) is not None
     return [name for name, preset in PRESETS.items() if has_weights or not preset.needs_weights]

@@ -62,6 +62,8 @@ PRESETS: dict[str, LoraPreset] = {
     # A model this small trains faster on one thread (measured 41 vs 29 steps/s on 2 busy cores):
     # more threads mostly spin, and collapse when other processes compete for the cores.
     "tiny": LoraPreset("tiny", 40, 4, 4, 1e-3, 32, 1, 0, 10, needs_weights=False, cpu_threads=1),
+    # The same model for ~10 s: long enough to watch progress, cancel, or kill a worker mid-run.
+    "tiny-long": LoraPreset("tiny-long", 400, 4, 4, 1e-3, 32, 1, 0, 50, needs_weights=False, cpu_threads=1),
 }
 
 ComponentsFactory = Callable[[LoraPreset], SdComponents]

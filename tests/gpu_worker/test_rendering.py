@@ -227,7 +227,12 @@ def test_cancel_during_the_render_raises_cancelled_and_uploads_no_video(acts, st
             animating.set()
 
     env.on_heartbeat = on_heartbeat
-    canceller = threading.Thread(target=lambda: animating.wait(30) and env.cancel(), daemon=True)
+
+    def cancel_once_animating() -> None:
+        if animating.wait(30):
+            env.cancel()
+
+    canceller = threading.Thread(target=cancel_once_animating, daemon=True)
     canceller.start()
     with pytest.raises(CancelledError):
         run(acts, render_input("sadtalker", narrative=LONGER), env)

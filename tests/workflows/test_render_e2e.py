@@ -67,11 +67,11 @@ async def test_variant_renders_a_talking_video_end_to_end(
 
         mp4 = (await http.get(record["video"]["url"])).raise_for_status().content
         speech = _wav_seconds((await http.get(artifacts["audio"]["url"])).raise_for_status().content)
-        with av.open(io.BytesIO(mp4)) as container:
+        with av.open(io.BytesIO(mp4), mode="r") as container:
             video, audio = container.streams.video[0], container.streams.audio[0]
             assert (video.codec_context.name, audio.codec_context.name) == ("h264", "aac")
             assert (video.codec_context.width, video.codec_context.height) == (854, 480)
-            duration = container.duration / 1_000_000
+            duration = (container.duration or 0) / 1_000_000
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
             container.seek(0)
             sound = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio=0)])

@@ -53,9 +53,9 @@ def test_broken_or_missing_model_dirs_name_the_path(tiny_sd_dir: Path, tmp_path:
 
 
 def test_presets_advertise_standard_only_with_weights(tiny_sd_dir: Path, tmp_path: Path) -> None:
-    assert presets_available(None) == ["tiny"]
-    assert presets_available(tmp_path) == ["tiny"]
-    assert presets_available(tiny_sd_dir.parent) == ["standard", "tiny"]
+    assert presets_available(None) == ["tiny", "tiny-long"]
+    assert presets_available(tmp_path) == ["tiny", "tiny-long"]
+    assert presets_available(tiny_sd_dir.parent) == ["standard", "tiny", "tiny-long"]
     assert sd_model_dir(tiny_sd_dir) == tiny_sd_dir
 
 
