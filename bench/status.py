@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -134,23 +134,52 @@ async def wait_all_rendering(api: httpx.AsyncClient, job_ids: list[str], timeout
     return sample
 
 
-async def timed_gets(
-    api: httpx.AsyncClient, job_ids: list[str], requests: int, clients: int
-) -> tuple[list[float], float]:
-    """`requests` status reads round-robin over `job_ids` by `clients` concurrent clients; latencies and wall time."""
+Reader = Callable[[int], Awaitable[float]]  # the i-th read → its latency (s)
+
+
+def status_reader(api: httpx.AsyncClient, job_ids: list[str]) -> Reader:
+    """Read the status of job `i mod len(job_ids)`; fail loudly on anything but a running job."""
+
+    async def read(i: int) -> float:
+        started = time.perf_counter()
+        response = await api.get(f"/api/status/{job_ids[i % len(job_ids)]}")
+        latency = time.perf_counter() - started
+        if response.status_code != 200 or response.json()["status"] != "running":
+            raise RuntimeError(f"unexpected status answer {response.status_code}: {response.text[:300]}")
+        return latency
+
+    return read
+
+
+async def closed_loop(read: Reader, requests: int, clients: int) -> tuple[list[float], float]:
+    """`clients` clients, each sending its next read when the previous one answered; latencies and wall time."""
     latencies: list[float] = []
     next_index = iter(range(requests))
 
     async def client() -> None:
         for i in next_index:
-            started = time.perf_counter()
-            response = await api.get(f"/api/status/{job_ids[i % len(job_ids)]}")
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 200 or response.json()["status"] != "running":
-                raise RuntimeError(f"unexpected status answer {response.status_code}: {response.text[:300]}")
+            latencies.append(await read(i))
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, time.perf_counter() - started
+
+
+async def open_loop(read: Reader, requests: int, rate: float) -> tuple[list[float], float]:
+    """Reads sent at a fixed `rate` whatever the answers (pages polling on a timer).
+
+    Each latency counts from when the read was due, so time spent queued behind slow answers
+    (in this process or the server) is not hidden.
+    """
+    started = time.perf_counter()
+
+    async def one(i: int) -> float:
+        due = started + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        late = time.perf_counter() - due
+        return late + await read(i)
+
+    latencies = list(await asyncio.gather(*(one(i) for i in range(requests))))
     return latencies, time.perf_counter() - started
 
 
@@ -236,16 +265,24 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
             sample = await wait_all_rendering(api, job_ids)
             logger.info("all %d jobs rendering after %.1f s", len(job_ids), time.perf_counter() - started)
             history_events = len((await client.get_workflow_handle(job_ids[0]).fetch_history()).events)
-            await timed_gets(api, job_ids, 50, 1)  # warm-up: connections, caches
+            read = status_reader(api, job_ids)
+            await closed_loop(read, 50, 1)  # warm-up: connections, caches
             processes = {"API": api_service.pid, "Temporal": services["temporal"].pid, "bench": os.getpid()}
             background = await idle_cpu(processes, seconds=5)
-            for clients in (1, args.clients):
+            passes: list[tuple[str, Callable[[], Awaitable[tuple[list[float], float]]]]] = [
+                ("1 client, sequential", lambda: closed_loop(read, args.requests, 1)),
+                (f"{args.clients} concurrent clients", lambda: closed_loop(read, args.requests, args.clients)),
+                (f"open loop, {args.rate:g} req/s", lambda: open_loop(read, args.requests, args.rate)),
+            ]
+            for label, run_pass in passes:
                 before = {name: cpu_seconds(pid) for name, pid in processes.items()}
-                latencies, wall = await timed_gets(api, job_ids, args.requests, clients)
+                latencies, wall = await run_pass()
                 cpu = {name: (cpu_seconds(pid) - before[name] - background[name] * wall) / len(latencies)
                        for name, pid in processes.items()}  # fmt: skip
-                results.append(Pass(f"{clients} client{'s' if clients > 1 else ''}", latencies, wall, cpu))
-                logger.info("%d clients: p99 %.1f ms", clients, percentile(latencies, 99) * 1000)
+                results.append(Pass(label, latencies, wall, cpu))
+                logger.info(
+                    "%s: p50 %.1f ms, p99 %.1f ms", label, median(latencies) * 1000, percentile(latencies, 99) * 1000
+                )
             parts = await breakdown(settings, client, job_ids, args.breakdown)
             started = time.perf_counter()
             ended = await cancel_all(api, job_ids)
@@ -362,8 +399,11 @@ def report(
         rows.append([p.label, len(p.latencies), ms(median(p.latencies)), ms(percentile(p.latencies, 90)), ms(p99),
                      ms(max(p.latencies)), f"{len(p.latencies) / p.wall:.0f}", "yes" if p99 <= TARGET_P99 else "NO",
                      *(ms(p.cpu.get(name, math.nan)) for name in ("API", "Temporal", "bench"))])  # fmt: skip
-    out(table(["clients", "requests", "p50 (ms)", "p90 (ms)", "p99 (ms)", "max (ms)", "req/s", "p99 ≤ 50 ms",
+    out(table(["load", "requests", "p50 (ms)", "p90 (ms)", "p99 (ms)", "max (ms)", "req/s", "p99 ≤ 50 ms",
                "API CPU/req (ms)", "Temporal CPU/req (ms)", "bench CPU/req (ms)"], rows))  # fmt: skip
+    out()
+    out("A closed loop of N clients is throughput-bound (Little's law: latency ≈ N / req/s); the open loop")
+    out("sends reads on a timer, like pages polling their jobs, and counts queueing from when a read was due.")
     out()
     out(f"The parts of one read, called in sequence as `api/routes/jobs.py` does (median of {args.breakdown}")
     out("reads, from the benchmark process); the rest of the single-client p50 is HTTP, FastAPI, and")
@@ -381,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=100, help="jobs running during the measurement")
     parser.add_argument("--requests", type=int, default=1000, help="status reads per client setting")
     parser.add_argument("--clients", type=int, default=10, help="concurrent clients of the second pass")
+    parser.add_argument("--rate", type=float, default=50, help="reads per second of the open-loop pass")
     parser.add_argument("--breakdown", type=int, default=200, help="status reads timed part by part")
     args = parser.parse_args(argv)
     quiet_logging()

@@ -28,6 +28,7 @@ class Heartbeater:
         self._last_sent = 0.0
         self._last_moved = time.monotonic()
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -61,13 +62,16 @@ class Heartbeater:
         return activity.is_cancelled() or activity.is_worker_shutdown()
 
     def _send(self, in_activity_thread: bool = False) -> None:
-        with self._lock:
-            details = dict(self._details)
-            self._last_sent = time.monotonic()
-        if in_activity_thread:
-            activity.heartbeat(details)
-        else:  # the keep-alive thread borrows the activity's context (one thread enters it at a time)
-            self._context.run(activity.heartbeat, details)
+        # One sender at a time, copying and sending under the same lock, so an older
+        # keep-alive copy can never overtake a newer update.
+        with self._send_lock:
+            with self._lock:
+                details = dict(self._details)
+                self._last_sent = time.monotonic()
+            if in_activity_thread:
+                activity.heartbeat(details)
+            else:  # the keep-alive thread borrows the activity's context
+                self._context.run(activity.heartbeat, details)
 
     def _run(self) -> None:
         while not self._stop.wait(self._keepalive):

@@ -81,7 +81,9 @@ async def test_capabilities_show_both_planes(stack_factory) -> None:
         caps = (await stack.api.get("/api/capabilities")).json()
         assert set(caps["gpu"]["variants"]) == {"svd", "sadtalker"}
         assert names.RENDER_VIDEO in caps["gpu"]["tasks"] and names.GENERATE_SCRIPT in caps["cpu"]["tasks"]
-        assert caps["cpu"]["llm_mode"] == "offline"
+        # Other tests' CPU workers (one with an Ollama writer) share this database: the
+        # intersection of differing LLM modes is reported as "mixed", never silently one of them.
+        assert caps["cpu"]["llm_mode"] in {"offline", "mixed"}
 
 
 def gated_render(release: asyncio.Event):
