@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile, status
-from PIL import Image, UnidentifiedImageError
 
 from api.deps import ServicesDep, SettingsDep, UserDep
 from api.errors import ApiError, FieldError
+from api.media_checks import UnusableUpload, check_audio, check_image
 from api.routes.jobs import profile_public
 from core import repo
 from schemas import names
@@ -50,8 +50,11 @@ async def upload(
             )
         with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
             size = await _spool(file, Path(tmp.name), limits.max_upload_bytes, i, name)
-            if suffix in IMAGE_TYPES:
-                await asyncio.to_thread(_check_image, Path(tmp.name), i, name)
+            try:
+                check = check_image if suffix in IMAGE_TYPES else check_audio
+                await asyncio.to_thread(check, Path(tmp.name))
+            except UnusableUpload as err:
+                raise FieldError(("body", "files", i), f"'{name}' {err}") from err
             key = f"{user}/{uuid.uuid4().hex}{suffix}"
             uri, _ = await asyncio.to_thread(
                 services.store.put_file, names.UPLOADS_BUCKET, key, Path(tmp.name), content_type
@@ -76,14 +79,6 @@ async def _spool(file: UploadFile, dest: Path, max_bytes: int, index: int, name:
     if size == 0:
         raise FieldError(("body", "files", index), f"'{name}' is empty")
     return size
-
-
-def _check_image(path: Path, index: int, name: str) -> None:
-    try:
-        with Image.open(path) as img:
-            img.verify()
-    except (UnidentifiedImageError, OSError) as err:
-        raise FieldError(("body", "files", index), f"'{name}' is not a readable image") from err
 
 
 @router.get("/profiles")

@@ -3,6 +3,7 @@
 import asyncio
 
 import httpx
+import numpy as np
 import pytest
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -178,3 +179,52 @@ async def test_cancel_stops_the_render_and_marks_the_rest_skipped(stack_factory)
         assert again.status_code == 409 and "cancelled" in again.json()["detail"]
         record = (await stack.api.get(f"/api/jobs/{job_id}")).json()
         assert not [a for a in record["artifacts"] if a["kind"] == "video"]
+
+
+def _wav(seconds: float, amplitude: int) -> bytes:
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        tone = (amplitude * np.sin(np.arange(int(16000 * seconds)) * 2 * np.pi * 220 / 16000)).astype(np.int16)
+        w.writeframes(tone.tobytes())
+    return buf.getvalue()
+
+
+def _png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), "white").save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("tiny.png", _png(1, 1), "1×1; images must be at least 64×64"),
+        ("silent.wav", _wav(2, 0), "is silent"),
+        ("short.wav", _wav(0.3, 8000), "voice clips must be at least 1 s"),
+        ("fake.wav", b"RIFF not really audio", "not a readable audio file"),
+    ],
+)
+async def test_unusable_uploads_are_422_naming_the_file(stack_factory, name, data, message) -> None:
+    async with stack_factory(gpu=False) as stack:
+        stored_before = len(stack.store.list_keys("uploads", "local/"))
+        response = await stack.api.post("/api/uploads", files=[("files", (name, data))])
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"][0]
+        assert detail["loc"] == ["body", "files", 0] and name in detail["msg"] and message in detail["msg"]
+        assert len(stack.store.list_keys("uploads", "local/")) == stored_before, "nothing was stored"
+
+
+async def test_a_good_voice_clip_is_stored(stack_factory) -> None:
+    async with stack_factory(gpu=False) as stack:
+        response = await stack.api.post("/api/uploads", files=[("files", ("voice.wav", _wav(1.5, 8000)))])
+        assert response.status_code == 201 and response.json()["data"][0]["contentType"] == "audio/wav"

@@ -1,0 +1,109 @@
+"""Training through the whole stack: profiles trained, reused by later jobs, cancellable."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gpu_worker.media.speech import VoiceParams, synthesize
+from gpu_worker.training.audio import analyse, decode
+from schemas.names import ARTIFACTS_BUCKET
+from tests.conftest import astronaut_png, wait_for_status
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = {"stage": "A studio.", "narrative": "Hello. This sentence is spoken with the chosen voice."}
+
+
+async def upload(api, path: Path) -> str:
+    response = await api.post("/api/uploads", files=[("files", (path.name, path.read_bytes()))])
+    assert response.status_code == 201, response.text
+    return response.json()["data"][0]["uri"]
+
+
+async def training_inputs(api, tmp_path: Path, voice: VoiceParams) -> tuple[str, str]:
+    image = await upload(api, astronaut_png(tmp_path / "face.png"))
+    synthesize("Hello there. This is my own voice, and I speak quite high.", tmp_path / "clip.wav", voice)
+    return image, await upload(api, tmp_path / "clip.wav")
+
+
+def median_pitch_hz(data: bytes, tmp_path: Path) -> float:
+    path = tmp_path / "speech.wav"
+    path.write_bytes(data)
+    return analyse(decode(path, "speech"), "speech").f0_median_hz
+
+
+async def test_trained_profile_is_reused_with_its_voice(stack_factory, tmp_path) -> None:
+    async with stack_factory() as stack:
+        image, clip = await training_inputs(stack.api, tmp_path, VoiceParams(voice="f1", pitch=85))
+        body = {
+            "topic": "me",
+            "profileName": "fast-voice",
+            "images": [image],
+            "audio": [clip],
+            "variant": "sadtalker",
+            "script": SCRIPT,
+            "options": {"durationSeconds": 6},
+        }
+        trained = (await stack.api.post("/api/train", json=body)).json()["jobId"]
+        assert (await wait_for_status(stack.api, trained, timeout=240))["status"] == "completed"
+        record = (await stack.api.get(f"/api/jobs/{trained}")).json()
+        profile = record["profile"]
+        assert profile["status"] == "ready" and profile["loraId"] and profile["voiceId"]
+        assert profile["portraitUri"] == image
+        assert {"lora", "voice", "video"} <= {a["kind"] for a in record["artifacts"]}
+
+        speech = {}
+        for label, extra in (("profile", {"profileId": profile["id"]}), ("default", {})):
+            job = (
+                await stack.api.post(
+                    "/api/generate",
+                    json={
+                        "topic": "t",
+                        "variant": "sadtalker",
+                        "script": SCRIPT,
+                        "options": {"durationSeconds": 6},
+                        **extra,
+                    },
+                )
+            ).json()["jobId"]
+            assert (await wait_for_status(stack.api, job))["status"] == "completed"
+            job_record = (await stack.api.get(f"/api/jobs/{job}")).json()
+            audio = next(a for a in job_record["artifacts"] if a["kind"] == "audio")
+            speech[label] = median_pitch_hz(stack.store.get_bytes(audio["uri"]), tmp_path)
+            if label == "profile":
+                assert job_record["profile"]["id"] == profile["id"]
+        # The clip was a high voice: the fitted voice speaks the same script clearly higher.
+        assert speech["profile"] > 1.3 * speech["default"], speech
+
+
+async def test_cancelling_training_keeps_a_checkpoint_and_stops_the_gpu(stack_factory, tmp_path) -> None:
+    async with stack_factory() as stack:
+        image, clip = await training_inputs(stack.api, tmp_path, VoiceParams())
+        body = {
+            "mode": "train_only",
+            "profileName": "cancel-me",
+            "images": [image],
+            "audio": [clip],
+            "trainingPreset": "tiny-long",
+        }
+        job_id = (await stack.api.post("/api/train", json=body)).json()["jobId"]
+        for _ in range(600):
+            node = next(
+                n for n in (await stack.api.get(f"/api/status/{job_id}")).json()["nodes"] if n["id"] == "train_lora"
+            )
+            if (node["progress"] or {}).get("step", 0) >= 20:
+                break
+            await asyncio.sleep(0.1)
+        assert (await stack.api.post(f"/api/jobs/{job_id}/cancel")).status_code == 202
+        status = await wait_for_status(stack.api, job_id)
+        assert status["status"] == "cancelled"
+        assert {n["id"]: n["state"] for n in status["nodes"]}["train_lora"] == "cancelled"
+        assert stack.store.list_keys(ARTIFACTS_BUCKET, f"jobs/{job_id}/train_lora/checkpoints/"), (
+            "a final checkpoint was written"
+        )
+        description = await stack.client.get_workflow_handle(job_id).describe()
+        assert not description.raw_description.pending_activities, "no GPU activity keeps running"
+        profile = next(p for p in (await stack.api.get("/api/profiles")).json()["data"] if p["name"] == "cancel-me")
+        refused = await stack.api.post("/api/generate", json={"topic": "t", "profileId": profile["id"]})
+        assert refused.status_code == 422 and "not ready" in refused.json()["detail"][0]["msg"]
