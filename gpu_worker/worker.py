@@ -17,6 +17,7 @@ from core.storage import ObjectStore
 from core.temporal import connect
 from gpu_worker.rendering import RenderActivities
 from gpu_worker.training.activities import TrainingActivities, presets_available
+from gpu_worker.training.components import warm_up
 from gpu_worker.training.lora import default_components_factory
 from schemas import names
 from schemas.capabilities import WorkerManifest
@@ -82,11 +83,15 @@ async def main() -> None:
     await publish(sessions, manifest(settings, worker_id))
     advertiser = asyncio.create_task(publish_forever(sessions, lambda: manifest(settings, worker_id)))
     logger.info("GPU worker %s polling %s", worker_id, settings.temporal.gpu_task_queue)
+    # Import torch/diffusers while polling, so the first activity (often a retry after a
+    # dead worker) does not pay for it.
+    warming = asyncio.create_task(asyncio.to_thread(warm_up))
     with ThreadPoolExecutor(max_workers=settings.gpu.max_concurrent_activities + 1) as executor:
         try:
             await build_worker(client, settings, store, executor).run()
         finally:
             advertiser.cancel()
+            warming.cancel()
 
 
 def run() -> None:
