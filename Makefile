@@ -36,6 +36,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy api workflows activities schemas core gpu_worker
 
 schemas: install
 	$(PY) -m schemas.export

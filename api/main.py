@@ -13,7 +13,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from api import errors
 from api.deps import Services, ServicesDep
-from api.routes import jobs, uploads
+from api.routes import jobs, ops, uploads, web
 from core.db import create_async_engine, migrate, session_factory
 from core.settings import get_settings
 from core.storage import ObjectStore
@@ -50,7 +50,9 @@ def create_app() -> FastAPI:
     app = FastAPI(title="MySpinBot", version="0.3.0", lifespan=lifespan)
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(ops.router)
     app.include_router(uploads.router)
+    app.include_router(web.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz(services: ServicesDep) -> JSONResponse:

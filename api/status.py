@@ -8,7 +8,7 @@ heartbeat progress, and the last failure of a node that is retrying.
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.enums.v1 import EventType, PendingActivityState, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import WorkflowExecutionDescription, WorkflowHistory
@@ -123,7 +123,19 @@ async def fold_status(
 
 
 def _run_id(history: WorkflowHistory) -> str | None:
-    return history.events[0].workflow_execution_started_event_attributes.original_execution_run_id or None
+    """The id of the run this history belongs to.
+
+    A reset copies the first event, with the original run's id, into the new run; the reset's
+    marker (a workflow task failed with cause reset) names the new run, and the last one wins
+    when a reset run was reset again.
+    """
+    run_id = history.events[0].workflow_execution_started_event_attributes.original_execution_run_id or None
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            attrs = event.workflow_task_failed_event_attributes
+            if attrs.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW and attrs.new_run_id:
+                run_id = attrs.new_run_id
+    return run_id
 
 
 def _with(node: NodeStatus, **fields: Any) -> NodeStatus:
@@ -132,8 +144,8 @@ def _with(node: NodeStatus, **fields: Any) -> NodeStatus:
 
 def _update(nodes: dict[str, NodeStatus], by_scheduled_id: dict[int, str], scheduled_id: int, **fields: Any) -> None:
     node_id = by_scheduled_id.get(scheduled_id)
-    if node_id in nodes:
-        nodes[node_id] = _with(nodes[node_id], **fields)  # type: ignore[index]
+    if node_id is not None and node_id in nodes:
+        nodes[node_id] = _with(nodes[node_id], **fields)
 
 
 def _done(nodes: dict[str, NodeStatus], by_scheduled_id: dict[int, str], scheduled_id: int) -> dict[str, Any] | None:

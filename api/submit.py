@@ -41,7 +41,7 @@ def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:
     )
     return JobRequest(
         mode=body.mode,
-        topic=body.topic or (body.profile_name or "profile training"),
+        topic=body.topic or _training_topic(body),
         style=body.style,
         variant=body.variant,
         portrait=body.portrait,
@@ -53,9 +53,16 @@ def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:
     )
 
 
+def _training_topic(body: GenerateRequest | TrainRequest) -> str:
+    name = body.profile_name if isinstance(body, TrainRequest) else None
+    return f"training {name}" if name else "profile training"
+
+
 async def check_references(request: JobRequest, user_id: str, services: Services) -> None:
     """Every `s3://` the body names must be the caller's upload and exist; a profile must be theirs and ready."""
-    refs = [(("body", "portrait"), request.portrait)] if request.portrait else []
+    refs: list[tuple[tuple[str | int, ...], str]] = (
+        [(("body", "portrait"), request.portrait)] if request.portrait else []
+    )
     refs += [(("body", "images", i), uri) for i, uri in enumerate(request.images)]
     refs += [(("body", "audio", i), uri) for i, uri in enumerate(request.audio)]
     for loc, uri in refs:

@@ -54,6 +54,32 @@ class GpuSettings(BaseModel):
     resolutions: list[str] = Field(default_factory=lambda: ["480p", "576p", "720p", "1080p"])
     max_concurrent_activities: int = 1
     heartbeat_throttle_seconds: float = 1.0
+    # Model backends (gpu_worker/backends/README.md): each is used and advertised only when configured.
+    # Stable Diffusion and SVD come from `models_dir` (`stable-diffusion/`, `stable-video-diffusion/`).
+    sd_steps: int = 30
+    sd_guidance_scale: float = 7.5
+    sd_resolution: int = 512  # short side of the generated scene (multiples of 8)
+    sd_negative_prompt: str = "text, watermark, logo, blurry, lowres, deformed"
+    svd_num_frames: int = 14
+    svd_fps: int = 7
+    svd_motion_bucket_id: int = 127
+    svd_decode_chunk_size: int = 8
+    svd_steps: int = 25
+    svd_resolution: int = 576  # short side of the generated clip (multiples of 64)
+    model_cpu_offload: bool = False  # diffusers `enable_model_cpu_offload` for GPUs with little memory
+    wav2lip_dir: Path | None = None  # a Wav2Lip checkout
+    wav2lip_checkpoint: Path | None = None  # default `<wav2lip_dir>/checkpoints/wav2lip_gan.pth`
+    wav2lip_python: Path | None = None  # default `<dir>/.venv/bin/python`, else this interpreter
+    wav2lip_args: list[str] = Field(default_factory=list)
+    sadtalker_dir: Path | None = None  # a SadTalker checkout
+    sadtalker_checkpoint_dir: Path | None = None  # default `<sadtalker_dir>/checkpoints`
+    sadtalker_python: Path | None = None
+    sadtalker_args: list[str] = Field(default_factory=lambda: ["--still", "--preprocess", "full"])
+    esrgan_weights: Path | None = None  # e.g. `RealESRGAN_x4plus.pth`
+    esrgan_tile: int = 512  # input tile size in pixels (0: whole frame at once)
+    comfyui_url: str | None = None
+    comfyui_checkpoint: str = "v1-5-pruned-emaonly.safetensors"
+    backend_timeout_seconds: float = 1800  # per model call (subprocess, ComfyUI prompt)
 
 
 class ApiSettings(BaseModel):

@@ -18,7 +18,7 @@ def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
     short = RESOLUTION_HEIGHTS[resolution]
     w_ratio, h_ratio = (int(x) for x in aspect_ratio.split(":"))
     if w_ratio >= h_ratio:
-        width, height = short * w_ratio / h_ratio, short
+        width, height = short * w_ratio / h_ratio, float(short)
     else:
-        width, height = short, short * h_ratio / w_ratio
+        width, height = float(short), short * h_ratio / w_ratio
     return int(round(width / 2)) * 2, int(round(height / 2)) * 2

@@ -78,7 +78,7 @@ class PipelineWorkflow:
         """Register what the failed job produced (seed §6), then fail with the node's reason."""
         stage = err.activity_id or "unknown"
         cause = err.cause
-        message = cause.message if cause is not None else str(err)
+        message = str(getattr(cause, "message", "") or err)
         if partial := _partial_outputs(cause):
             self._state["outputs"] = {**self._state["outputs"], stage: partial}
         register = TASKS[names.REGISTER_OUTPUTS]

@@ -127,8 +127,8 @@ async def job_record(job_id: str, user: UserDep, services: ServicesDep, settings
     video = next((a for a in public if a.kind == "video" and not a.partial), None)
     narrative = (row.script or {}).get("narrative")
     return JobRecord(
-        job_id=row.id, user_id=row.user_id, mode=row.mode, variant=row.variant, topic=row.topic,  # type: ignore[arg-type]
-        status=live.status, created_at=row.created_at, graph=row.graph,  # type: ignore[arg-type]
+        job_id=row.id, user_id=row.user_id, mode=row.mode, variant=row.variant, topic=row.topic,
+        status=live.status, created_at=row.created_at, graph=row.graph,
         script_summary=(narrative[:280] + "…" if narrative and len(narrative) > 280 else narrative),
         script_source=row.script_source, profile=profile_public(profile) if profile else None,
         video=video, artifacts=public, error=live.error, run_id=live.run_id,
@@ -155,7 +155,7 @@ async def list_jobs(
         async for wf in services.temporal.list_workflows(query=f"WorkflowId IN ({ids})"):
             if wf.status is not None:
                 states.setdefault(wf.id, _LIST_STATES.get(wf.status, "running"))
-    data = [JobSummary(job_id=r.id, mode=r.mode, variant=r.variant, topic=r.topic, status=states.get(r.id, "queued"),  # type: ignore[arg-type]
+    data = [JobSummary(job_id=r.id, mode=r.mode, variant=r.variant, topic=r.topic, status=states.get(r.id, "queued"),
                        created_at=r.created_at) for r in rows]  # fmt: skip
     return JobsPublic(data=data, count=len(data), next_cursor=next_cursor)
 

@@ -33,7 +33,7 @@ class Probe:
 
 def ffmpeg_exe() -> str:
     """Path of the static ffmpeg binary shipped by `imageio-ffmpeg`."""
-    import imageio_ffmpeg  # type: ignore[import-untyped]
+    import imageio_ffmpeg
 
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 

@@ -70,7 +70,7 @@ class _Engine:
     """The loaded library, its sample rate and the callback's sample buffer."""
 
     def __init__(self) -> None:
-        import espeakng_loader  # type: ignore[import-untyped]
+        import espeakng_loader
 
         self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self.lib.espeak_Initialize.restype = ctypes.c_int

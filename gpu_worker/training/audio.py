@@ -127,7 +127,7 @@ def _cmnd(frames: np.ndarray) -> np.ndarray:
     shifted_energy = squares[:, lags + _WINDOW] - squares[:, lags]
     diff = np.maximum(shifted_energy[:, :1] + shifted_energy - 2 * acf[:, : _MAX_LAG + 1], 0.0)
     cumulative = np.cumsum(diff[:, 1:], axis=1)
-    cmnd = np.ones_like(diff)
+    cmnd: np.ndarray = np.ones_like(diff)
     cmnd[:, 1:] = diff[:, 1:] * np.arange(1, _MAX_LAG + 1) / np.maximum(cumulative, 1e-12)
     return cmnd
 

@@ -1,0 +1,279 @@
+// The submission form: capabilities decide what is selectable, the server validates, and each
+// 422 `detail[].loc` is shown next to its field.
+
+import { get, post, HttpError } from "./api.js";
+import { h, fill, announce } from "./dom.js";
+import { FileField } from "./uploads.js";
+
+const RESOLUTION_NOTES = { "480p": "480p · fastest", "576p": "576p", "720p": "720p · HD", "1080p": "1080p · Full HD" };
+
+// Field path (the part of `loc` after "body") → the control that gets `aria-invalid` and focus.
+const CONTROLS = {
+  topic: "topic",
+  style: "style",
+  profileId: "profile",
+  profileName: "profile-name",
+  images: "images",
+  audio: "audio",
+  trainingPreset: "preset",
+  variant: "variant-svd",
+  "options.durationSeconds": "duration-seconds",
+  "options.resolution": "resolution",
+  "options.aspectRatio": "aspect-16-9",
+  "options.captions": "captions",
+  "script.narrative": "narrative",
+  "script": "narrative",
+};
+
+// Plain words for the schema's terse messages, keyed by "field:error type".
+const FRIENDLY = {
+  "topic:string_too_short": "Tell us what the video is about.",
+  "topic:missing": "Tell us what the video is about.",
+  "images:too_short": "Add at least one photo of the face.",
+  "script.narrative:string_too_short": "Write some narration, or close this section to let the writer draft it.",
+};
+
+export class JobForm {
+  constructor(form, { onSubmitted }) {
+    this.form = form;
+    this.onSubmitted = onSubmitted;
+    this.$ = (id) => document.getElementById(id);
+    this.images = new FileField({ input: this.$("images"), list: this.$("images-list"), error: this.$("err-images"), kind: "image", max: 20 });
+    this.audio = new FileField({ input: this.$("audio"), list: this.$("audio-list"), error: this.$("err-audio"), kind: "audio", max: 10 });
+    this.submitButton = this.$("submit");
+    form.addEventListener("submit", (event) => { event.preventDefault(); this.submit(); });
+    form.addEventListener("change", (event) => this.changed(event.target));
+    form.addEventListener("input", (event) => this.clearFieldError(event.target));
+    this.changed(null);
+  }
+
+  get mode() { return this.form.elements.mode.value; }
+  get trainOnly() { return this.mode === "train" && this.$("train-only").checked; }
+
+  changed(target) {
+    if (target) this.clearFieldError(target);
+    for (const section of this.form.querySelectorAll(".mode-only")) section.hidden = section.dataset.mode !== this.mode;
+    this.$("render-options").hidden = this.trainOnly;
+    const custom = this.form.elements.duration.value === "custom";
+    this.$("custom-duration").hidden = !custom;
+    if (target?.id === "duration-custom") this.$("duration-seconds").focus();
+    const label = this.mode === "generate" ? "Create video" : this.trainOnly ? "Train profile" : "Train & create video";
+    this.submitButton.querySelector(".btn-label").textContent = label;
+  }
+
+  /** Make only the advertised variants, resolutions, durations and presets selectable. */
+  applyCapabilities(caps) {
+    const offered = caps?.gpu?.variants ?? [];
+    for (const input of this.form.querySelectorAll('input[name="variant"]')) {
+      const ok = offered.includes(input.value);
+      input.disabled = !ok;
+      const label = input.labels[0];
+      label.querySelector(".choice-reason")?.remove();
+      if (!ok) {
+        const why = caps?.gpu ? "Not offered by the connected GPU workers." : "No GPU worker is online right now.";
+        label.append(h("span", { class: "choice-reason" }, why));
+      }
+    }
+    const checked = this.form.querySelector('input[name="variant"]:checked');
+    if (checked?.disabled) {
+      const first = this.form.querySelector('input[name="variant"]:not(:disabled)');
+      if (first) first.checked = true;
+    }
+
+    const resolutions = caps?.constraints?.resolutions?.length ? caps.constraints.resolutions : ["480p"];
+    const select = this.$("resolution");
+    const previous = select.value;
+    fill(select, resolutions.map((r) => h("option", { value: r }, RESOLUTION_NOTES[r] ?? r)));
+    select.value = resolutions.includes(previous) ? previous : resolutions[0];
+
+    const max = caps?.constraints?.max_duration_seconds || 0;
+    const seconds = this.$("duration-seconds");
+    if (max > 0) {
+      seconds.max = String(max);
+      for (const input of this.form.querySelectorAll('input[name="duration"]')) {
+        if (input.value === "custom") continue;
+        input.disabled = Number(input.value) > max;
+        input.labels[0].title = input.disabled ? `Longer than the ${max} s the workers allow` : "";
+      }
+      this.$("duration-hint").textContent = `Up to ${max} s on the connected workers.`;
+    }
+
+    const presets = caps?.gpu?.training_presets ?? [];
+    fill(this.$("preset"), presets.map((p) => h("option", { value: p }, p.replace(/^./, (c) => c.toUpperCase()))));
+    this.$("preset-field").hidden = presets.length === 0;
+  }
+
+  async loadProfiles() {
+    const select = this.$("profile");
+    let profiles = [];
+    try {
+      profiles = (await get("/api/profiles")).data;
+    } catch {
+      // The picker keeps the built-in presenter; the submit answer will explain any outage.
+    }
+    const previous = select.value;
+    fill(select,
+      h("option", { value: "" }, "Built-in presenter (no profile)"),
+      profiles.map((p) => h("option", { value: p.id, disabled: p.status !== "ready" },
+        `${p.name}${p.voiceId ? " · own voice" : ""}${p.status !== "ready" ? ` (${p.status})` : ""}`)));
+    select.value = profiles.some((p) => p.id === previous && p.status === "ready") ? previous : "";
+  }
+
+  body() {
+    const el = this.form.elements;
+    const text = (id) => this.$(id).value.trim();
+    const duration = el.duration.value === "custom" ? Number(this.$("duration-seconds").value) : Number(el.duration.value);
+    const body = { topic: text("topic"), variant: el.variant.value };
+    if (text("style")) body.style = text("style");
+    if (this.$("script-details").open && text("narrative")) body.script = { narrative: text("narrative") };
+    if (!this.trainOnly) {
+      body.options = {
+        durationSeconds: Number.isFinite(duration) ? duration : 0,
+        resolution: el.resolution.value,
+        aspectRatio: el.aspectRatio.value,
+        captions: this.$("captions").checked,
+      };
+    }
+    if (this.mode === "generate") {
+      body.mode = "generate";
+      if (el.profileId.value) body.profileId = el.profileId.value;
+      return ["/api/generate", body];
+    }
+    body.mode = this.trainOnly ? "train_only" : "train_and_generate";
+    body.images = this.images.uris();
+    body.audio = this.audio.uris();
+    if (text("profile-name")) body.profileName = text("profile-name");
+    if (el.trainingPreset.value) body.trainingPreset = el.trainingPreset.value;
+    return ["/api/train", body];
+  }
+
+  /** Only what the server cannot see is checked here: files still uploading or refused. */
+  localProblems() {
+    if (this.mode !== "train") return null;
+    if (this.images.busy || this.audio.busy) return "Wait for the uploads to finish, then try again.";
+    const broken = [...this.images.broken, ...this.audio.broken];
+    if (broken.length) return `Remove the ${broken.length === 1 ? "file" : "files"} marked in red first.`;
+    return null;
+  }
+
+  async submit() {
+    if (this.submitting) return;
+    this.clearErrors();
+    const problem = this.localProblems();
+    if (problem) return this.showFormError(problem);
+    const [path, body] = this.body();
+    this.setBusy(true);
+    try {
+      const accepted = await post(path, body);
+      this.$("submit-hint").textContent = "Started. Follow it on the right.";
+      this.onSubmitted(accepted.jobId, body);
+    } catch (err) {
+      if (!(err instanceof HttpError)) throw err;
+      if (err.status === 422 && err.fields.length) this.showFieldErrors(err.fields);
+      else this.showFormError(err.message);
+    } finally {
+      this.setBusy(false);
+    }
+  }
+
+  setBusy(busy) {
+    this.submitting = busy;
+    this.submitButton.disabled = busy;
+    this.submitButton.querySelector(".spinner")?.remove();
+    if (busy) this.submitButton.prepend(h("span", { class: "spinner", "aria-hidden": "true" }));
+    this.form.setAttribute("aria-busy", String(busy));
+    if (busy) this.$("submit-hint").textContent = "";
+  }
+
+  showFieldErrors(details) {
+    let first = null;
+    const unplaced = [];
+    for (const detail of details) {
+      const path = detail.loc[0] === "body" ? detail.loc.slice(1) : detail.loc;
+      const placed = this.place(path, detail);
+      if (placed && !first) first = placed;
+      if (!placed) unplaced.push(detail.msg);
+    }
+    if (unplaced.length) this.showFormError(unplaced.join(" "));
+    else this.showFormError(details.length === 1 ? "Please fix the highlighted field." : "Please fix the highlighted fields.");
+    if (first) {
+      if (first.closest("details")) first.closest("details").open = true;
+      first.focus();
+    }
+    announce("The job was not started: some fields need attention.");
+  }
+
+  /** Show one error next to its field; return the control to focus, or null when no field matches. */
+  place(path, detail) {
+    const names = path.filter((p) => typeof p === "string");
+    const index = path.find((p) => typeof p === "number");
+    for (let n = names.length; n > 0; n -= 1) {
+      const key = names.slice(0, n).join(".");
+      const slot = this.form.querySelector(`[data-error-for="${CSS.escape(key)}"]`);
+      if (!slot) continue;
+      const message = this.friendly(key, detail);
+      const files = key === "images" ? this.images : key === "audio" ? this.audio : null;
+      if (files && index !== undefined && files.markSent(index, message)) {
+        files.input.setAttribute("aria-invalid", "true");
+      } else {
+        slot.textContent = message;
+      }
+      return this.invalidControl(key);
+    }
+    return null;
+  }
+
+  friendly(key, detail) {
+    const known = FRIENDLY[`${key}:${detail.type}`];
+    if (known) return known;
+    const msg = String(detail.msg ?? "").replace(/^Value error, /, "");
+    return msg.charAt(0).toUpperCase() + msg.slice(1) + (/[.!?]$/.test(msg) ? "" : ".");
+  }
+
+  invalidControl(key) {
+    let id = CONTROLS[key];
+    if (key === "options.durationSeconds" && this.form.elements.duration.value !== "custom") {
+      id = this.form.querySelector('input[name="duration"]:checked').id;
+    } else if (key === "variant") {
+      id = this.form.querySelector('input[name="variant"]:checked')?.id ?? id;
+    }
+    const control = id ? this.$(id) : null;
+    control?.setAttribute("aria-invalid", "true");
+    return control;
+  }
+
+  clearFieldError(target) {
+    if (!target?.closest) return;
+    const field = target.closest(".field, fieldset");
+    if (!field) return;
+    for (const slot of field.querySelectorAll(".field-error")) {
+      if (slot.id !== "err-images" && slot.id !== "err-audio") slot.textContent = "";
+    }
+    for (const el of field.querySelectorAll('[aria-invalid="true"]')) {
+      if (el.type !== "file") el.removeAttribute("aria-invalid");
+    }
+    if (!this.form.querySelector('.field-error:not(:empty), [aria-invalid="true"]:not([type="file"])')) this.hideFormError();
+  }
+
+  clearErrors() {
+    for (const slot of this.form.querySelectorAll(".field-error")) {
+      if (slot.id !== "err-images" && slot.id !== "err-audio") slot.textContent = "";
+    }
+    for (const el of this.form.querySelectorAll('[aria-invalid="true"]')) {
+      if (el.type !== "file") el.removeAttribute("aria-invalid");
+    }
+    this.hideFormError();
+  }
+
+  showFormError(message) {
+    const box = this.$("form-error");
+    box.textContent = message;
+    box.hidden = false;
+  }
+
+  hideFormError() {
+    const box = this.$("form-error");
+    box.hidden = true;
+    box.textContent = "";
+  }
+}

@@ -1,0 +1,67 @@
+// Words and numbers for people.
+
+export const MODE_LABELS = { generate: "Generate", train_and_generate: "Train+Generate", train_only: "Train only" };
+export const VARIANT_LABELS = { svd: "SVD", sadtalker: "SadTalker" };
+export const STATUS_LABELS = {
+  queued: "Queued", running: "Running", completed: "Completed", failed: "Failed", cancelled: "Cancelled",
+};
+export const NODE_LABELS = {
+  script: "Write the script",
+  profile: "Profile",
+  select: "Choose the pipeline",
+  train_lora: "Learn the face",
+  train_voice: "Learn the voice",
+  render: "Render the video",
+  register: "Save the outputs",
+};
+export const STAGE_LABELS = {
+  speech: "speech", scene: "scene", animate: "animating", encode: "encoding", thumbnail: "thumbnail",
+  upload: "uploading", done: "done",
+};
+export const ARTIFACT_LABELS = {
+  video: "Video", captions: "Captions (.srt)", audio: "Narration audio", thumbnail: "Thumbnail",
+  scene: "Scene image", base_clip: "Silent clip", lora: "LoRA weights", voice: "Voice model", portrait: "Portrait",
+};
+export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+
+export const jobTitle = (mode, variant) =>
+  `${MODE_LABELS[mode] ?? mode} · ${VARIANT_LABELS[variant] ?? variant}`;
+
+export function nodeLabel(id) {
+  return NODE_LABELS[id] ?? id.replace(/[_-]+/g, " ").replace(/^./, (c) => c.toUpperCase());
+}
+
+export function bytes(n) {
+  if (n == null) return "";
+  const units = ["B", "KB", "MB", "GB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+  return `${n >= 10 || i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
+}
+
+export function seconds(s) {
+  if (s == null || Number.isNaN(s)) return "";
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
+  const m = Math.floor(s / 60);
+  return `${m} min ${Math.round(s - m * 60)} s`;
+}
+
+export function elapsed(from, to) {
+  if (!from) return null;
+  return (new Date(to ?? Date.now()) - new Date(from)) / 1000;
+}
+
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+const absolute = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+export function when(iso) {
+  const date = new Date(iso);
+  const diff = (date - Date.now()) / 1000;
+  if (Math.abs(diff) < 45) return "just now";
+  if (Math.abs(diff) < 3600) return relative.format(Math.round(diff / 60), "minute");
+  if (Math.abs(diff) < 86400) return relative.format(Math.round(diff / 3600), "hour");
+  return absolute.format(date);
+}
+
+export const fullTime = (iso) => absolute.format(new Date(iso));

@@ -1,0 +1,149 @@
+// A file picker that uploads each chosen file at once (POST /api/uploads) and shows a preview,
+// its progress and its own validation message; the form later sends the stored s3:// URIs.
+
+import { post } from "./api.js";
+import { h, fill, icon } from "./dom.js";
+import { bytes } from "./format.js";
+
+export const MAX_UPLOAD_BYTES = 50 * 1024 * 1024;
+const KINDS = {
+  image: { ext: [".png", ".jpg", ".jpeg", ".webp"], noun: "photo", types: "PNG, JPEG or WebP" },
+  audio: { ext: [".wav", ".mp3", ".m4a", ".ogg", ".flac"], noun: "voice clip", types: "WAV, MP3, M4A, OGG or FLAC" },
+};
+
+let nextId = 0;
+
+export class FileField {
+  /**
+   * @param {{input: HTMLInputElement, list: HTMLElement, error: HTMLElement, kind: "image"|"audio", max: number}} opts
+   */
+  constructor({ input, list, error, kind, max }) {
+    Object.assign(this, { input, list, error, kind, max });
+    this.spec = KINDS[kind];
+    this.items = [];
+    this.zone = input.closest(".dropzone");
+    input.addEventListener("change", () => {
+      this.add([...input.files]);
+      input.value = ""; // so choosing the same file again fires `change`
+    });
+    for (const type of ["dragenter", "dragover"]) input.addEventListener(type, () => this.zone.classList.add("dragging"));
+    for (const type of ["dragleave", "drop"]) input.addEventListener(type, () => this.zone.classList.remove("dragging"));
+  }
+
+  add(files) {
+    this.error.textContent = "";
+    for (const file of files) {
+      if (this.items.length >= this.max) {
+        this.setError(`At most ${this.max} ${this.spec.noun}s per profile; ${file.name} was left out.`);
+        break;
+      }
+      const item = { id: `file-${nextId++}`, file, state: "uploading", uri: null, message: "" };
+      item.url = URL.createObjectURL(file);
+      this.items.push(item);
+      const problem = this.check(file);
+      if (problem) {
+        item.state = "error";
+        item.message = problem;
+      }
+      this.list.append(this.tile(item));
+      if (!problem) this.upload(item);
+    }
+    this.sync();
+  }
+
+  check(file) {
+    const dot = file.name.lastIndexOf(".");
+    const ext = dot >= 0 ? file.name.slice(dot).toLowerCase() : "";
+    if (!this.spec.ext.includes(ext)) return `Not a supported ${this.spec.noun} (${this.spec.types}).`;
+    if (file.size === 0) return "This file is empty.";
+    if (file.size > MAX_UPLOAD_BYTES) return `Larger than ${MAX_UPLOAD_BYTES / 1024 / 1024} MB (${bytes(file.size)}).`;
+    return null;
+  }
+
+  async upload(item) {
+    const body = new FormData();
+    body.append("files", item.file, item.file.name);
+    try {
+      const answer = await post("/api/uploads", body);
+      item.uri = answer.data[0].uri;
+      item.state = "done";
+    } catch (err) {
+      item.state = "error";
+      item.message = err.fields[0]?.msg ?? err.message;
+    }
+    if (this.items.includes(item)) this.render(item);
+    this.sync();
+  }
+
+  tile(item) {
+    const name = h("span", { class: "file-name", title: item.file.name }, item.file.name);
+    const state = h("span", { class: "file-state", id: `${item.id}-state` });
+    const remove = h("button", {
+      type: "button", class: "file-remove", "aria-label": `Remove ${item.file.name}`,
+      onclick: () => this.remove(item),
+    }, icon("close"));
+    remove.querySelector("svg").style.cssText = "width:12px;height:12px;stroke:currentColor;stroke-width:2.5;fill:none";
+    const meta = h("div", { class: "file-meta" }, name, state);
+    item.el = this.kind === "image"
+      ? h("li", { class: "file image", "aria-describedby": `${item.id}-state` },
+        h("img", { src: item.url, alt: `Preview of ${item.file.name}` }), meta, remove)
+      : h("li", { class: "file audio", "aria-describedby": `${item.id}-state` },
+        meta, remove, h("audio", { src: item.url, controls: true, preload: "metadata", "aria-label": `Listen to ${item.file.name}` }));
+    item.stateEl = state;
+    this.render(item);
+    return item.el;
+  }
+
+  render(item) {
+    item.el.dataset.state = item.state;
+    item.stateEl.textContent = {
+      uploading: "Uploading…",
+      done: `Ready · ${bytes(item.file.size)}`,
+      error: item.message,
+    }[item.state];
+    item.stateEl.setAttribute("role", item.state === "error" ? "alert" : "status");
+  }
+
+  remove(item) {
+    URL.revokeObjectURL(item.url);
+    item.el.remove();
+    this.items = this.items.filter((i) => i !== item);
+    this.error.textContent = "";
+    this.sync();
+    this.input.focus();
+  }
+
+  /** Mark the file sent at `index` of `uris()` with a server message (422 at `images[index]`). */
+  markSent(index, message) {
+    const item = this.items.filter((i) => i.state === "done")[index];
+    if (!item) return false;
+    item.state = "error";
+    item.message = message;
+    this.render(item);
+    this.sync();
+    return true;
+  }
+
+  setError(message) {
+    this.error.textContent = message;
+    this.sync();
+  }
+
+  sync() {
+    const invalid = Boolean(this.error.textContent) || this.items.some((i) => i.state === "error");
+    this.zone.classList.toggle("invalid", invalid);
+    this.input.setAttribute("aria-invalid", String(invalid));
+  }
+
+  uris() { return this.items.filter((i) => i.state === "done").map((i) => i.uri); }
+  get busy() { return this.items.some((i) => i.state === "uploading"); }
+  get broken() { return this.items.filter((i) => i.state === "error"); }
+
+  clear() {
+    for (const item of [...this.items]) URL.revokeObjectURL(item.url);
+    this.items = [];
+    fill(this.list);
+    this.error.textContent = "";
+    this.sync();
+  }
+}
