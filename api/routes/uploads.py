@@ -14,7 +14,7 @@ from api.media_checks import UnusableUpload, check_audio, check_image
 from api.routes.jobs import profile_public
 from core import repo
 from schemas import names
-from schemas.api import ProfilesPublic, UploadedFile, UploadsPublic
+from schemas.api import ProfilePublic, ProfilesPublic, UploadedFile, UploadsPublic
 
 router = APIRouter(prefix="/api", tags=["uploads"])
 
@@ -90,7 +90,7 @@ async def list_profiles(user: UserDep, services: ServicesDep) -> ProfilesPublic:
 
 
 @router.get("/profiles/{profile_id}")
-async def get_profile(profile_id: str, user: UserDep, services: ServicesDep) -> object:
+async def get_profile(profile_id: str, user: UserDep, services: ServicesDep) -> ProfilePublic:
     """One of the caller's profiles."""
     async with services.sessions() as session:
         row = await repo.get_profile(session, user, profile_id)
