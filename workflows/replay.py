@@ -16,6 +16,7 @@ When a change breaks replay of histories that may still be running, guard the ne
 import argparse
 import asyncio
 import functools
+import os
 import re
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -41,6 +42,7 @@ from workflows.sandbox import workflow_runner
 _CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 _CODE = re.compile(r"^\[TMPRL\d+\]\s*")
 _QUOTED = re.compile(r"'([^']+)'")
+_UNREACHABLE = 2  # exit code when the server cannot be reached
 
 
 Source = AsyncIterator[tuple[str, WorkflowHistory | Exception]]
@@ -216,14 +218,19 @@ async def run(argv: Sequence[str] | None = None, workflows: Sequence[type] = (Pi
         workflows: The workflow classes to replay with (tests pass a deliberately changed one).
 
     Returns:
-        0 when every run replayed (also when none matched), 1 otherwise.
+        0 when every run replayed (also when none matched), 1 when any did not, 2 when the
+        server cannot be reached.
     """
     args = _parser().parse_args(argv)
     histories: Source
     if args.file:
         histories = from_files(args.file)
     else:
-        client = await _connect()
+        try:
+            client = await _connect()
+        except RuntimeError as err:  # the SDK reports an unreachable server as a RuntimeError
+            sys.stderr.write(f"cannot reach the Temporal server: {err}\n")
+            return _UNREACHABLE
         histories = from_jobs(client, args.job) if args.job else from_query(client, args.query)
     outcomes = await replay_histories(histories, workflows)
     for outcome in outcomes:
@@ -235,7 +242,15 @@ async def run(argv: Sequence[str] | None = None, workflows: Sequence[type] = (Pi
 
 def main(argv: Sequence[str] | None = None) -> Any:
     """Entry point: `python -m workflows.replay ...`."""
-    sys.exit(asyncio.run(run(argv)))
+    code = asyncio.run(run(argv))
+    if code == _UNREACHABLE:
+        # temporalio 1.35 aborts the interpreter at shutdown after a failed connect
+        # ("PyGILState_Release: thread state ... must be current"), turning exit code 2 into a
+        # SIGABRT; skip the finalisation that trips it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
