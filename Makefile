@@ -25,12 +25,16 @@ demo: install
 	@echo "starting Temporal, PostgreSQL, S3, both workers and the API (logs in $(ROOT)/logs)..."
 	@nohup $(PY) -m core.stack up --root $(ROOT) --with-apps > $(ROOT)/logs/stack.log 2>&1 &
 	@$(PY) -m api.demo --wait-for-stack --stack-log $(ROOT)/logs/stack.log
-	@echo "The stack keeps running: API http://127.0.0.1:8000/docs, Temporal Web UI http://localhost:8233. Stop it with 'make down'."
+	@echo "The stack keeps running: web page http://127.0.0.1:8000/, API docs http://127.0.0.1:8000/docs, Temporal Web UI http://localhost:8233. Stop it with 'make down'."
 
 down:
 	@$(PY) -m core.stack down --root $(ROOT)
 
-test: install
+# Browser tests drive Debian's Chromium (never a downloaded browser).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-liberation >/dev/null
+
+test: install /usr/bin/chromium
 	$(PY) -m pytest
 
 lint: install

@@ -76,6 +76,7 @@ def run_one(api: httpx.Client, variant: str, out_dir: Path) -> bool:
     record = api.get(f"/api/jobs/{job_id}").json()
     _say(f"{variant}: {status['status']} in {time.monotonic() - started:.1f} s")
     _say(f"  Temporal Web UI: {record['temporalUiUrl']}")
+    _say(f"  web page: {API}/ (job cards, history, player)")
     if status["status"] != "completed":
         _say(f"  error: {status.get('error')}")
         return False

@@ -45,9 +45,13 @@ async def index() -> FileResponse:
 @router.get("/static/{path:path}", include_in_schema=False)
 async def static(path: str) -> FileResponse:
     """The page's scripts, styles and icons (no CDN: the machine may be offline)."""
-    file = (STATIC_DIR / path).resolve()
-    if not file.is_relative_to(STATIC_DIR) or not file.is_file():
-        raise ApiError(404, f"no static file '{path}'")
+    try:
+        file = (STATIC_DIR / path).resolve()
+        found = file.is_relative_to(STATIC_DIR) and file.is_file()
+    except (OSError, ValueError):  # e.g. a NUL byte in the path
+        found = False
+    if not found:
+        raise ApiError(404, f"no static file '{path[:100]}'")
     return FileResponse(file, headers=_NO_CACHE)
 
 

@@ -9,7 +9,7 @@ import {
 
 const NODE_STATE_ICONS = { completed: "check", failed: "cross", cancelled: "dash", skipped: "dash" };
 const ARTIFACT_ORDER = ["video", "captions", "audio", "thumbnail", "scene", "base_clip"];
-const GPU_WEIGHT = 4; // GPU steps take most of the time; weigh them so the overall bar moves evenly
+const GPU_WEIGHT = 20; // GPU steps take nearly all the time; CPU steps take milliseconds
 
 export class Board {
   constructor(container, { onFinished }) {

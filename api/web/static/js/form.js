@@ -96,6 +96,21 @@ export class JobForm {
         input.labels[0].title = input.disabled ? `Longer than the ${max} s the workers allow` : "";
       }
       this.$("duration-hint").textContent = `Up to ${max} s on the connected workers.`;
+      const chosen = this.form.querySelector('input[name="duration"]:checked');
+      if (chosen?.disabled) {
+        const fits = [...this.form.querySelectorAll('input[name="duration"]:not(:disabled)')];
+        fits[fits.length > 1 ? fits.length - 2 : 0].checked = true; // the longest preset that fits
+        this.changed(null);
+      }
+    }
+
+    const train = this.$("mode-train");
+    const canTrain = Boolean(caps?.gpu?.tasks?.includes("train_lora"));
+    train.disabled = !canTrain;
+    this.$("mode-hint").hidden = canTrain;
+    if (!canTrain && train.checked) {
+      this.$("mode-generate").checked = true;
+      this.changed(null);
     }
 
     const presets = caps?.gpu?.training_presets ?? [];
@@ -165,7 +180,7 @@ export class JobForm {
     this.setBusy(true);
     try {
       const accepted = await post(path, body);
-      this.$("submit-hint").textContent = "Started. Follow it on the right.";
+      this.$("submit-hint").textContent = "Started. Follow it under “Your jobs”.";
       this.onSubmitted(accepted.jobId, body);
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
@@ -226,7 +241,11 @@ export class JobForm {
   friendly(key, detail) {
     const known = FRIENDLY[`${key}:${detail.type}`];
     if (known) return known;
-    const msg = String(detail.msg ?? "").replace(/^Value error, /, "");
+    let msg = String(detail.msg ?? "").replace(/^Value error, /, "");
+    const limit = msg.match(/exceeds the advertised maximum of ([\d.]+ ?\w*)/);
+    if (limit) return `Longer than the connected workers allow (up to ${limit[1]}).`;
+    const field = key.split(".").pop();
+    if (msg.startsWith(`${field} `)) msg = msg.slice(field.length + 1); // the message repeats the field's name
     return msg.charAt(0).toUpperCase() + msg.slice(1) + (/[.!?]$/.test(msg) ? "" : ".");
   }
 

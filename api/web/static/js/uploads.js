@@ -69,7 +69,7 @@ export class FileField {
       item.state = "done";
     } catch (err) {
       item.state = "error";
-      item.message = err.fields[0]?.msg ?? err.message;
+      item.message = plain(err.fields[0]?.msg ?? err.message, item.file.name);
     }
     if (this.items.includes(item)) this.render(item);
     this.sync();
@@ -82,11 +82,13 @@ export class FileField {
       type: "button", class: "file-remove", "aria-label": `Remove ${item.file.name}`,
       onclick: () => this.remove(item),
     }, icon("close"));
-    remove.querySelector("svg").style.cssText = "width:12px;height:12px;stroke:currentColor;stroke-width:2.5;fill:none";
     const meta = h("div", { class: "file-meta" }, name, state);
+    const placeholder = () => h("span", { class: "file-placeholder", "aria-hidden": "true" }, "?");
+    const preview = item.state === "error"
+      ? placeholder()
+      : h("img", { src: item.url, alt: `Preview of ${item.file.name}`, onerror: () => preview.replaceWith(placeholder()) });
     item.el = this.kind === "image"
-      ? h("li", { class: "file image", "aria-describedby": `${item.id}-state` },
-        h("img", { src: item.url, alt: `Preview of ${item.file.name}` }), meta, remove)
+      ? h("li", { class: "file image", "aria-describedby": `${item.id}-state` }, preview, meta, remove)
       : h("li", { class: "file audio", "aria-describedby": `${item.id}-state` },
         meta, remove, h("audio", { src: item.url, controls: true, preload: "metadata", "aria-label": `Listen to ${item.file.name}` }));
     item.stateEl = state;
@@ -146,4 +148,10 @@ export class FileField {
     this.error.textContent = "";
     this.sync();
   }
+}
+
+/** "'face.png' is not a readable image" → "This file is not a readable image." (the tile names the file). */
+function plain(message, name) {
+  const text = message.replace(`'${name}' is`, "This file is").replace(`'${name}':`, "").trim();
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
 }
