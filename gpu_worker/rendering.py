@@ -9,6 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from core.storage import ObjectStore
+from gpu_worker.backends import Backends
 from gpu_worker.media.pipeline import RenderCancelled, RenderOutputs, render_still_video
 from gpu_worker.media.speech import VoiceParams
 from gpu_worker.progress import Heartbeater
@@ -31,11 +32,12 @@ _CONTENT_TYPES = {
 
 
 class RenderActivities:
-    """The render activity with its storage and scratch directory injected."""
+    """The render activity with its storage, scratch directory and model backends injected."""
 
-    def __init__(self, store: ObjectStore, work_dir: Path) -> None:
+    def __init__(self, store: ObjectStore, work_dir: Path, backends: Backends | None = None) -> None:
         self._store = store
         self._work_dir = work_dir
+        self._backends = backends or Backends()
 
     @activity.defn(name=names.RENDER_VIDEO)
     def render_video(self, inp: RenderInput) -> RenderResult:
@@ -83,6 +85,7 @@ class RenderActivities:
                 captions=options.captions,
                 progress=progress,
                 cancelled=hb.cancelled,
+                backends=self._backends.bind(self._store, inp.profile.lora_id),
             )
         except RenderCancelled as err:
             raise CancelledError("render cancelled") from err
@@ -91,8 +94,13 @@ class RenderActivities:
         except Exception as err:
             stage = hb.details.get("stage", "render")
             partial = self._upload_partial(inp, out_dir)
+            # A backend's own type survives (MissingWeights is non-retryable: a retry cannot fix a broken path).
+            known = err if isinstance(err, ApplicationError) and err.type else None
             raise ApplicationError(
-                f"render failed in stage '{stage}': {err}", [a.model_dump() for a in partial], type="RenderStageFailed"
+                f"render failed in stage '{stage}': {err}",
+                [a.model_dump() for a in partial],
+                type=known.type if known else "RenderStageFailed",
+                non_retryable=known.non_retryable if known else False,
             ) from err
         hb.update("upload", 96, stage_index=RENDER_STAGES.index("upload"), stage_count=stage_count)
         return self._upload(inp, outputs)

@@ -15,6 +15,7 @@ from core.db import create_async_engine, migrate, session_factory
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore
 from core.temporal import connect
+from gpu_worker.backends import Backends, build_backends
 from gpu_worker.rendering import RenderActivities
 from gpu_worker.training.activities import TrainingActivities, presets_available
 from gpu_worker.training.components import warm_up
@@ -37,25 +38,31 @@ EMBEDDED_RUNTIMES = {
 }
 
 
-def manifest(settings: Settings, worker_id: str) -> WorkerManifest:
-    """What this GPU worker advertises: tasks, variants it can render, runtimes, presets, limits."""
+def manifest(settings: Settings, worker_id: str, backends: Backends | None = None) -> WorkerManifest:
+    """What this GPU worker advertises: tasks, variants it can render, runtimes (model backends first), presets, limits."""
     return WorkerManifest(
         worker_id=worker_id,
         plane="gpu",
         task_queue=settings.temporal.gpu_task_queue,
         tasks=list(names.GPU_TASKS),
         variants=["svd", "sadtalker"],
-        runtimes=EMBEDDED_RUNTIMES,
+        runtimes=(backends or Backends()).runtimes(EMBEDDED_RUNTIMES),
         training_presets=presets_available(settings.gpu.models_dir),
         resolutions=settings.gpu.resolutions,
         max_duration_seconds=settings.gpu.max_duration_seconds,
     )
 
 
-def build_worker(client: Client, settings: Settings, store: ObjectStore, executor: ThreadPoolExecutor) -> Worker:
-    """The worker polling the GPU queue; sync activities run in `executor`."""
+def build_worker(
+    client: Client,
+    settings: Settings,
+    store: ObjectStore,
+    executor: ThreadPoolExecutor,
+    backends: Backends | None = None,
+) -> Worker:
+    """The worker polling the GPU queue; sync activities run in `executor` (backends: built from settings if None)."""
     work_dir = settings.gpu.work_dir.resolve()
-    render = RenderActivities(store, work_dir)
+    render = RenderActivities(store, work_dir, backends if backends is not None else build_backends(settings))
     training = TrainingActivities(store, work_dir, default_components_factory(settings.gpu.models_dir))
     return Worker(
         client,
@@ -80,18 +87,19 @@ async def main() -> None:
     await asyncio.to_thread(store.ensure_buckets)
     client = await connect(settings.temporal)
     worker_id = f"gpu-{socket.gethostname()}-{os.getpid()}"
-    await publish(sessions, manifest(settings, worker_id))
-    advertiser = asyncio.create_task(publish_forever(sessions, lambda: manifest(settings, worker_id)))
+    backends = build_backends(settings)  # a configured but broken model path stops the worker here, naming it
+    # Import torch/diffusers before polling (about 6 s cold), so the first activity (often a
+    # retry after a dead worker) does not pay for it. Not concurrently with polling: two
+    # threads importing diffusers at once can see a half-initialised module.
+    await asyncio.to_thread(warm_up)
+    await publish(sessions, manifest(settings, worker_id, backends))
+    advertiser = asyncio.create_task(publish_forever(sessions, lambda: manifest(settings, worker_id, backends)))
     logger.info("GPU worker %s polling %s", worker_id, settings.temporal.gpu_task_queue)
-    # Import torch/diffusers while polling, so the first activity (often a retry after a
-    # dead worker) does not pay for it.
-    warming = asyncio.create_task(asyncio.to_thread(warm_up))
     with ThreadPoolExecutor(max_workers=settings.gpu.max_concurrent_activities + 1) as executor:
         try:
-            await build_worker(client, settings, store, executor).run()
+            await build_worker(client, settings, store, executor, backends).run()
         finally:
             advertiser.cancel()
-            warming.cancel()
 
 
 def run() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from gpu_worker.backends.render import FrameInputs, RenderBackends
 from gpu_worker.media.animate import (
     blink_schedule,
     camera_path,
@@ -143,6 +144,7 @@ def render_still_video(
     seed: int = 0,
     crf: int = 23,
     preset: str = "veryfast",
+    backends: RenderBackends | None = None,
 ) -> RenderOutputs:
     """Render a narrated talking-presenter video on the CPU.
 
@@ -166,6 +168,8 @@ def render_still_video(
         seed: variation of scene, camera, blinks and head motion.
         crf: x264 quality of the final video.
         preset: x264 speed preset.
+        backends: model backends for this render; a stage they cover runs on its model instead of the
+            embedded runtime (see `gpu_worker.backends.render`).
 
     Returns:
         The paths of the outputs and the video duration.
@@ -199,7 +203,13 @@ def render_still_video(
         srt.write_text(to_srt(speech.segments), encoding="utf-8")
     video, base_path = out_dir / "video.mp4", None
     with ExitStack() as stack:
-        if variant == "svd":
+        if backends is not None and backends.handles(variant, face_found):
+            inputs = FrameInputs(
+                script_stage, face, face_box, face_found, size, fps, speech.path, mouth, blinks, seed, out_dir, crf
+            )
+            staged = stack.enter_context(backends.frames(variant, inputs, checkpoint, (_SPEECH, _SPEECH + _SCENE)))
+            frames, scene_path, base_path = staged.frames, staged.scene_path, staged.base_path
+        elif variant == "svd":
             base_path = out_dir / "base.mp4"
             base = stack.enter_context(VideoWriter(base_path, size, fps, crf=crf + 3, preset="ultrafast"))
             frames, scene_path = _svd_frames(script_stage, face, face_box, size, mouth, blinks, seed, out_dir, base)

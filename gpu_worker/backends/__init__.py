@@ -1,0 +1,131 @@
+"""Model backends for the render stages, each used (and advertised) only when its weights or service are configured.
+
+`build_backends(settings)` runs once per worker: it checks every configured path (a broken
+one raises `ApplicationError(type="MissingWeights")` naming it) but loads no model; models
+load on first use. See `README.md` in this folder for pointing each one at real weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gpu_worker.backends.base import (
+    ImageToVideoBackend,
+    LipSyncBackend,
+    SceneBackend,
+    TalkingHeadBackend,
+    Upscaler,
+)
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+    from gpu_worker.backends.render import LoraStore, RenderBackends
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Backends:
+    """The worker's model backends per stage; an empty one means embedded runtimes only."""
+
+    scenes: list[SceneBackend] = field(default_factory=list)  # in order of preference
+    image_to_video: ImageToVideoBackend | None = None
+    lipsync: LipSyncBackend | None = None
+    talking_head: TalkingHeadBackend | None = None
+    upscaler: Upscaler | None = None
+
+    @property
+    def scene(self) -> SceneBackend | None:
+        """The preferred scene backend that is available now (a local model before a service)."""
+        return next((backend for backend in self.scenes if backend.available()), None)
+
+    @property
+    def configured(self) -> bool:
+        """Whether any backend is configured."""
+        stages = (self.image_to_video, self.lipsync, self.talking_head, self.upscaler)
+        return bool(self.scenes) or any(stage is not None for stage in stages)
+
+    def available(self) -> dict[str, list[str]]:
+        """Runtime names per stage of the backends usable now (e.g. `{"scene": ["diffusers-sd"]}`)."""
+        found = {
+            "scene": [backend.name for backend in self.scenes if backend.available()],
+            "image_to_video": [self.image_to_video.name] if self.image_to_video else [],
+            "lipsync": [self.lipsync.name] if self.lipsync else [],
+            "talking_head": [self.talking_head.name] if self.talking_head else [],
+            "upscale": [self.upscaler.name] if self.upscaler else [],
+        }
+        return {stage: names for stage, names in found.items() if names}
+
+    def runtimes(self, embedded: Mapping[str, list[str]]) -> dict[str, list[str]]:
+        """The manifest's runtimes: available backends first, then the embedded runtime of each stage."""
+        merged = {stage: list(names) for stage, names in embedded.items()}
+        for stage, names in self.available().items():
+            merged[stage] = names + [name for name in merged.get(stage, []) if name not in names]
+        return merged
+
+    def bind(self, store: LoraStore, lora_id: str | None) -> RenderBackends | None:
+        """These backends for one render (None when none is configured: the embedded path runs untouched)."""
+        from gpu_worker.backends.render import RenderBackends
+
+        return RenderBackends(self, store, lora_id) if self.configured else None
+
+
+def build_backends(settings: Settings) -> Backends:
+    """Build the backends the settings configure (checking their paths; no model is loaded yet).
+
+    Args:
+        settings: The worker's settings (`settings.gpu`).
+
+    Returns:
+        The backends; stages with nothing configured have none.
+
+    Raises:
+        ApplicationError: `MissingWeights` naming a configured path that is missing or incomplete.
+    """
+    from gpu_worker.backends.comfyui import ComfyUiScene
+    from gpu_worker.backends.diffusers_sd import DiffusersScene, find_sd
+    from gpu_worker.backends.sadtalker import SadTalker
+    from gpu_worker.backends.svd import DiffusersImageToVideo, find_svd
+    from gpu_worker.backends.wav2lip import Wav2Lip
+
+    gpu = settings.gpu
+    backends = Backends()
+    sd_dir = find_sd(gpu.models_dir)
+    if sd_dir is not None:
+        backends.scenes.append(
+            DiffusersScene(
+                sd_dir, gpu.sd_steps, gpu.sd_guidance_scale, gpu.sd_resolution, gpu.sd_negative_prompt,
+                gpu.model_cpu_offload,
+            )
+        )  # fmt: skip
+    if gpu.comfyui_url:
+        backends.scenes.append(
+            ComfyUiScene(
+                gpu.comfyui_url, gpu.comfyui_checkpoint, gpu.sd_steps, gpu.sd_guidance_scale, gpu.sd_resolution,
+                gpu.sd_negative_prompt, gpu.backend_timeout_seconds,
+            )
+        )  # fmt: skip
+    svd_dir = find_svd(gpu.models_dir)
+    if svd_dir is not None:
+        backends.image_to_video = DiffusersImageToVideo(
+            svd_dir, gpu.svd_num_frames, gpu.svd_fps, gpu.svd_motion_bucket_id, gpu.svd_decode_chunk_size,
+            gpu.svd_steps, gpu.svd_resolution, offload=gpu.model_cpu_offload,
+        )  # fmt: skip
+    if gpu.wav2lip_dir is not None:
+        backends.lipsync = Wav2Lip(
+            gpu.wav2lip_dir, gpu.wav2lip_checkpoint, gpu.wav2lip_python, gpu.wav2lip_args, gpu.backend_timeout_seconds
+        )
+    if gpu.sadtalker_dir is not None:
+        backends.talking_head = SadTalker(
+            gpu.sadtalker_dir, gpu.sadtalker_checkpoint_dir, gpu.sadtalker_python, gpu.sadtalker_args,
+            gpu.backend_timeout_seconds,
+        )  # fmt: skip
+    if gpu.esrgan_weights is not None:
+        from gpu_worker.backends.esrgan import RealEsrgan  # imports torch
+
+        backends.upscaler = RealEsrgan(gpu.esrgan_weights, gpu.esrgan_tile)
+    logger.info("model backends: %s", backends.available() or "none (embedded runtimes only)")
+    return backends

@@ -1,0 +1,206 @@
+"""The model backends inside one render: which stages they take over and how their outputs become our frames.
+
+`render_still_video` hands a variant's frames over to `RenderBackends.frames` when a backend
+is configured for one of its stages; every stage without a backend still runs on the embedded
+runtime, so any mix works (e.g. Stable Diffusion scene + Ken Burns + embedded mouth):
+
+- svd: scene (SD or ComfyUI, else procedural) → presenter composed in → image_to_video (SVD
+  clip looped to the speech, else Ken Burns) = `base.mp4` → lipsync (Wav2Lip on `base.mp4`,
+  else the embedded mouth and blinks).
+- sadtalker: the framed portrait → talking_head (SadTalker).
+
+Frames from a model smaller than the video go through `upscale` (Real-ESRGAN, then Lanczos).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from PIL import Image
+
+from gpu_worker.backends.base import LoraWeights, Progress, SceneRequest, cover_box, fit
+from gpu_worker.backends.frames import pingpong, read_frames
+from gpu_worker.media.animate import camera_path, ken_burns, map_box, talking_frames
+from gpu_worker.media.encode import VideoWriter, encode_frames
+from gpu_worker.media.faces import Box
+from gpu_worker.media.presenter import frame_portrait
+from gpu_worker.media.scene import compose_presenter, render_backdrop
+
+if TYPE_CHECKING:
+    from gpu_worker.backends import Backends
+
+logger = logging.getLogger(__name__)
+
+Checkpoint = Callable[[str, float], None]
+_SCENE_MARGIN = 1.1  # as the embedded svd path: the scene is larger than the frame so the camera can move
+_ZOOM = 0.08
+
+
+class LoraStore(Protocol):
+    """The part of `core.storage.ObjectStore` needed to fetch a profile's LoRA."""
+
+    def download(self, uri: str, dest: Path) -> Path:
+        """Download an object to `dest`."""
+        ...
+
+    def exists(self, uri: str) -> bool:
+        """Whether the object exists."""
+        ...
+
+
+@dataclass
+class StageFrames:
+    """The variant's frames (before captions and encoding) and the files the render uploads."""
+
+    frames: Iterator[np.ndarray]
+    scene_path: Path
+    base_path: Path | None
+
+
+@dataclass(frozen=True)
+class FrameInputs:
+    """What the renderer has prepared before the frames: the speech, the face, the timing."""
+
+    stage: str  # the stage description
+    face: Image.Image
+    face_box: Box
+    face_found: bool
+    size: tuple[int, int]
+    fps: int
+    speech: Path
+    mouth: np.ndarray  # per-frame mouth opening (its length is the frame count)
+    blinks: np.ndarray | None
+    seed: int
+    out_dir: Path
+    crf: int = 23
+
+
+def _tee(frames: Iterable[np.ndarray], writer: VideoWriter) -> Iterator[np.ndarray]:
+    for frame in frames:
+        writer.write(frame)
+        yield frame
+
+
+class RenderBackends:
+    """The worker's backends bound to one render (its object store and the profile's LoRA)."""
+
+    def __init__(self, backends: Backends, store: LoraStore, lora_id: str | None) -> None:
+        self.backends = backends
+        self._store = store
+        self._lora_id = lora_id
+
+    def handles(self, variant: str, face_found: bool) -> bool:
+        """Whether a backend takes over a stage of `variant` (lip-sync and talking heads need a detected face)."""
+        b = self.backends
+        if variant == "svd":
+            return b.scene is not None or b.image_to_video is not None or (b.lipsync is not None and face_found)
+        return variant == "sadtalker" and b.talking_head is not None and face_found
+
+    @contextmanager
+    def frames(
+        self, variant: str, inputs: FrameInputs, checkpoint: Checkpoint, span: tuple[float, float]
+    ) -> Iterator[StageFrames]:
+        """Run the variant's model stages and yield its frames; leaving the block finishes or aborts `base.mp4`.
+
+        Args:
+            variant: `svd` or `sadtalker`.
+            inputs: Speech, face and timing prepared by the renderer.
+            checkpoint: The renderer's `(stage, overall fraction)` reporter; raises once cancelled.
+            span: The overall fractions these stages report between.
+
+        Yields:
+            The frames and the scene (and base clip) paths.
+        """
+        lo, hi = span
+
+        def report(stage: str, start: float, end: float) -> Progress:
+            def progress(fraction: float) -> None:
+                checkpoint(stage, lo + (hi - lo) * (start + (end - start) * min(max(fraction, 0.0), 1.0)))
+
+            return progress
+
+        with ExitStack() as stack:
+            if variant == "svd":
+                yield self._svd(inputs, report, stack)
+            else:
+                yield self._talking_head(inputs, report)
+
+    def _svd(self, inp: FrameInputs, report: Callable[[str, float, float], Progress], stack: ExitStack) -> StageFrames:
+        b, (w, h), n = self.backends, inp.size, len(inp.mouth)
+        scene_size = (math.ceil(w * _SCENE_MARGIN), math.ceil(h * _SCENE_MARGIN))
+        scene_backend = b.scene
+        if scene_backend is not None:
+            lora = self.fetch_lora(inp.out_dir) if scene_backend.uses_lora else None
+            if self._lora_id and not scene_backend.uses_lora:
+                logger.warning("scene runtime %s cannot apply the profile's LoRA %s", scene_backend.name, self._lora_id)
+            request = SceneRequest(inp.stage, scene_size, inp.seed, lora)
+            backdrop = fit(scene_backend.generate(request, report("scene", 0.0, 0.3)), scene_size, b.upscaler)
+        else:
+            backdrop = render_backdrop(inp.stage, scene_size, inp.seed)
+        scene, scene_face = compose_presenter(backdrop, inp.face, inp.face_box)
+        scene_path = inp.out_dir / "scene.png"
+        scene.save(scene_path)
+        progress = report("image_to_video", 0.3, 0.5)  # its embedded runtime is the Ken Burns camera
+        progress(0.0)
+        if b.image_to_video is not None:
+            clip = b.image_to_video.generate(scene, inp.seed, progress)
+            boxes: list[Box] = [cover_box(cover_box(scene_face, scene.size, clip[0].size), clip[0].size, inp.size)] * n
+            resize = report("upscale" if b.upscaler else "image_to_video", 0.5, 0.6)
+            arrays = []
+            for i, frame in enumerate(clip):
+                resize(i / len(clip))
+                arrays.append(np.asarray(fit(frame, inp.size, b.upscaler)))
+            base: Iterator[np.ndarray] = pingpong(arrays, n, inp.fps, b.image_to_video.fps)
+        else:
+            focus = (scene_face[0] + scene_face[2] / 2, scene_face[1] + scene_face[3] / 2)
+            paths = camera_path(scene_size, inp.size, n, inp.seed, zoom=_ZOOM, focus=focus)
+            boxes = [map_box(scene_face, m) for m in paths]
+            base = ken_burns(scene, inp.size, n, inp.seed, zoom=_ZOOM, focus=focus)
+        base_path = inp.out_dir / "base.mp4"
+        if b.lipsync is not None and inp.face_found:
+            encode_frames(base, inp.size, inp.fps, base_path, crf=inp.crf + 3, preset="ultrafast")
+            progress = report("lipsync", 0.6, 1.0)
+            progress(0.0)
+            synced = b.lipsync.lipsync(base_path, inp.speech, inp.out_dir, progress)
+            return StageFrames(read_frames(synced, inp.size, inp.fps, n, b.upscaler), scene_path, base_path)
+        writer = stack.enter_context(VideoWriter(base_path, inp.size, inp.fps, crf=inp.crf + 3, preset="ultrafast"))
+        frames = talking_frames(_tee(base, writer), boxes, inp.mouth, inp.blinks)
+        return StageFrames(frames, scene_path, base_path)
+
+    def _talking_head(self, inp: FrameInputs, report: Callable[[str, float, float], Progress]) -> StageFrames:
+        talking_head = self.backends.talking_head
+        assert talking_head is not None
+        framed, _ = frame_portrait(inp.face, inp.size, face_height=0.32, face_top=0.2, face=inp.face_box)
+        portrait_path = inp.out_dir / "portrait.png"
+        framed.save(portrait_path)
+        progress = report("talking_head", 0.0, 1.0)
+        progress(0.0)
+        video = talking_head.animate(portrait_path, inp.speech, inp.out_dir, progress)
+        frames = read_frames(video, inp.size, inp.fps, len(inp.mouth), self.backends.upscaler)
+        return StageFrames(frames, portrait_path, None)
+
+    def fetch_lora(self, out_dir: Path) -> LoraWeights | None:
+        """Download the profile's LoRA and its `lora.json` (a missing object is skipped with a warning)."""
+        uri = self._lora_id
+        if not uri:
+            return None
+        if not self._store.exists(uri):
+            logger.warning("profile LoRA %s does not exist; rendering without it", uri)
+            return None
+        folder = out_dir / "lora"
+        weights = self._store.download(uri, folder / uri.rsplit("/", 1)[-1])
+        meta_uri = uri.rsplit("/", 1)[0] + "/lora.json"
+        meta: dict[str, str] = {}
+        if self._store.exists(meta_uri):
+            meta = json.loads(self._store.download(meta_uri, folder / "lora.json").read_text(encoding="utf-8"))
+        else:
+            logger.warning("profile LoRA %s has no lora.json beside it", uri)
+        return LoraWeights(weights, meta.get("base_model"), meta.get("instance_prompt"))

@@ -1,0 +1,210 @@
+"""Tiny models built from configs (random weights) and fake Wav2Lip/SadTalker checkouts for the backend tests.
+
+The fake checkouts' `inference.py` honour the real command lines (same arguments, same output
+locations, `ffmpeg` called through the shell from the PATH as the real scripts do) and draw a
+coloured box so a test can tell their output reached the final video. A `MODE` file in the
+checkout makes them fail the ways real checkouts do: `broken` (a missing module), `crash`,
+`hang`, `nooutput`.
+"""
+
+import textwrap
+from pathlib import Path
+
+import torch
+
+_FAKE_WAV2LIP = """
+import argparse, json, os, subprocess, sys, time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--checkpoint_path", type=str, required=True)
+parser.add_argument("--face", type=str, required=True)
+parser.add_argument("--audio", type=str, required=True)
+parser.add_argument("--outfile", type=str, default="results/result_voice.mp4")
+parser.add_argument("--static", type=bool, default=False)
+parser.add_argument("--fps", type=float, default=25.0)
+parser.add_argument("--pads", nargs="+", type=int, default=[0, 10, 0, 0])
+parser.add_argument("--face_det_batch_size", type=int, default=16)
+parser.add_argument("--wav2lip_batch_size", type=int, default=128)
+parser.add_argument("--resize_factor", default=1, type=int)
+parser.add_argument("--nosmooth", default=False, action="store_true")
+args = parser.parse_args()
+here = os.path.dirname(os.path.abspath(sys.argv[0]))
+mode = open(os.path.join(here, "MODE")).read().strip() if os.path.exists(os.path.join(here, "MODE")) else ""
+json.dump({"argv": sys.argv[1:], "cwd": os.getcwd()}, open(os.path.join(here, "last_call.json"), "w"))
+if mode == "broken":
+    import face_detection  # a checkout without its dependencies fails exactly like this
+if mode == "crash":
+    print("Traceback (most recent call last):", file=sys.stderr)
+    print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr)
+    sys.exit(1)
+if mode == "hang":
+    time.sleep(120)
+torch_state = open(args.checkpoint_path, "rb").read()  # the real script loads it with torch.load
+print("Using cpu for inference.")
+if mode != "nooutput":
+    # Like the real script: frames go to temp/result.avi, then ffmpeg from the PATH muxes the audio in.
+    subprocess.check_call(
+        "ffmpeg -hide_banner -loglevel error -y -i {} -vf drawbox=x=0:y=0:w=iw/3:h=ih/3:color=red:t=fill "
+        "-c:v mpeg4 -q:v 2 temp/result.avi".format(args.face),
+        shell=True,
+    )
+    subprocess.call(
+        "ffmpeg -hide_banner -loglevel error -y -i {} -i {} -strict -2 -q:v 1 {}".format(
+            args.audio, "temp/result.avi", args.outfile
+        ),
+        shell=True,
+    )
+"""
+
+_FAKE_SADTALKER = """
+import json, os, shutil, subprocess, sys, time
+from argparse import ArgumentParser
+from time import strftime
+
+parser = ArgumentParser()
+parser.add_argument("--driven_audio", default="./examples/driven_audio/bus_chinese.wav")
+parser.add_argument("--source_image", default="./examples/source_image/full_body_1.png")
+parser.add_argument("--ref_eyeblink", default=None)
+parser.add_argument("--ref_pose", default=None)
+parser.add_argument("--checkpoint_dir", default="./checkpoints")
+parser.add_argument("--result_dir", default="./results")
+parser.add_argument("--pose_style", type=int, default=0)
+parser.add_argument("--batch_size", type=int, default=2)
+parser.add_argument("--size", type=int, default=256)
+parser.add_argument("--expression_scale", type=float, default=1.0)
+parser.add_argument("--enhancer", type=str, default=None)
+parser.add_argument("--background_enhancer", type=str, default=None)
+parser.add_argument("--cpu", dest="cpu", action="store_true")
+parser.add_argument("--still", action="store_true")
+parser.add_argument("--preprocess", default="crop", choices=["crop", "extcrop", "resize", "full", "extfull"])
+parser.add_argument("--verbose", action="store_true")
+args = parser.parse_args()
+current_root_path = os.path.split(sys.argv[0])[0]
+here = os.path.abspath(current_root_path)
+mode = open(os.path.join(here, "MODE")).read().strip() if os.path.exists(os.path.join(here, "MODE")) else ""
+json.dump({"argv": sys.argv[1:], "cwd": os.getcwd()}, open(os.path.join(here, "last_call.json"), "w"))
+if mode == "broken":
+    import face_alignment
+assert os.path.isdir(os.path.join(current_root_path, "src/config")), "configs are read relative to the script"
+assert os.path.isdir("gfpgan/weights"), "face-alignment weights are read relative to the working directory"
+assert os.listdir(args.checkpoint_dir), "no checkpoints"
+save_dir = os.path.join(args.result_dir, strftime("%Y_%m_%d_%H.%M.%S"))
+os.makedirs(save_dir, exist_ok=True)
+print("3DMM Extraction for source image")
+if mode == "nooutput":
+    print("Can't get the coeffs of the input")
+    sys.exit(0)
+subprocess.check_call(
+    "ffmpeg -hide_banner -loglevel error -y -loop 1 -i {} -i {} -vf drawbox=x=0:y=0:w=iw/3:h=ih/3:color=lime:t=fill "
+    "-r 25 -shortest -c:v libx264 -pix_fmt yuv420p -c:a aac {}".format(
+        args.source_image, args.driven_audio, os.path.join(save_dir, "result.mp4")
+    ),
+    shell=True,
+)
+shutil.move(os.path.join(save_dir, "result.mp4"), save_dir + ".mp4")
+print("The generated video is named:", save_dir + ".mp4")
+shutil.rmtree(save_dir)
+"""
+
+
+def fake_wav2lip(root: Path, mode: str = "") -> Path:
+    """A Wav2Lip checkout: `inference.py` and `checkpoints/wav2lip_gan.pth`."""
+    (root / "checkpoints").mkdir(parents=True)
+    (root / "checkpoints" / "wav2lip_gan.pth").write_bytes(b"not really a checkpoint")
+    (root / "inference.py").write_text(textwrap.dedent(_FAKE_WAV2LIP))
+    if mode:
+        (root / "MODE").write_text(mode)
+    return root
+
+
+def fake_sadtalker(root: Path, mode: str = "") -> Path:
+    """A SadTalker checkout: `inference.py`, `src/config`, `gfpgan/weights` and `checkpoints/`."""
+    for folder in ("checkpoints", "src/config", "gfpgan/weights"):
+        (root / folder).mkdir(parents=True)
+    (root / "checkpoints" / "SadTalker_V0.0.2_256.safetensors").write_bytes(b"not really weights")
+    (root / "inference.py").write_text(textwrap.dedent(_FAKE_SADTALKER))
+    if mode:
+        (root / "MODE").write_text(mode)
+    return root
+
+
+def save_tiny_svd(model_dir: Path, seed: int = 0) -> Path:
+    """A Stable Video Diffusion pipeline with random weights from diffusers' own test configs, saved to `model_dir`.
+
+    The CLIP vision encoder takes 224×224 inputs (what the pipeline resizes a PIL image to) in 32-pixel patches.
+    """
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNetSpatioTemporalConditionModel(
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            sample_size=32,
+            in_channels=8,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+            up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+            cross_attention_dim=32,
+            num_attention_heads=8,
+            projection_class_embeddings_input_dim=96,
+            addition_time_embed_dim=32,
+        )
+        vae = AutoencoderKLTemporalDecoder(
+            block_out_channels=[32, 64],
+            in_channels=3,
+            out_channels=3,
+            down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+            latent_channels=4,
+        )
+        vision = CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            image_size=224,
+            intermediate_size=37,
+            patch_size=32,
+        )
+        image_encoder = CLIPVisionModelWithProjection(vision)
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        interpolation_type="linear",
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_max=700.0,
+        sigma_min=0.002,
+        steps_offset=1,
+        timestep_spacing="leading",
+        timestep_type="continuous",
+        use_karras_sigmas=True,
+    )
+    pipe = StableVideoDiffusionPipeline(
+        vae=vae,
+        image_encoder=image_encoder,
+        unet=unet,
+        scheduler=scheduler,
+        feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
+    )
+    pipe.save_pretrained(model_dir)
+    return model_dir
+
+
+def save_tiny_esrgan(path: Path, scale: int = 4, seed: int = 0) -> Path:
+    """A random tiny RRDBNet saved like the official release (`{"params_ema": state_dict}`)."""
+    from gpu_worker.backends.esrgan import RRDBNet
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = RRDBNet(scale=scale, num_feat=8, num_block=2, num_grow_ch=4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"params_ema": model.state_dict()}, path)
+    return path
