@@ -9,7 +9,11 @@ is measured is orchestration only:
   the same activities by name with the same options (queue, activity id, summary, timeouts, retry);
 - (c) the same compiled graph run in-process with plain no-op nodes, no Temporal at all.
 
-Run: `python -m bench.orchestration [--jobs 30] [--bursts 50 200]`. It starts its own Temporal
+Reported: median latency of sequential jobs (variants interleaved), throughput of N jobs started
+at once (order alternated between bursts), and CPU per job of this process (client + workers) and
+of the Temporal server, which is steadier than wall time on a shared machine.
+
+Run: `python -m bench.orchestration [--jobs 30] [--bursts 50 200] [--rounds 1]`. It starts its own Temporal
 dev server (`core.stack.start_temporal`, temporary directory, free ports) and stops it at the end.
 """
 
@@ -17,7 +21,9 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Worker
 
-    from bench._common import machine, median, ms, out, percentile, quiet_logging, servers, table
+    from bench._common import cpu_seconds, machine, median, ms, out, percentile, quiet_logging, servers, table
     from core.stack import start_temporal
     from schemas import names
     from schemas.capabilities import CapabilitiesManifest, Constraints, PlaneCapabilities
@@ -58,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
         TrainVoiceResult,
         Video,
     )
-    from workflows.compiler import compile_graph
+    from workflows.compiler import NodeFn, compile_graph
     from workflows.pipeline import PipelineWorkflow
     from workflows.planner import plan
     from workflows.registry import TASKS
@@ -221,9 +227,13 @@ class Variant:
     run_at_once: JobRunner
     latencies: list[float] = dataclasses.field(default_factory=list)
     throughput: dict[int, list[float]] = dataclasses.field(default_factory=dict)
+    # per burst size: CPU seconds per job of this process (client + both workers) and of Temporal
+    cpu: dict[int, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
 
 
-def temporal_runner(client: Client, workflow_name: str, request: JobRequest, spec: GraphSpec, queues: tuple[str, str]):
+def temporal_runner(
+    client: Client, workflow_name: str, request: JobRequest, spec: GraphSpec, queues: tuple[str, str]
+) -> JobRunner:
     """Start `n` workflows of `workflow_name` at once and wait for all; each one's latency."""
 
     async def one(started: float) -> float:
@@ -262,7 +272,7 @@ def in_process_runner(spec: GraphSpec) -> JobRunner:
         names.REGISTER_OUTPUTS: RegisterResult(artifacts=[]),
     }
 
-    def node_fn(node: PlanNode):
+    def node_fn(node: PlanNode) -> NodeFn:
         task = TASKS[node.task]
         result = results[node.task]
 
@@ -286,7 +296,7 @@ def in_process_runner(spec: GraphSpec) -> JobRunner:
 # --- measuring -------------------------------------------------------------------------------
 
 
-async def measure(variants: list[Variant], jobs: int, bursts: list[int], rounds: int) -> None:
+async def measure(variants: list[Variant], jobs: int, bursts: list[int], rounds: int, temporal_pid: int | None) -> None:
     """Sequential latency (variants interleaved job by job), then bursts (order alternated)."""
     for v in variants:  # warm-up: worker caches, sandbox, connections, SQLite pages
         await v.run_at_once(1)
@@ -304,10 +314,12 @@ async def measure(variants: list[Variant], jobs: int, bursts: list[int], rounds:
             order = temporal if step % 2 == 0 else temporal[::-1]
             step += 1
             for v in [*order, *(v for v in variants if v.key == "c")]:
-                started = time.perf_counter()
+                started, cpu_before = time.perf_counter(), (cpu_seconds(os.getpid()), cpu_seconds(temporal_pid))
                 await v.run_at_once(n)
                 rate = n / (time.perf_counter() - started)
                 v.throughput.setdefault(n, []).append(rate)
+                cpu = ((cpu_seconds(os.getpid()) - cpu_before[0]) / n, (cpu_seconds(temporal_pid) - cpu_before[1]) / n)
+                v.cpu.setdefault(n, []).append(cpu)
                 logger.info("%s: %d jobs at once → %.1f jobs/s", v.key, n, rate)
 
 
@@ -331,7 +343,8 @@ def report(variants: list[Variant], jobs: int, bursts: list[int], rounds: int, s
     graph = " → ".join("{" + " ∥ ".join(w) + "}" if len(w) > 1 else w[0] for w in _waves(spec))
     out(f"## Orchestration overhead: {spec.graph_id} ({len(spec.nodes)} no-op activities, CPU + GPU queues)")
     out()
-    out(f"Graph: {graph}. {machine()}; Temporal dev server (SQLite) on the same machine.")
+    out(f"Graph: {graph}.")
+    out(f"{machine()}; Temporal dev server (SQLite) on the same machine.")
     out(f"Latency: median of {jobs} sequential jobs (start → result). Throughput: N jobs started at once,")
     out(f"N / wall time until the last result{f', median of {rounds} rounds' if rounds > 1 else ''}.")
     out()
@@ -355,10 +368,38 @@ def report(variants: list[Variant], jobs: int, bursts: list[int], rounds: int, s
             [(c, f"{r:.3f}×", t, "yes" if ok else "NO") for c, r, t, ok in checks],
         )
     )
-    extra = median(a.latencies) - base_latency
     out()
-    out(f"LangGraph inside the workflow adds {extra * 1000:+.1f} ms per job (median) over the hand-written DAG;")
-    out(f"LangGraph alone (c) costs {ms(median(variants[-1].latencies))} ms per job in-process.")
+    out("CPU per job during the bursts (this process runs the client and both workers; the client's share")
+    out("is the same for (a) and (b), so their difference is the workflow code's):")
+    out()
+    cpu_header = ["variant"]
+    for n in bursts:
+        cpu_header += [f"bench process @{n} (ms)", f"vs (b) @{n}", f"Temporal @{n} (ms)"]
+    cpu_rows = []
+    for v in variants:
+        row = [v.label]
+        for n in bursts:
+            own, server = median([c[0] for c in v.cpu[n]]), median([c[1] for c in v.cpu[n]])
+            base_own = median([c[0] for c in base.cpu[n]])
+            row += [ms(own), f"{own / base_own:.2f}×", ms(server) if v.key != "c" else "–"]
+        cpu_rows.append(row)
+    out(table(cpu_header, cpu_rows))
+    extra = median(a.latencies) - base_latency
+    n = bursts[-1]
+    own_a, own_b = median([c[0] for c in a.cpu[n]]), median([c[0] for c in base.cpu[n]])
+    total_b = own_b + median([c[1] for c in base.cpu[n]])
+    out()
+    out(
+        textwrap.fill(
+            f"LangGraph inside the workflow adds {extra * 1000:+.1f} ms of latency per job (median) over the "
+            f"hand-written DAG, and {(own_a - own_b) * 1000:+.1f} ms of worker CPU per job "
+            f"({(own_a - own_b) / total_b * 100:+.0f}% of the {total_b * 1000:.0f} ms of CPU a hand-written job "
+            f"costs this process and Temporal together, @{n}); when the machine is CPU-bound, that share is the "
+            f"throughput gap. LangGraph alone (c), graph compiled per job: {ms(median(variants[-1].latencies))} ms "
+            "per job in-process.",
+            width=110,
+        )
+    )
 
 
 def _waves(spec: GraphSpec) -> list[list[str]]:
@@ -371,7 +412,7 @@ def _waves(spec: GraphSpec) -> list[list[str]]:
     return waves
 
 
-async def run_bench(args: argparse.Namespace, address: str) -> None:
+async def run_bench(args: argparse.Namespace, address: str, temporal_pid: int | None) -> None:
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     suffix = uuid.uuid4().hex[:8]
     queues = (f"bench-cpu-{suffix}", f"bench-gpu-{suffix}")
@@ -403,7 +444,7 @@ async def run_bench(args: argparse.Namespace, address: str) -> None:
     ]
     async with cpu, gpu:
         started = time.perf_counter()
-        await measure(variants, args.jobs, args.bursts, args.rounds)
+        await measure(variants, args.jobs, args.bursts, args.rounds, temporal_pid)
         logger.info("measured in %.0f s", time.perf_counter() - started)
     report(variants, args.jobs, args.bursts, args.rounds, spec)
 
@@ -417,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_logging()
     with servers("bench-orchestration-", lambda root: start_temporal(root / "temporal")) as (_root, services):
         logger.info("temporal dev server at %s", services["temporal"].url)
-        asyncio.run(run_bench(args, services["temporal"].url))
+        asyncio.run(run_bench(args, services["temporal"].url, services["temporal"].pid))
     return 0
 
 

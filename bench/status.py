@@ -3,13 +3,13 @@
 Starts its own Temporal dev server, PostgreSQL and S3 server (`core.stack`, temporary
 directory, free ports), the real API under uvicorn in its own process on a free port, the
 real CPU worker (control activities with the offline script writer) and a GPU worker whose
-`render_video` heartbeats and then waits until cancelled. It submits 100 `generate` jobs
-through the API, waits until every one is in `render`, then times status reads round-robin
-over the jobs: one client after another, then several concurrent clients. At the end it
-times the parts of one status read (job row, history, describe, fold) to show what dominates,
-terminates the jobs and stops everything.
+`render_video` heartbeats (with the GPU worker's 1 s throttle) until cancelled. It submits
+100 `generate` jobs through the API, waits until every one is in `render`, then times status
+reads round-robin over the jobs in three passes: one client, N concurrent clients, and an
+open loop at a fixed rate. It then times the parts of one read (job row, history, describe,
+fold) to show what dominates, cancels the jobs through the API and stops everything.
 
-Run: `python -m bench.status [--jobs 100] [--requests 1000] [--clients 10]`.
+Run: `python -m bench.status [--jobs 100] [--requests 1000] [--clients 10] [--rate 50]`.
 """
 
 import argparse
@@ -71,12 +71,18 @@ async def render_video(_inp: RenderInput) -> RenderResult:
 # --- the API in its own process --------------------------------------------------------------
 
 
+def tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a log file (the temporary directory is gone after the run)."""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
+
+
 def start_api(root: Path, env: dict[str, str]) -> Service:
     """`uvicorn api.main:app` on a free port, as `make up` runs it; ready when /healthz says 200."""
     port = free_port()
     log_path = root / "api.log"
     cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--no-access-log"]  # fmt: skip
+           "--log-level", "warning", "--no-access-log",
+           "--timeout-keep-alive", "60"]  # idle pooled connections must not be closed mid-run  # fmt: skip
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
@@ -165,19 +171,25 @@ async def closed_loop(read: Reader, requests: int, clients: int) -> tuple[list[f
     return latencies, time.perf_counter() - started
 
 
+OPEN_LOOP_IN_FLIGHT = 32  # connections of the open loop; more reads wait their turn here
+
+
 async def open_loop(read: Reader, requests: int, rate: float) -> tuple[list[float], float]:
     """Reads sent at a fixed `rate` whatever the answers (pages polling on a timer).
 
     Each latency counts from when the read was due, so time spent queued behind slow answers
-    (in this process or the server) is not hidden.
+    (here or in the server) is not hidden. At most `OPEN_LOOP_IN_FLIGHT` reads are in flight;
+    the others wait on a semaphore rather than in httpx's pool, whose cost grows with its queue.
     """
     started = time.perf_counter()
+    in_flight = asyncio.Semaphore(OPEN_LOOP_IN_FLIGHT)
 
     async def one(i: int) -> float:
         due = started + i / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        late = time.perf_counter() - due
-        return late + await read(i)
+        async with in_flight:
+            late = time.perf_counter() - due
+            return late + await read(i)
 
     latencies = list(await asyncio.gather(*(one(i) for i in range(requests))))
     return latencies, time.perf_counter() - started
@@ -255,7 +267,8 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
                 default_heartbeat_throttle_interval=throttle,
             )
             await stack.enter_async_context(gpu)
-            limits = httpx.Limits(max_connections=args.clients + 2, max_keepalive_connections=args.clients + 2)
+            connections = max(args.clients, OPEN_LOOP_IN_FLIGHT) + 2
+            limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
             api = await stack.enter_async_context(
                 httpx.AsyncClient(base_url=api_service.url, limits=limits, timeout=30)
             )
@@ -288,11 +301,19 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
             ended = await cancel_all(api, job_ids)
             logger.info("cancelled through the API: %d of %d jobs ended in %.1f s", ended, len(job_ids),
                         time.perf_counter() - started)  # fmt: skip
-        if evicted := collect_evicted_graphs():
-            logger.info("collected the LangGraph generators of %d PipelineWorkflow runs evicted mid-graph", evicted)
+    except BaseException:
+        alive = (
+            "still running"
+            if api_service.alive()
+            else f"exited with {api_service.process and api_service.process.poll()}"
+        )
+        logger.error("the API is %s; the tail of its log:\n%s", alive, tail(api_service.log_path))
+        raise
     finally:
         api_service.stop()
         await engine.dispose()
+        if evicted := collect_evicted_graphs():
+            logger.info("collected the LangGraph generators of %d PipelineWorkflow runs evicted mid-graph", evicted)
     report(args, results, parts, history_events, len(httpx.Response(200, json=sample).content), background)
 
 
@@ -327,13 +348,16 @@ async def cancel_all(api: httpx.AsyncClient, job_ids: list[str], timeout: float 
 async def terminate_open(client: Client, job_ids: list[str]) -> None:
     """Terminate whatever is still running (the GPU stub never finishes on its own)."""
 
-    async def one(job_id: str) -> None:
+    async def one(job_id: str) -> bool:
         handle = client.get_workflow_handle(job_id)
-        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            await handle.terminate(reason="status benchmark finished")
-            logger.info("terminated %s", job_id)
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return False
+        await handle.terminate(reason="status benchmark finished")
+        return True
 
-    await asyncio.gather(*(one(j) for j in job_ids), return_exceptions=True)
+    done = await asyncio.gather(*(one(j) for j in job_ids), return_exceptions=True)
+    if terminated := sum(d is True for d in done):
+        logger.info("terminated %d jobs that were still running", terminated)
 
 
 @dataclasses.dataclass
