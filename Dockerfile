@@ -1,5 +1,7 @@
-# Two images from one file: `app` (API + CPU worker, no torch) and `gpu` (adds the media stack).
+# Two images from one file (docker-compose.temporal.yml builds both):
+#   app: the API and the CPU worker (no torch)     gpu: adds the media stack for the GPU worker
 FROM python:3.11-slim AS app
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /srv
 COPY pyproject.toml README.md ./
 COPY api api
@@ -8,8 +10,16 @@ COPY activities activities
 COPY gpu_worker gpu_worker
 COPY schemas schemas
 COPY core core
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . \
+    && useradd --create-home --uid 10001 myspinbot
+USER myspinbot
+EXPOSE 8000
+CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
 
 FROM app AS gpu
-# On a GPU host install the CUDA build of torch matching the driver instead of the CPU pin.
-RUN pip install --no-cache-dir ".[gpu]"
+USER root
+# PyPI's Linux torch wheels are the CUDA builds; pin a build matching the host driver if needed.
+RUN pip install --no-cache-dir ".[gpu]" \
+    && mkdir -p /models /work && chown myspinbot /models /work
+USER myspinbot
+CMD ["gpu-worker"]

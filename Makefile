@@ -34,7 +34,11 @@ down:
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-liberation >/dev/null
 
-test: install /usr/bin/chromium
+# The compose test validates docker-compose.temporal.yml with Debian's docker-compose (no engine needed).
+/usr/bin/docker-compose:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+
+test: install /usr/bin/chromium /usr/bin/docker-compose
 	$(PY) -m pytest
 
 lint: install

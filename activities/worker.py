@@ -8,12 +8,20 @@ import socket
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.callbacks import CallbackActivities
 from activities.control import ControlActivities
 from activities.script_writer import OfflineScriptWriter, OllamaScriptWriter, ScriptWriter
 from core.capabilities import publish, publish_forever
 from core.db import create_async_engine, migrate, session_factory
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore
+from core.telemetry import (
+    StageMetricsInterceptor,
+    configure_logging,
+    setup_telemetry,
+    start_metrics_server,
+    temporal_runtime,
+)
 from core.temporal import connect
 from schemas import names
 from schemas.capabilities import WorkerManifest
@@ -54,21 +62,25 @@ def build_worker(client: Client, settings: Settings, control: ControlActivities)
             control.load_existing_profile,
             control.select_pipeline,
             control.register_outputs,
+            CallbackActivities(settings.callbacks).notify,
         ],
         workflow_runner=workflow_runner(),
+        interceptors=[StageMetricsInterceptor()],
     )
 
 
 async def main() -> None:
     """Migrate, connect, advertise, and poll until stopped."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = get_settings()
+    setup_telemetry(settings.telemetry)
+    start_metrics_server(settings.telemetry)
     await asyncio.to_thread(migrate, settings.database.url)
     sessions = session_factory(create_async_engine(settings.database.url))
     store = ObjectStore(settings.storage)
     await asyncio.to_thread(store.ensure_buckets)
     writer = script_writer(settings)
-    client = await connect(settings.temporal)
+    client = await connect(settings.temporal, temporal_runtime(settings.telemetry))
     worker_id = f"cpu-{socket.gethostname()}-{os.getpid()}"
     await publish(sessions, manifest(settings, writer, worker_id))
     advertiser = asyncio.create_task(publish_forever(sessions, lambda: manifest(settings, writer, worker_id)))

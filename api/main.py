@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
@@ -17,6 +19,7 @@ from api.routes import jobs, ops, uploads, web
 from core.db import create_async_engine, migrate, session_factory
 from core.settings import get_settings
 from core.storage import ObjectStore
+from core.telemetry import setup_telemetry
 from core.temporal import connect
 from schemas.names import UPLOADS_BUCKET
 
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Migrate the database and connect to Postgres, object storage and Temporal."""
     settings = app.dependency_overrides.get(get_settings, get_settings)()
+    setup_telemetry(settings.telemetry)
     await asyncio.to_thread(migrate, settings.database.url)
     engine = create_async_engine(settings.database.url)
     store = ObjectStore(settings.storage)
@@ -53,6 +57,12 @@ def create_app() -> FastAPI:
     app.include_router(ops.router)
     app.include_router(uploads.router)
     app.include_router(web.router)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/metrics,/healthz")
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text: the OTel metrics of this process (stage histogram, job counters, HTTP)."""
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"])
     async def healthz(services: ServicesDep) -> JSONResponse:

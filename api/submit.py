@@ -49,6 +49,7 @@ def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:
         language=body.language,
         voice=body.voice,
         options=RenderSettings(**body.options.model_dump(by_alias=False)),
+        callback_url=str(body.callback_url) if body.callback_url else None,
         **extra,
     )
 
@@ -93,6 +94,8 @@ async def plan_request(request: JobRequest, services: Services) -> GraphSpec:
 
 async def start_job(request: JobRequest, graph: GraphSpec, user_id: str, services: Services, settings: Settings) -> str:
     """Insert the job row, then start `PipelineWorkflow` with the job id as workflow id."""
+    if request.callback_url and settings.callbacks.secret is None:
+        raise FieldError(("body", "callbackUrl"), "completion callbacks are not enabled on this server")
     job_id = f"job-{uuid.uuid4().hex[:16]}"
     async with services.sessions.begin() as session:
         await repo.insert_job(session, job_id=job_id, user_id=user_id, mode=request.mode, variant=request.variant,

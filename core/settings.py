@@ -82,11 +82,27 @@ class GpuSettings(BaseModel):
     backend_timeout_seconds: float = 1800  # per model call (subprocess, ComfyUI prompt)
 
 
+class CallbackSettings(BaseModel):
+    """Completion callbacks: the HMAC-SHA256 signing secret (callbacks are refused without one)."""
+
+    secret: SecretStr | None = None
+    timeout_seconds: float = 10
+
+
 class ApiSettings(BaseModel):
     """HTTP limits."""
 
     max_upload_bytes: int = 50 * 1024 * 1024
     max_files_per_upload: int = 20
+
+
+class TelemetrySettings(BaseModel):
+    """OpenTelemetry: OTLP/HTTP export when an endpoint is set; Prometheus text always on the API's `/metrics`."""
+
+    otlp_endpoint: str | None = None  # e.g. http://otel-collector:4318 (`/v1/traces`, `/v1/metrics` appended)
+    service_name: str = "myspinbot"
+    metrics_port: int | None = None  # a worker's own `/metrics` HTTP port (off when unset)
+    sdk_metrics_address: str | None = None  # Temporal SDK metrics (Prometheus) of a worker, e.g. 0.0.0.0:9464
 
 
 class Settings(BaseSettings):
@@ -107,6 +123,8 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     gpu: GpuSettings = Field(default_factory=GpuSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
     ollama_host: str | None = Field(default=None, validation_alias=AliasChoices("OLLAMA_HOST", "APP_OLLAMA_HOST"))
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "APP_DATABASE_URL"))
 

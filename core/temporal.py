@@ -2,13 +2,24 @@
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from core.settings import TemporalSettings
+from core.telemetry import client_interceptors
 
 
-async def connect(settings: TemporalSettings) -> Client:
-    """Connect with the pydantic data converter (a mismatch would only show at run time)."""
-    return await Client.connect(settings.address, namespace=settings.namespace, data_converter=pydantic_data_converter)
+async def connect(settings: TemporalSettings, runtime: Runtime | None = None) -> Client:
+    """Connect with the pydantic data converter (a mismatch would only show at run time) and tracing.
+
+    The tracing interceptor is inherited by every worker built from this client, so a job is one trace.
+    """
+    return await Client.connect(
+        settings.address,
+        namespace=settings.namespace,
+        data_converter=pydantic_data_converter,
+        interceptors=client_interceptors(),
+        runtime=runtime,
+    )
 
 
 def web_ui_url(settings: TemporalSettings, workflow_id: str, run_id: str | None = None) -> str:

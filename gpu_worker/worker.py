@@ -14,6 +14,13 @@ from core.capabilities import publish, publish_forever
 from core.db import create_async_engine, migrate, session_factory
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore
+from core.telemetry import (
+    StageMetricsInterceptor,
+    configure_logging,
+    setup_telemetry,
+    start_metrics_server,
+    temporal_runtime,
+)
 from core.temporal import connect
 from gpu_worker.backends import Backends, build_backends
 from gpu_worker.rendering import RenderActivities
@@ -74,18 +81,21 @@ def build_worker(
         # progress in the status API and cancellation would lag by that much.
         max_heartbeat_throttle_interval=timedelta(seconds=settings.gpu.heartbeat_throttle_seconds),
         default_heartbeat_throttle_interval=timedelta(seconds=settings.gpu.heartbeat_throttle_seconds),
+        interceptors=[StageMetricsInterceptor()],
     )
 
 
 async def main() -> None:
     """Connect, advertise, and poll until stopped."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = get_settings()
+    setup_telemetry(settings.telemetry)
+    start_metrics_server(settings.telemetry)
     await asyncio.to_thread(migrate, settings.database.url)  # either worker may start first; migrate is locked
     sessions = session_factory(create_async_engine(settings.database.url))
     store = ObjectStore(settings.storage)
     await asyncio.to_thread(store.ensure_buckets)
-    client = await connect(settings.temporal)
+    client = await connect(settings.temporal, temporal_runtime(settings.telemetry))
     worker_id = f"gpu-{socket.gethostname()}-{os.getpid()}"
     backends = build_backends(settings)  # a configured but broken model path stops the worker here, naming it
     # Import torch/diffusers before polling (about 6 s cold), so the first activity (often a

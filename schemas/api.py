@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, HttpUrl
 
 from schemas.base import ApiModel
 from schemas.media import AspectRatio, JobMode, Resolution, Variant
@@ -45,6 +45,10 @@ class GenerateRequest(ApiModel):
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
     voice: str | None = Field(default=None, max_length=64)
     options: RenderOptions = Field(default_factory=RenderOptions)
+    callback_url: HttpUrl | None = Field(
+        default=None,
+        description="http(s) URL that receives the final status as a signed POST when the job ends",
+    )
 
 
 class TrainRequest(ApiModel):
@@ -67,6 +71,10 @@ class TrainRequest(ApiModel):
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
     voice: str | None = Field(default=None, max_length=64)
     options: RenderOptions = Field(default_factory=RenderOptions)
+    callback_url: HttpUrl | None = Field(
+        default=None,
+        description="http(s) URL that receives the final status as a signed POST when the job ends",
+    )
 
 
 class JobAccepted(ApiModel):
@@ -109,6 +117,24 @@ class JobError(ApiModel):
 
     stage: str | None
     message: str
+
+
+class CallbackVideo(ApiModel):
+    """The rendered video as a completion callback reports it."""
+
+    uri: str
+    thumbnail_uri: str | None = None
+    duration: float
+    variant: Variant
+
+
+class CallbackPayload(ApiModel):
+    """The body POSTed to a job's `callbackUrl` when it ends, signed in `X-MySpinBot-Signature`."""
+
+    job_id: str
+    status: Literal["completed", "failed"]
+    error: JobError | None = None
+    video: CallbackVideo | None = None
 
 
 class JobStatus(ApiModel):

@@ -13,11 +13,12 @@ RESOLVE_PROFILE: Final = "profiles.resolveOrCreate"
 LOAD_PROFILE: Final = "profiles.loadExisting"
 SELECT_PIPELINE: Final = "planner.selectPipeline"
 REGISTER_OUTPUTS: Final = "artifacts.registerOutputs"
+NOTIFY_CALLBACK: Final = "callbacks.notify"
 TRAIN_LORA: Final = "train_lora"
 TRAIN_VOICE: Final = "train_voice"
 RENDER_VIDEO: Final = "render_video"
 
-CPU_TASKS: Final = (GENERATE_SCRIPT, RESOLVE_PROFILE, LOAD_PROFILE, SELECT_PIPELINE, REGISTER_OUTPUTS)
+CPU_TASKS: Final = (GENERATE_SCRIPT, RESOLVE_PROFILE, LOAD_PROFILE, SELECT_PIPELINE, REGISTER_OUTPUTS, NOTIFY_CALLBACK)
 GPU_TASKS: Final = (TRAIN_LORA, TRAIN_VOICE, RENDER_VIDEO)
 
 # Keyword search attributes set on every job (filterable in the Web UI).

@@ -43,6 +43,7 @@ class JobRequest(Contract):
     images: list[str] = Field(default_factory=list)
     audio: list[str] = Field(default_factory=list)
     options: RenderSettings = Field(default_factory=RenderSettings)
+    callback_url: str | None = None
 
 
 class PipelineInput(Contract):
@@ -197,6 +198,17 @@ class RegisterInput(Contract):
     partial: bool = False
     failed_stage: str | None = None
     error: str | None = None
+
+
+class CallbackInput(Contract):
+    """`callbacks.notify`: POST the final status of a job to its callback URL."""
+
+    job_id: str
+    url: str
+    status: Literal["completed", "failed"]
+    error_stage: str | None = None
+    error: str | None = None
+    video: Video | None = None
 
 
 class ArtifactRef(Contract):

@@ -13,10 +13,11 @@ with workflow.unsafe.imports_passed_through():
     from schemas.plan import PlanNode
     from schemas.tasks import Asset, PipelineInput, PipelineResult, ProfileRef, RegisterResult
     from workflows.compiler import NodeFn, compile_graph
-    from workflows.registry import TASKS, profile_of, register_input
+    from workflows.registry import CALLBACK_RETRY, CALLBACK_TIMEOUT, TASKS, callback_input, profile_of, register_input
 
 PROFILE_ID = SearchAttributeKey.for_keyword(names.SA_PROFILE_ID)
 PARTIAL_REGISTER_ID = "register_partial"
+CALLBACK_ID = "notify_callback"
 
 
 @workflow.defn(name=names.PIPELINE_WORKFLOW)
@@ -37,6 +38,7 @@ class PipelineWorkflow:
             if isinstance(err.cause, CancelledError):
                 raise  # the job was cancelled: nothing to register, the run ends cancelled
             await self._fail(err)
+        await self._notify()
         artifacts: RegisterResult | None = self._state.get("artifacts")
         render = self._state.get("render")
         return PipelineResult(
@@ -92,12 +94,33 @@ class PipelineWorkflow:
             start_to_close_timeout=register.start_to_close,
             retry_policy=register.retry,
         )
+        await self._notify(error=message, stage=stage)
         raise ApplicationError(
             f"{stage} failed: {message}",
             {"stage": stage, "task": err.activity_type, "message": message},
             type="NodeFailed",
             non_retryable=True,
         ) from err
+
+    async def _notify(self, *, error: str | None = None, stage: str | None = None) -> None:
+        """POST the final status to the job's callback URL, if it has one; never fails the job.
+
+        Jobs without a callback URL schedule nothing here, so their histories are unchanged.
+        """
+        if self._job.request.callback_url is None:
+            return
+        try:
+            await workflow.execute_activity(
+                names.NOTIFY_CALLBACK,
+                callback_input(self._job, self._state, error=error, stage=stage),
+                task_queue=self._job.cpu_task_queue,
+                activity_id=CALLBACK_ID,
+                summary=f"{CALLBACK_ID} · {names.NOTIFY_CALLBACK}",
+                start_to_close_timeout=CALLBACK_TIMEOUT,
+                retry_policy=CALLBACK_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("completion callback of %s not delivered: %s", self._job.job_id, err.cause or err)
 
 
 def _partial_outputs(cause: BaseException | None) -> list[Asset]:

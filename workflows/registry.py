@@ -16,6 +16,7 @@ from schemas import names
 from schemas.plan import Plane, PlanNode
 from schemas.tasks import (
     Asset,
+    CallbackInput,
     PipelineInput,
     ProfileInput,
     ProfileRef,
@@ -48,6 +49,18 @@ _GPU_RETRY = RetryPolicy(
     backoff_coefficient=2,
     non_retryable_error_types=NON_RETRYABLE_ERRORS,
 )
+
+
+# Completion callbacks (not a graph node): 10 attempts, 1 s doubling to at most 5 min (~9 min of waits);
+# the activity marks 4xx answers other than 408/429 non-retryable itself.
+CALLBACK_RETRY = RetryPolicy(
+    maximum_attempts=10,
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2,
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["CallbackRejected", "CallbackNotConfigured"],
+)
+CALLBACK_TIMEOUT = timedelta(seconds=60)
 
 
 def _no_assets(_result: object) -> list[Asset]:
@@ -164,6 +177,23 @@ def register_input(
         partial=error is not None,
         failed_stage=stage,
         error=error,
+    )
+
+
+def callback_input(
+    job: PipelineInput, state: State, *, error: str | None = None, stage: str | None = None
+) -> CallbackInput:
+    """Input of `callbacks.notify` for a job with a `callback_url`: its final status."""
+    if job.request.callback_url is None:
+        raise ValueError("the job has no callback URL")
+    render: RenderResult | None = state.get("render")
+    return CallbackInput(
+        job_id=job.job_id,
+        url=job.request.callback_url,
+        status="failed" if error is not None else "completed",
+        error=error,
+        error_stage=stage,
+        video=render.video if render and error is None else None,
     )
 
 

@@ -17,6 +17,7 @@ PASSTHROUGH_MODULES = (
     "typing_extensions",
     "schemas",
     "workflows",
+    "opentelemetry",  # the tracing interceptor's workflow side (temporalio.contrib.opentelemetry)
 )
 
 
