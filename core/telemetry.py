@@ -72,6 +72,12 @@ STAGE_FAILURES = _meter.create_counter(
     "myspinbot_stage_failures", description="Activity executions that raised, by task and error type."
 )
 JOBS_STARTED = _meter.create_counter("myspinbot_jobs_started", description="PipelineWorkflow starts accepted.")
+HEARTBEAT_PROGRESS = _meter.create_gauge(
+    "myspinbot_heartbeat_progress_percent",
+    unit="%",
+    description="Last progress a running GPU activity heartbeated, by task and stage.",
+)
+HEARTBEATS = _meter.create_counter("myspinbot_heartbeats", description="Heartbeats sent by GPU activities, by task.")
 JOBS_ENDED = {
     outcome: _meter.create_counter(f"myspinbot_jobs_{outcome}", description=f"Jobs whose workflow run {outcome}.")
     for outcome in ("completed", "failed", "cancelled")

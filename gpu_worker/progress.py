@@ -7,6 +7,8 @@ from typing import Any
 
 from temporalio import activity
 
+from core.telemetry import HEARTBEAT_PROGRESS, HEARTBEATS
+
 STALL_SECONDS = 120.0  # keep-alive stops when progress has not moved for this long
 
 
@@ -22,6 +24,7 @@ class Heartbeater:
 
     def __init__(self, min_interval: float = 1.0, keepalive: float = 5.0) -> None:
         self._context = contextvars.copy_context()
+        self._task = activity.info().activity_type
         self._min_interval = min_interval
         self._keepalive = keepalive
         self._details: dict[str, Any] = {"stage": "starting", "percent": 0.0}
@@ -68,6 +71,10 @@ class Heartbeater:
             with self._lock:
                 details = dict(self._details)
                 self._last_sent = time.monotonic()
+            HEARTBEATS.add(1, {"task": self._task})
+            HEARTBEAT_PROGRESS.set(
+                details.get("percent", 0.0), {"task": self._task, "stage": str(details.get("stage"))}
+            )
             if in_activity_thread:
                 activity.heartbeat(details)
             else:  # the keep-alive thread borrows the activity's context

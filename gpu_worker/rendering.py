@@ -96,11 +96,17 @@ class RenderActivities:
             partial = self._upload_partial(inp, out_dir)
             # A backend's own type survives (MissingWeights is non-retryable: a retry cannot fix a broken path).
             known = err if isinstance(err, ApplicationError) and err.type else None
+            if known:
+                kind, final = known.type, known.non_retryable
+            elif isinstance(err, ValueError):  # bad input (e.g. a language espeak-ng lacks): a retry cannot help
+                kind, final = "InvalidInput", True
+            else:
+                kind, final = "RenderStageFailed", False
             raise ApplicationError(
                 f"render failed in stage '{stage}': {err}",
                 [a.model_dump() for a in partial],
-                type=known.type if known else "RenderStageFailed",
-                non_retryable=known.non_retryable if known else False,
+                type=kind,
+                non_retryable=final,
             ) from err
         hb.update("upload", 96, stage_index=RENDER_STAGES.index("upload"), stage_count=stage_count)
         return self._upload(inp, outputs)

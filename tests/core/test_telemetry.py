@@ -1,6 +1,7 @@
 """Telemetry against the real stack: one trace per job, the stage histogram on `/metrics`."""
 
 import logging
+import re
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -32,6 +33,9 @@ async def test_one_job_is_one_trace_and_metrics_show_its_stages(stack_factory, s
         assert "myspinbot_stage_duration_seconds_bucket{" in text
         assert 'task="render_video",variant="svd"' in text
         assert "myspinbot_jobs_started_total{" in text and "myspinbot_jobs_completed_total{" in text
+        # The in-process GPU worker's heartbeats reach the same registry.
+        assert re.search(r'myspinbot_heartbeats_total\{[^}]*task="render_video"', text)
+        assert re.search(r'myspinbot_heartbeat_progress_percent\w*\{[^}]*stage="upload"[^}]*task="render_video"', text)
     exporter.clear()
 
 

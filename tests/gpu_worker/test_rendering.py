@@ -317,3 +317,12 @@ def test_a_failing_stage_names_itself_and_lists_the_outputs_already_uploaded(
     for asset in listed:
         assert store.exists(asset["uri"]) and asset["uri"].startswith("s3://artifacts/jobs/job-test/render/")
     assert set(store.objects) == {a["uri"] for a in listed}, "nothing uploaded that is not listed"
+
+
+def test_bad_input_fails_at_once_instead_of_retrying(tmp_path: Path) -> None:
+    store = FakeStore(tmp_path / "store")
+    inp = render_input(variant="sadtalker").model_copy(update={"language": "xx-nope"})
+    with pytest.raises(ApplicationError) as failure:
+        ActivityEnvironment().run(RenderActivities(store, tmp_path / "work").render_video, inp)
+    assert failure.value.type == "InvalidInput" and failure.value.non_retryable
+    assert "stage 'speech'" in failure.value.message and "xx-nope" in failure.value.message
