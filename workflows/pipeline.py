@@ -67,9 +67,10 @@ class PipelineWorkflow:
                 retry_policy=task.retry,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
-            update = {task.state_key: result, "outputs": {node.id: task.assets_of(result)}}
+            assets = task.assets_of(result)
             self._state[task.state_key] = result
-            self._state["outputs"] = {**self._state["outputs"], node.id: task.assets_of(result)}
+            self._state["outputs"] = {**self._state["outputs"], node.id: assets}
+            update = {task.state_key: result, "outputs": {node.id: assets}}
             if isinstance(result, ProfileRef) and result.id:
                 workflow.upsert_search_attributes([PROFILE_ID.value_set(result.id)])
             return update
