@@ -1,16 +1,25 @@
-"""FastAPI dependencies: settings, clients built in the lifespan, and the calling user."""
+"""FastAPI dependencies: settings, clients built in the lifespan, and the authenticated caller.
+
+Every `/api/*` call authenticates with `Authorization: Bearer <API key>`; the web page signs in
+once (`POST /api/session`) and then sends an HttpOnly session cookie, because a browser cannot
+put a header on a WebSocket or a `<video>` request.
+"""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
+from api.errors import ApiError
+from core.auth import Principal, authenticate
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore
 
-LOCAL_USER = "local"  # until API keys arrive (hardening issue) every caller is this user
+SESSION_COOKIE: Final = "myspinbot_session"
+_CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="myspinbot"'}
 
 
 @dataclass
@@ -28,11 +37,57 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def get_user() -> str:
-    """The calling user's id."""
-    return LOCAL_USER
+def credential_of(conn: HTTPConnection) -> tuple[str, str] | None:
+    """The secret the caller presents and its kind: a bearer API key, else the session cookie."""
+    header = conn.headers.get("authorization")
+    if header is not None:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise ApiError(401, "Authorization must be 'Bearer <API key>'", headers=_CHALLENGE)
+        return secret.strip(), "api_key"
+    if cookie := conn.cookies.get(SESSION_COOKIE):
+        return cookie, "session"
+    return None
+
+
+async def principal_of(conn: HTTPConnection) -> Principal | None:
+    """Who presents the connection's credential; None when it carries none or an invalid one."""
+    credential = credential_of(conn)
+    if credential is None:
+        return None
+    services: Services = conn.app.state.services
+    async with services.sessions() as session:
+        return await authenticate(session, *credential)
+
+
+async def get_principal(conn: HTTPConnection) -> Principal:
+    """The authenticated caller, else 401."""
+    credential = credential_of(conn)
+    if credential is None:
+        raise ApiError(401, "authentication required: send 'Authorization: Bearer <API key>'", headers=_CHALLENGE)
+    principal = await principal_of(conn)
+    if principal is None:
+        what = "API key" if credential[1] == "api_key" else "session (sign in again)"
+        raise ApiError(401, f"invalid or expired {what}", headers=_CHALLENGE)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_user(principal: PrincipalDep) -> str:
+    """The calling user's id: from their credential, never from the body."""
+    return principal.user_id
+
+
+def get_admin(principal: PrincipalDep) -> Principal:
+    """The caller, who must be an admin (403 otherwise)."""
+    if not principal.is_admin:
+        raise ApiError(403, "this operation needs an admin API key")
+    return principal
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 UserDep = Annotated[str, Depends(get_user)]
+AdminDep = Annotated[Principal, Depends(get_admin)]

@@ -4,7 +4,9 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from temporalio.service import RPCError, RPCStatusCode
+from urllib3.exceptions import HTTPError as StorageConnectionError
 
 from workflows.planner import PlanningError
 
@@ -14,10 +16,11 @@ logger = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error with an HTTP status and a human sentence."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        self.headers = headers
 
 
 def field_error(loc: tuple[str | int, ...], message: str, kind: str = "value_error") -> JSONResponse:
@@ -40,7 +43,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, err: ApiError) -> JSONResponse:
-        return JSONResponse(status_code=err.status_code, content={"detail": err.detail})
+        return JSONResponse(status_code=err.status_code, content={"detail": err.detail}, headers=err.headers)
 
     @app.exception_handler(FieldError)
     async def _field_error(_request: Request, err: FieldError) -> JSONResponse:
@@ -64,3 +67,14 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             status_code=503, content={"detail": "the workflow service (Temporal) is unavailable; try again shortly"}
         )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database_error(_request: Request, err: Exception) -> JSONResponse:
+        logger.warning("database call failed: %s", err)
+        return JSONResponse(status_code=503, content={"detail": "the database is unavailable; try again shortly"})
+
+    @app.exception_handler(StorageConnectionError)
+    async def _storage_error(_request: Request, err: Exception) -> JSONResponse:
+        logger.warning("object storage call failed: %s", err)
+        return JSONResponse(status_code=503, content={"detail": "object storage is unavailable; try again shortly"})

@@ -15,7 +15,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from api import errors
 from api.deps import Services, ServicesDep
-from api.routes import jobs, ops, uploads, web
+from api.routes import admin, auth, jobs, ops, uploads, web
 from core.db import create_async_engine, migrate, session_factory
 from core.settings import get_settings
 from core.storage import ObjectStore
@@ -53,10 +53,12 @@ def create_app() -> FastAPI:
     """Build the app (tests build their own with overridden dependencies)."""
     app = FastAPI(title="MySpinBot", version="0.3.0", lifespan=lifespan)
     errors.install(app)
+    app.include_router(auth.router)
     app.include_router(jobs.router)
     app.include_router(ops.router)
     app.include_router(uploads.router)
     app.include_router(web.router)
+    app.include_router(admin.router)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="/metrics,/healthz")
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)

@@ -1,4 +1,4 @@
-"""Database: SQLAlchemy models of `profiles`, `jobs`, `artifacts`, `worker_capabilities`; engines; migrations."""
+"""Database: the SQLAlchemy models (users, credentials, profiles, jobs, artifacts, worker capabilities), engines, migrations."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
 PROFILE_STATUSES: Final = ("new", "training", "ready", "failed")
+CREDENTIAL_KINDS: Final = ("api_key", "session")
 
 # Any constant works as long as every process uses the same one: it names the advisory lock
 # that serialises `migrate()` across processes starting at the same time.
@@ -72,6 +73,31 @@ def _created_at() -> Mapped[datetime]:
     return mapped_column(default=utcnow, server_default=sa.func.now())
 
 
+class User(Base):
+    """Someone who calls the API; admins may act on any user's jobs and administer workers."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Credential(Base):
+    """An API key or a browser session: only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (CheckConstraint(f"kind IN {CREDENTIAL_KINDS!r}", name="kind"),)
+
+    id: Mapped[str] = mapped_column(primary_key=True, default=lambda: new_id("cred"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str]
+    secret_sha256: Mapped[str] = mapped_column(unique=True)
+    name: Mapped[str | None]
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime | None]
+
+
 class Profile(Base):
     """A user's reusable identity: training uploads and what training produced."""
 
@@ -91,6 +117,7 @@ class Profile(Base):
     images: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     audio: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     error: Mapped[str | None]
+    consent_at: Mapped[datetime | None]  # when the user consented to training on their face and voice
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=sa.func.now())
 
@@ -100,7 +127,10 @@ class Job(Base):
 
     __tablename__ = "jobs"
     # (user_id, created_at, id) serves lookups by user and keyset paging newest first.
-    __table_args__ = (Index(None, "user_id", "created_at", "id"),)
+    __table_args__ = (
+        Index(None, "user_id", "created_at", "id"),
+        UniqueConstraint("user_id", "idempotency_key"),
+    )
 
     id: Mapped[str] = mapped_column(primary_key=True)
     user_id: Mapped[str]
@@ -119,6 +149,7 @@ class Job(Base):
     failed_stage: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now(), index=True)
     finished_at: Mapped[datetime | None]
+    idempotency_key: Mapped[str | None]  # the `Idempotency-Key` header it was submitted with
 
 
 class Artifact(Base):

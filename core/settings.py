@@ -90,10 +90,15 @@ class CallbackSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    """HTTP limits."""
+    """HTTP limits, sessions and retention."""
 
     max_upload_bytes: int = 50 * 1024 * 1024
     max_files_per_upload: int = 20
+    max_concurrent_jobs: int = 4  # per user; more → 429 with Retry-After
+    retry_after_seconds: int = 30
+    session_hours: float = 12
+    secure_cookies: bool = False  # set true behind HTTPS so the session cookie is `Secure`
+    upload_retention_hours: float = 7 * 24  # uploads no profile uses are deleted after this
 
 
 class TelemetrySettings(BaseModel):

@@ -234,3 +234,50 @@ class UploadsPublic(ApiModel):
     """Answer to `POST /api/uploads`."""
 
     data: list[UploadedFile]
+
+
+class SessionRequest(ApiModel):
+    """`POST /api/session`: exchange an API key for an HttpOnly session cookie (the web page)."""
+
+    api_key: str = Field(min_length=8, max_length=200)
+
+
+class Caller(ApiModel):
+    """`GET /api/session`: who the credential belongs to."""
+
+    user_id: str
+    is_admin: bool
+    expires_at: datetime | None = None  # the session's end; None for an API key
+
+
+class UserCreate(ApiModel):
+    """`POST /api/admin/users`."""
+
+    user_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    admin: bool = False
+    key_name: str | None = Field(default=None, max_length=100)
+
+
+class UserCreated(ApiModel):
+    """The new user's first API key, shown once."""
+
+    user_id: str
+    api_key: str
+
+
+class WorkerPublic(ApiModel):
+    """One worker's last advertised manifest (`GET /api/admin/workers`)."""
+
+    worker_id: str
+    plane: str
+    task_queue: str
+    last_seen: datetime
+    live: bool
+    manifest: dict[str, Any]
+
+
+class WorkersPublic(ApiModel):
+    """Every worker that ever advertised, newest first."""
+
+    data: list[WorkerPublic]
+    count: int

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -30,6 +31,7 @@ from core.storage import ObjectStore
 from core.temporal import connect
 from gpu_worker.worker import build_worker as build_gpu_worker
 from gpu_worker.worker import manifest as gpu_manifest
+from tests.helpers import api_client
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -97,13 +99,24 @@ async def temporal_client(settings: Settings) -> Client:
 
 @dataclass
 class Stack:
-    """Both workers and an API client bound to one pair of task queues."""
+    """Both workers and an API client bound to one pair of task queues.
+
+    `api` authenticates as `user_id`, a fresh user per stack (so per-user limits and listings
+    start empty); `client_for` gives a client of the same app for another user.
+    """
 
     settings: Settings
     client: Client
     api: httpx.AsyncClient
     store: ObjectStore
     sessions: async_sessionmaker[AsyncSession]
+    app: FastAPI
+    user_id: str
+    exits: AsyncExitStack
+
+    async def client_for(self, user_id: str, *, admin: bool = False) -> httpx.AsyncClient:
+        """A client authenticated as `user_id` (created on first use), closed with the stack."""
+        return await self.exits.enter_async_context(api_client(self.app, self.sessions, user_id, admin=admin))
 
 
 @pytest.fixture
@@ -147,10 +160,10 @@ def stack_factory(
                     )
                 await stack.enter_async_context(worker)
             await stack.enter_async_context(app.router.lifespan_context(app))
-            api = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
-            )
-            yield Stack(settings=local, client=temporal_client, api=api, store=object_store, sessions=sessions)
+            user_id = f"user-{suffix}"
+            api = await stack.enter_async_context(api_client(app, sessions, user_id))
+            yield Stack(settings=local, client=temporal_client, api=api, store=object_store, sessions=sessions,
+                        app=app, user_id=user_id, exits=stack)  # fmt: skip
 
     return factory
 

@@ -1,7 +1,14 @@
 """Helpers shared by tests (not fixtures)."""
 
-from pydantic import SecretStr
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import httpx
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.auth import create_user_with_key
 from core.settings import StorageSettings
 from core.stack import Service
 
@@ -25,3 +32,15 @@ def fresh_database(postgres: Service, name: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
+
+
+@asynccontextmanager
+async def api_client(
+    app: FastAPI, sessions: async_sessionmaker[AsyncSession], user_id: str, *, admin: bool = False
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of `app` that authenticates as `user_id` (created with a fresh API key)."""
+    key = await create_user_with_key(sessions, user_id, admin=admin)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test", headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+        yield client

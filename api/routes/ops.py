@@ -10,7 +10,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
-from api.deps import Services, ServicesDep, SettingsDep, UserDep
+from api.deps import PrincipalDep, Services, ServicesDep, SettingsDep, UserDep
 from api.errors import ApiError
 from api.routes.jobs import _own_job
 from api.status import job_input
@@ -68,17 +68,22 @@ def _last_task_completed(history: WorkflowHistory) -> int | None:
 
 
 @router.post("/jobs/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED)
-async def retry_job(job_id: str, user: UserDep, services: ServicesDep) -> JobRetried:
-    """Reset a failed job to just before its first failed node; completed nodes are reused."""
+async def retry_job(job_id: str, caller: PrincipalDep, services: ServicesDep) -> JobRetried:
+    """Reset a failed job to just before its first failed node; completed nodes are reused.
+
+    The job's owner may retry it; an admin may retry any user's job (operators on call).
+    """
     # The server does not de-duplicate resets by request id: a second reset of the same failed
     # run would terminate the first reset's run and start another. Holding the job row's lock
     # makes concurrent retries (any API replica) take turns; the later one then sees the job
     # running and gets a 409.
     async with services.sessions.begin() as session:
-        locked = select(Job.id).where(Job.id == job_id, Job.user_id == user).with_for_update()
+        locked = select(Job.id).where(Job.id == job_id).with_for_update()
+        if not caller.is_admin:
+            locked = locked.where(Job.user_id == caller.user_id)
         if (await session.execute(locked)).first() is None:
             raise ApiError(404, f"job '{job_id}' not found")
-        return await _reset(services, job_id, user)
+        return await _reset(services, job_id, caller.user_id)
 
 
 async def _reset(services: Services, job_id: str, user: str) -> JobRetried:

@@ -19,7 +19,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Services, UserDep
+from api.deps import Services, principal_of
 from api.errors import ApiError
 from api.status import fold_status, is_open
 from core import repo
@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 STATIC_DIR = WEB_DIR / "static"
 DESCRIBE_INTERVAL = 0.5  # seconds between `describe()` calls while a run is open (heartbeat progress)
-CLOSE_NOT_FOUND = 4404  # application close codes mirror HTTP statuses (4000 + status)
+CLOSE_UNAUTHORIZED = 4401  # application close codes mirror HTTP statuses (4000 + status)
+CLOSE_NOT_FOUND = 4404
 CLOSE_UNAVAILABLE = 1011
 _NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate (ETag), so a deploy is seen at once
 
@@ -56,12 +57,23 @@ async def static(path: str) -> FileResponse:
 
 
 @router.websocket("/ws/jobs/{job_id}")
-async def job_updates(websocket: WebSocket, job_id: str, user: UserDep) -> None:
-    """Stream the job's status JSON whenever it changes; close after the final state."""
+async def job_updates(websocket: WebSocket, job_id: str) -> None:
+    """Stream the job's status JSON whenever it changes; close after the final state.
+
+    Authenticated by the session cookie (or a bearer header from non-browser clients); the
+    handshake is accepted first so that a refusal can carry a close code and reason.
+    """
     services: Services = websocket.app.state.services
     await websocket.accept()
+    try:
+        principal = await principal_of(websocket)
+    except ApiError:
+        principal = None
+    if principal is None:
+        await _close(websocket, CLOSE_UNAUTHORIZED, "sign in first: no valid session or API key")
+        return
     async with services.sessions() as session:
-        row = await repo.get_job(session, user, job_id)
+        row = await repo.get_job(session, principal.user_id, job_id)
     if row is None:
         await _close(websocket, CLOSE_NOT_FOUND, f"job '{job_id}' not found")
         return

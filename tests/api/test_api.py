@@ -50,7 +50,9 @@ async def test_train_needs_images_and_own_existing_uploads(stack_factory) -> Non
         assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "images"]
         foreign = await stack.api.post("/api/train", json={"topic": "x", "images": ["s3://uploads/someone-else/a.png"]})
         assert foreign.status_code == 403 and "not one of your uploads" in foreign.json()["detail"]
-        absent = await stack.api.post("/api/train", json={"topic": "x", "images": ["s3://uploads/local/absent.png"]})
+        absent = await stack.api.post(
+            "/api/train", json={"topic": "x", "images": [f"s3://uploads/{stack.user_id}/absent.png"]}
+        )
         assert absent.status_code == 422 and absent.json()["detail"][0]["loc"] == ["body", "images", 0]
 
 
@@ -65,7 +67,7 @@ async def test_uploads_reject_unsupported_and_broken_files(stack_factory, tmp_pa
         )
         assert good.status_code == 201
         uri = good.json()["data"][0]["uri"]
-        assert uri.startswith("s3://uploads/local/") and uri.endswith(".png")
+        assert uri.startswith(f"s3://uploads/{stack.user_id}/") and uri.endswith(".png")
 
 
 async def test_plan_returns_the_graph_without_running_it(stack_factory) -> None:
@@ -216,12 +218,12 @@ def _png(width: int, height: int) -> bytes:
 )
 async def test_unusable_uploads_are_422_naming_the_file(stack_factory, name, data, message) -> None:
     async with stack_factory(gpu=False) as stack:
-        stored_before = len(stack.store.list_keys("uploads", "local/"))
+        stored_before = len(stack.store.list_keys("uploads", f"{stack.user_id}/"))
         response = await stack.api.post("/api/uploads", files=[("files", (name, data))])
         assert response.status_code == 422, response.text
         detail = response.json()["detail"][0]
         assert detail["loc"] == ["body", "files", 0] and name in detail["msg"] and message in detail["msg"]
-        assert len(stack.store.list_keys("uploads", "local/")) == stored_before, "nothing was stored"
+        assert len(stack.store.list_keys("uploads", f"{stack.user_id}/")) == stored_before, "nothing was stored"
 
 
 async def test_a_good_voice_clip_is_stored(stack_factory) -> None:

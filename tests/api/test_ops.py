@@ -139,7 +139,7 @@ async def test_retry_resets_to_the_failed_render_and_reuses_completed_nodes(stac
         new_record = (await stack.api.get(f"/api/jobs/{new_id}")).json()
         assert (new_record["topic"], new_record["variant"]) == ("retry me", "sadtalker")
         async with stack.sessions() as session:
-            rows = {j: (await repo.get_job(session, "local", j)).request for j in (job_id, new_id)}
+            rows = {j: (await repo.get_job(session, stack.user_id, j)).request for j in (job_id, new_id)}
         assert rows[new_id] == rows[job_id]
         assert calls == [job_id, job_id, new_id]
 

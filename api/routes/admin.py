@@ -1,0 +1,46 @@
+"""Operator endpoints (admin API key): users and the workers' advertised capabilities."""
+
+from datetime import timedelta
+
+from fastapi import APIRouter, status
+from sqlalchemy import delete, select
+
+from api.deps import AdminDep, ServicesDep
+from api.errors import ApiError
+from core.auth import create_user_with_key
+from core.db import WorkerCapability, utcnow
+from schemas.api import UserCreate, UserCreated, WorkerPublic, WorkersPublic
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+LIVE_WINDOW = timedelta(minutes=2)  # the planner's window (ARCHITECTURE.md "Capabilities")
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED)
+async def create_user(body: UserCreate, _admin: AdminDep, services: ServicesDep) -> UserCreated:
+    """Create a user (or reuse one) and return a new API key for them, shown only this once."""
+    key = await create_user_with_key(services.sessions, body.user_id, admin=body.admin, name=body.key_name)
+    return UserCreated(user_id=body.user_id, api_key=key)
+
+
+@router.get("/workers")
+async def list_workers(_admin: AdminDep, services: ServicesDep) -> WorkersPublic:
+    """Every worker's last manifest; `live` ones are what the planner currently plans against."""
+    async with services.sessions() as session:
+        rows = (await session.scalars(select(WorkerCapability).order_by(WorkerCapability.last_seen.desc()))).all()
+    cutoff = utcnow() - LIVE_WINDOW
+    data = [WorkerPublic(worker_id=r.worker_id, plane=r.plane, task_queue=r.task_queue, last_seen=r.last_seen,
+                         live=r.last_seen >= cutoff, manifest=r.manifest) for r in rows]  # fmt: skip
+    return WorkersPublic(data=data, count=len(data))
+
+
+@router.delete("/workers/{worker_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def forget_worker(worker_id: str, _admin: AdminDep, services: ServicesDep) -> None:
+    """Forget a worker's manifest now instead of waiting two minutes for it to age out.
+
+    For a worker that was shut down; one that is still running re-advertises within 30 s.
+    """
+    async with services.sessions.begin() as session:
+        deleted = await session.execute(delete(WorkerCapability).where(WorkerCapability.worker_id == worker_id))
+    if deleted.rowcount == 0:  # type: ignore[attr-defined]
+        raise ApiError(404, f"worker '{worker_id}' not found")
