@@ -58,6 +58,10 @@ class ControlActivities:
     @activity.defn(name=names.RESOLVE_PROFILE)
     async def resolve_or_create_profile(self, inp: ProfileInput) -> ProfileRef:
         """Reuse the user's profile of that name or create it; training is about to start."""
+        if not inp.consent:  # the API refuses such requests; this guards every other way in
+            raise ApplicationError(
+                "training on faces and voices needs the user's consent", type="ConsentMissing", non_retryable=True
+            )
         async with self._sessions.begin() as session:
             row = await repo.resolve_or_create_profile(session, inp.user_id, inp.profile_name, inp.images, inp.audio)
             portrait = row.portrait_uri or (inp.images[0] if inp.images else None)
@@ -70,6 +74,7 @@ class ControlActivities:
                     images=inp.images,
                     audio=inp.audio,
                     error=None,
+                    consent_at=utcnow(),
                 )
                 or row
             )

@@ -13,9 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
-from api import errors
+from api import errors, openapi
 from api.deps import Services, ServicesDep
-from api.routes import admin, auth, jobs, ops, uploads, web
+from api.openapi import Health
+from api.routes import admin, auth, erasure, jobs, ops, uploads, web
 from core.db import create_async_engine, migrate, session_factory
 from core.settings import get_settings
 from core.storage import ObjectStore
@@ -57,8 +58,10 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(ops.router)
     app.include_router(uploads.router)
+    app.include_router(erasure.router)
     app.include_router(web.router)
     app.include_router(admin.router)
+    openapi.install(app)  # 401/403/404/409/429/503 … in the OpenAPI document, beside FastAPI's 422
     FastAPIInstrumentor.instrument_app(app, excluded_urls="/metrics,/healthz")
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
@@ -66,7 +69,7 @@ def create_app() -> FastAPI:
         """Prometheus text: the OTel metrics of this process (stage histogram, job counters, HTTP)."""
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Health, responses={503: {"model": Health}})
     async def healthz(services: ServicesDep) -> JSONResponse:
         """Liveness plus a cheap check of each dependency."""
         checks: dict[str, str] = {}

@@ -3,9 +3,11 @@
 import asyncio
 import uuid
 
+from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
+from api import admission
 from api.deps import Services
 from api.errors import FieldError
 from core import repo
@@ -35,6 +37,7 @@ def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:
             "audio": body.audio,
             "profile_name": body.profile_name,
             "training_preset": body.training_preset,
+            "consent": body.consent,
         }
         if isinstance(body, TrainRequest)
         else {"profile_id": body.profile_id}
@@ -52,6 +55,18 @@ def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:
         callback_url=str(body.callback_url) if body.callback_url else None,
         **extra,
     )
+
+
+def check_caller(body: GenerateRequest | TrainRequest, user_id: str) -> None:
+    """The body may not speak for another user, and training needs the user's consent."""
+    if body.user_id is not None and body.user_id != user_id:
+        raise FieldError(("body", "userId"), "does not match the API key's user; leave it out", status_code=403)
+    if isinstance(body, TrainRequest) and not body.consent:
+        raise FieldError(
+            ("body", "consent"),
+            "training on faces and voices needs consent: set it to true to confirm you have the right "
+            "to use these images and clips and agree to train a model on them",
+        )
 
 
 def _training_topic(body: GenerateRequest | TrainRequest) -> str:
@@ -92,19 +107,47 @@ async def plan_request(request: JobRequest, services: Services) -> GraphSpec:
     return plan(request, await live_capabilities(services.sessions))
 
 
-async def start_job(request: JobRequest, graph: GraphSpec, user_id: str, services: Services, settings: Settings) -> str:
-    """Insert the job row, then start `PipelineWorkflow` with the job id as workflow id."""
+async def start_job(
+    request: JobRequest,
+    graph: GraphSpec,
+    user_id: str,
+    services: Services,
+    settings: Settings,
+    idempotency_key: str | None = None,
+) -> str:
+    """Insert the job row, admit it (idempotency, per-user cap), then start `PipelineWorkflow`.
+
+    Returns the job id: the new job's, or the earlier job's when `idempotency_key` repeats.
+    """
     if request.callback_url and settings.callbacks.secret is None:
         raise FieldError(("body", "callbackUrl"), "completion callbacks are not enabled on this server")
+    if idempotency_key is not None:
+        async with services.sessions() as session:
+            earlier = await repo.get_job_by_idempotency_key(session, user_id, idempotency_key)
+        if earlier is not None:
+            return admission.replay(earlier, request)
     job_id = f"job-{uuid.uuid4().hex[:16]}"
-    async with services.sessions.begin() as session:
-        await repo.insert_job(session, job_id=job_id, user_id=user_id, mode=request.mode, variant=request.variant,
-                              topic=request.topic, request=request, graph=graph, profile_id=request.profile_id)  # fmt: skip
+    try:
+        async with services.sessions.begin() as session:
+            await repo.insert_job(session, job_id=job_id, user_id=user_id, mode=request.mode, variant=request.variant,
+                                  topic=request.topic, request=request, graph=graph, profile_id=request.profile_id,
+                                  idempotency_key=idempotency_key)  # fmt: skip
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        async with services.sessions() as session:  # a concurrent submission with the same key won
+            earlier = await repo.get_job_by_idempotency_key(session, user_id, idempotency_key)
+        if earlier is None:
+            raise
+        return admission.replay(earlier, request)
     job = PipelineInput(job_id=job_id, user_id=user_id, request=request, graph=graph,
                         cpu_task_queue=settings.temporal.cpu_task_queue, gpu_task_queue=settings.temporal.gpu_task_queue)  # fmt: skip
     try:
+        await admission.check_capacity(
+            services, user_id, settings.api.max_concurrent_jobs, settings.api.retry_after_seconds
+        )
         await _start_workflow(services.temporal, job, request)
-    except Exception:
+    except BaseException:
         # The job never started: drop its row so no job exists without a workflow.
         async with services.sessions.begin() as session:
             await repo.delete_job(session, job_id)

@@ -38,7 +38,9 @@ JOB_SUMMARY_FIELDS: Final = frozenset(
         "finished_at",
     }
 )
-PROFILE_FIELDS: Final = frozenset({"name", "status", "lora_id", "voice_id", "portrait_uri", "images", "audio", "error"})
+PROFILE_FIELDS: Final = frozenset(
+    {"name", "status", "lora_id", "voice_id", "portrait_uri", "images", "audio", "error", "consent_at"}
+)
 _ARTIFACT_UPDATED: Final = ("user_id", "node_id", "uri", "content_type", "size_bytes", "partial")
 _POPULATE: Final = {"populate_existing": True}  # RETURNING rows overwrite stale objects in the session
 
@@ -73,8 +75,13 @@ async def insert_job(
     graph: BaseModel | Mapping[str, Any],
     profile_id: str | None = None,
     created_at: datetime | None = None,
+    idempotency_key: str | None = None,
 ) -> Job:
-    """Insert the `jobs` row the API writes before starting the workflow (`job_id` = workflow id)."""
+    """Insert the `jobs` row the API writes before starting the workflow (`job_id` = workflow id).
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: the user already submitted a job with `idempotency_key`.
+    """
     job = Job(
         id=job_id,
         user_id=user_id,
@@ -85,6 +92,7 @@ async def insert_job(
         graph=_json(graph),
         profile_id=profile_id,
         created_at=created_at or utcnow(),
+        idempotency_key=idempotency_key,
     )
     session.add(job)
     await session.flush()
@@ -95,6 +103,22 @@ async def get_job(session: AsyncSession, user_id: str, job_id: str) -> Job | Non
     """The job, or None when it does not exist or belongs to another user."""
     stmt = select(Job).where(Job.id == job_id, Job.user_id == user_id)
     return (await session.scalars(stmt)).one_or_none()
+
+
+async def get_job_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Job | None:
+    """The user's job submitted with `Idempotency-Key: key`, if any."""
+    stmt = select(Job).where(Job.user_id == user_id, Job.idempotency_key == key)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def recent_job_ids(session: AsyncSession, user_id: str, within: timedelta) -> list[str]:
+    """Ids of the user's jobs created in the last `within` (newest first)."""
+    stmt = (
+        select(Job.id)
+        .where(Job.user_id == user_id, Job.created_at >= func.now() - within)
+        .order_by(Job.created_at.desc())
+    )
+    return list((await session.scalars(stmt)).all())
 
 
 async def delete_job(session: AsyncSession, job_id: str) -> None:
@@ -206,6 +230,17 @@ async def update_profile(session: AsyncSession, profile_id: str, **fields: Any) 
     _check_fields(fields, PROFILE_FIELDS)
     stmt = update(Profile).where(Profile.id == profile_id).values(**fields, updated_at=utcnow()).returning(Profile)
     return (await session.scalars(stmt, execution_options=_POPULATE)).one_or_none()
+
+
+async def jobs_of_profile(session: AsyncSession, user_id: str, profile_id: str) -> list[Job]:
+    """The user's jobs that trained or used the profile."""
+    stmt = select(Job).where(Job.user_id == user_id, Job.profile_id == profile_id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def delete_profile(session: AsyncSession, profile_id: str) -> None:
+    """Delete a profile row (jobs keep their own rows; their `profile_id` then names nothing)."""
+    await session.execute(delete(Profile).where(Profile.id == profile_id))
 
 
 async def list_profiles(session: AsyncSession, user_id: str) -> list[Profile]:

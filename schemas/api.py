@@ -36,6 +36,11 @@ class GenerateRequest(ApiModel):
     """`POST /api/generate`: render a video, optionally with an existing profile."""
 
     mode: Literal["generate"] = "generate"
+    user_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="optional; the user comes from the API key, and a different value here is refused (403)",
+    )
     topic: str = Field(min_length=1, max_length=500)
     style: str | None = Field(default=None, max_length=200)
     variant: Variant = "svd"
@@ -55,6 +60,15 @@ class TrainRequest(ApiModel):
     """`POST /api/train`: train a profile from uploads, then (unless `train_only`) render."""
 
     mode: Literal["train_and_generate", "train_only"] = "train_and_generate"
+    user_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="optional; the user comes from the API key, and a different value here is refused (403)",
+    )
+    consent: bool = Field(
+        default=False,
+        description="must be true: the user has the right to use these faces and voices and consents to training on them",
+    )
     topic: str = Field(default="", max_length=500)
     style: str | None = Field(default=None, max_length=200)
     variant: Variant = "svd"
@@ -280,4 +294,19 @@ class WorkersPublic(ApiModel):
     """Every worker that ever advertised, newest first."""
 
     data: list[WorkerPublic]
+    count: int
+
+
+class UploadedObject(ApiModel):
+    """One of the caller's stored uploads."""
+
+    uri: str
+    size_bytes: int
+    uploaded_at: datetime
+
+
+class UploadsListed(ApiModel):
+    """`GET /api/uploads`."""
+
+    data: list[UploadedObject]
     count: int

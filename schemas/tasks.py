@@ -44,6 +44,7 @@ class JobRequest(Contract):
     audio: list[str] = Field(default_factory=list)
     options: RenderSettings = Field(default_factory=RenderSettings)
     callback_url: str | None = None
+    consent: bool = False  # the user consented to training on the faces and voices they uploaded
 
 
 class PipelineInput(Contract):
@@ -84,6 +85,7 @@ class ProfileInput(Contract):
     profile_name: str | None = None
     images: list[str] = Field(default_factory=list)
     audio: list[str] = Field(default_factory=list)
+    consent: bool = False  # training refuses to start without it
 
 
 class ProfileRef(Contract):

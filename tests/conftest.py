@@ -131,13 +131,17 @@ def stack_factory(
 
     @asynccontextmanager
     async def factory(
-        writer: ScriptWriter | None = None, gpu_activities: list[Any] | None = None, gpu: bool = True
+        writer: ScriptWriter | None = None,
+        gpu_activities: list[Any] | None = None,
+        gpu: bool = True,
+        api_limits: dict[str, Any] | None = None,
     ) -> AsyncIterator[Stack]:
         suffix = uuid.uuid4().hex[:8]
         temporal = settings.temporal.model_copy(
             update={"cpu_task_queue": f"cpu-{suffix}", "gpu_task_queue": f"gpu-{suffix}"}
         )
-        local = settings.model_copy(update={"temporal": temporal})
+        api = settings.api.model_copy(update=api_limits or {})
+        local = settings.model_copy(update={"temporal": temporal, "api": api})
         writer = writer or OfflineScriptWriter()
         await publish(sessions, cpu_manifest(local, writer, f"cpu-test-{suffix}"))
         await publish(sessions, gpu_manifest(local, f"gpu-test-{suffix}"))

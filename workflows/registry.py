@@ -115,6 +115,7 @@ def _profile_input(job: PipelineInput, _state: State, _node: PlanNode) -> Profil
         profile_name=r.profile_name,
         images=r.images,
         audio=r.audio,
+        consent=r.consent,
     )
 
 

@@ -2,16 +2,16 @@
 
 from datetime import timedelta
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 from sqlalchemy import delete, select
 
-from api.deps import AdminDep, ServicesDep
+from api.deps import AdminDep, ServicesDep, get_admin
 from api.errors import ApiError
 from core.auth import create_user_with_key
 from core.db import WorkerCapability, utcnow
 from schemas.api import UserCreate, UserCreated, WorkerPublic, WorkersPublic
 
-router = APIRouter(prefix="/api/admin", tags=["admin"])
+router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(get_admin)])
 
 LIVE_WINDOW = timedelta(minutes=2)  # the planner's window (ARCHITECTURE.md "Capabilities")
 

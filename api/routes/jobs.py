@@ -4,14 +4,15 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Depends, Header, Query, status
 from pydantic import Field
 from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHistory
 
-from api.deps import ServicesDep, SettingsDep, UserDep
+from api.admission import IDEMPOTENCY_HEADER
+from api.deps import ServicesDep, SettingsDep, UserDep, get_principal
 from api.errors import ApiError
 from api.status import fold_status, is_open
-from api.submit import check_references, plan_request, start_job, to_job_request
+from api.submit import check_caller, check_references, plan_request, start_job, to_job_request
 from core import repo
 from core.capabilities import live_capabilities
 from core.db import Artifact, Job, Profile
@@ -32,7 +33,7 @@ from schemas.api import (
 )
 from schemas.capabilities import CapabilitiesManifest
 
-router = APIRouter(prefix="/api", tags=["jobs"])
+router = APIRouter(prefix="/api", tags=["jobs"], dependencies=[Depends(get_principal)])
 
 AnyRequest = Annotated[GenerateRequest | TrainRequest, Field(discriminator="mode")]
 
@@ -47,31 +48,49 @@ _LIST_STATES: dict[WorkflowExecutionStatus, JobState] = {
 }
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="the same key (per user) returns the job it first created instead of starting another",
+    ),
+]
+
+
 async def _submit(
-    body: GenerateRequest | TrainRequest, user: str, services: ServicesDep, settings: SettingsDep
+    body: GenerateRequest | TrainRequest, user: str, services: ServicesDep, settings: SettingsDep, key: str | None
 ) -> JobAccepted:
+    check_caller(body, user)
     request = to_job_request(body)
     await check_references(request, user, services)
     graph = await plan_request(request, services)
-    job_id = await start_job(request, graph, user, services, settings)
+    job_id = await start_job(request, graph, user, services, settings, idempotency_key=key)
     return JobAccepted(job_id=job_id, status="queued")
 
 
 @router.post("/generate", status_code=status.HTTP_202_ACCEPTED)
-async def generate(body: GenerateRequest, user: UserDep, services: ServicesDep, settings: SettingsDep) -> JobAccepted:
+async def generate(
+    body: GenerateRequest, user: UserDep, services: ServicesDep, settings: SettingsDep, key: IdempotencyKey = None
+) -> JobAccepted:
     """Start a generation job (`generate_v1`)."""
-    return await _submit(body, user, services, settings)
+    return await _submit(body, user, services, settings, key)
 
 
 @router.post("/train", status_code=status.HTTP_202_ACCEPTED)
-async def train(body: TrainRequest, user: UserDep, services: ServicesDep, settings: SettingsDep) -> JobAccepted:
-    """Start a training job (`train_and_generate_v1`, or `train_v1` for `train_only`)."""
-    return await _submit(body, user, services, settings)
+async def train(
+    body: TrainRequest, user: UserDep, services: ServicesDep, settings: SettingsDep, key: IdempotencyKey = None
+) -> JobAccepted:
+    """Start a training job (`train_and_generate_v1`, or `train_v1` for `train_only`); needs `consent: true`."""
+    return await _submit(body, user, services, settings, key)
 
 
 @router.post("/plan")
 async def plan_only(body: Annotated[AnyRequest, Body()], user: UserDep, services: ServicesDep) -> PlanResponse:
     """Return the graph a submission would run, without running it."""
+    check_caller(body, user)
     request = to_job_request(body)
     await check_references(request, user, services)
     return PlanResponse(graph=await plan_request(request, services))

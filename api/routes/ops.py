@@ -3,14 +3,14 @@
 import logging
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 from sqlalchemy import select
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
-from api.deps import PrincipalDep, Services, ServicesDep, SettingsDep, UserDep
+from api.deps import PrincipalDep, Services, ServicesDep, SettingsDep, UserDep, get_principal
 from api.errors import ApiError
 from api.routes.jobs import _own_job
 from api.status import job_input
@@ -22,7 +22,7 @@ from schemas.tasks import JobRequest
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api", tags=["operations"])
+router = APIRouter(prefix="/api", tags=["operations"], dependencies=[Depends(get_principal)])
 
 _RETRYABLE = {WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT}
 _STATES: dict[WorkflowExecutionStatus, JobState] = {

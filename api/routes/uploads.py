@@ -6,9 +6,9 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, UploadFile, status
+from fastapi import APIRouter, Depends, File, UploadFile, status
 
-from api.deps import ServicesDep, SettingsDep, UserDep
+from api.deps import ServicesDep, SettingsDep, UserDep, get_principal
 from api.errors import ApiError, FieldError
 from api.media_checks import UnusableUpload, check_audio, check_image
 from api.routes.jobs import profile_public
@@ -16,7 +16,7 @@ from core import repo
 from schemas import names
 from schemas.api import ProfilePublic, ProfilesPublic, UploadedFile, UploadsPublic
 
-router = APIRouter(prefix="/api", tags=["uploads"])
+router = APIRouter(prefix="/api", tags=["uploads"], dependencies=[Depends(get_principal)])
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 AUDIO_TYPES = {

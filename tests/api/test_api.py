@@ -46,12 +46,14 @@ async def test_bad_generate_bodies_are_422_naming_the_field(stack_factory, body,
 
 async def test_train_needs_images_and_own_existing_uploads(stack_factory) -> None:
     async with stack_factory() as stack:
-        missing = await stack.api.post("/api/train", json={"topic": "x", "images": []})
+        missing = await stack.api.post("/api/train", json={"topic": "x", "images": [], "consent": True})
         assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "images"]
-        foreign = await stack.api.post("/api/train", json={"topic": "x", "images": ["s3://uploads/someone-else/a.png"]})
+        foreign = await stack.api.post(
+            "/api/train", json={"topic": "x", "images": ["s3://uploads/someone-else/a.png"], "consent": True}
+        )
         assert foreign.status_code == 403 and "not one of your uploads" in foreign.json()["detail"]
         absent = await stack.api.post(
-            "/api/train", json={"topic": "x", "images": [f"s3://uploads/{stack.user_id}/absent.png"]}
+            "/api/train", json={"topic": "x", "images": [f"s3://uploads/{stack.user_id}/absent.png"], "consent": True}
         )
         assert absent.status_code == 422 and absent.json()["detail"][0]["loc"] == ["body", "images", 0]
 

@@ -53,6 +53,7 @@ async def test_sigkilled_gpu_worker_resumes_training_from_its_checkpoint(stack_f
             body = {
                 "mode": "train_only",
                 "profileName": "death-test",
+                "consent": True,
                 "images": [image],
                 "audio": [clip],
                 "trainingPreset": "tiny-long",

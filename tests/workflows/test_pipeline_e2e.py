@@ -112,7 +112,7 @@ async def test_train_and_generate_runs_both_trainings_in_parallel(stack_factory,
         image = await _upload(stack.api, "face.png", astronaut_png(tmp_path / "face.png").read_bytes())
         clip = await _upload(stack.api, "voice.wav", _tiny_wav())
         response = await stack.api.post(
-            "/api/train", json={"topic": "t", "images": [image], "audio": [clip], "profileName": "me"}
+            "/api/train", json={"topic": "t", "images": [image], "audio": [clip], "profileName": "me", "consent": True}
         )
         assert response.status_code == 202, response.text
         status = await wait_for_status(stack.api, response.json()["jobId"])

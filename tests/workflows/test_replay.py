@@ -116,7 +116,7 @@ async def _run_train_and_generate(stack, tmp_path: Path) -> str:
 
     image = await _upload(stack.api, "face.png", astronaut_png(tmp_path / "face.png").read_bytes())
     clip = await _upload(stack.api, "voice.wav", _tiny_wav())
-    body = {"topic": "t", "images": [image], "audio": [clip], "profileName": f"golden-{tmp_path.name}"}
+    body = {"topic": "t", "images": [image], "audio": [clip], "profileName": f"golden-{tmp_path.name}", "consent": True}
     response = await stack.api.post("/api/train", json=body)
     assert response.status_code == 202, response.text
     return str(response.json()["jobId"])

@@ -39,6 +39,7 @@ async def test_trained_profile_is_reused_with_its_voice(stack_factory, tmp_path)
         body = {
             "topic": "me",
             "profileName": "fast-voice",
+            "consent": True,
             "images": [image],
             "audio": [clip],
             "variant": "sadtalker",
@@ -83,6 +84,7 @@ async def test_cancelling_training_keeps_a_checkpoint_and_stops_the_gpu(stack_fa
         body = {
             "mode": "train_only",
             "profileName": "cancel-me",
+            "consent": True,
             "images": [image],
             "audio": [clip],
             "trainingPreset": "tiny-long",

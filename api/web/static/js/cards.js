@@ -1,7 +1,8 @@
 // Job cards: the record from GET /api/jobs/{id}, live node states from the WebSocket
 // /ws/jobs/{id} (the server pushes every change; the page never polls), then the video.
 
-import { get, post, jobSocketUrl, HttpError } from "./api.js";
+import { get, post, del, jobSocketUrl, reportUnauthorized, HttpError } from "./api.js";
+import { confirmAction } from "./dialog.js";
 import { h, fill, icon, announce } from "./dom.js";
 import {
   ARTIFACT_LABELS, STAGE_LABELS, STATUS_LABELS, TERMINAL, bytes, elapsed, fullTime, jobTitle, nodeLabel, seconds, when,
@@ -12,9 +13,10 @@ const ARTIFACT_ORDER = ["video", "captions", "audio", "thumbnail", "scene", "bas
 const GPU_WEIGHT = 20; // GPU steps take nearly all the time; CPU steps take milliseconds
 
 export class Board {
-  constructor(container, { onFinished }) {
+  constructor(container, { onFinished, onDeleted }) {
     this.container = container;
     this.onFinished = onFinished;
+    this.onDeleted = onDeleted;
     this.cards = new Map();
   }
 
@@ -40,6 +42,22 @@ export class Board {
     card.el.remove();
     this.cards.delete(card.id);
     document.getElementById("jobs-heading").focus();
+  }
+
+  /** The job is gone on the server: drop its card and tell whoever lists jobs. */
+  deleted(card) {
+    this.close(card);
+    announce("Job deleted.");
+    this.onDeleted?.(card.id);
+  }
+
+  /** Close every card without moving focus (sign-out: the next user sees none of them). */
+  clear() {
+    for (const card of this.cards.values()) {
+      card.dispose();
+      card.el.remove();
+    }
+    this.cards.clear();
   }
 }
 
@@ -118,6 +136,11 @@ class JobCard {
       if (event.code === 1000) return; // the final state was sent
       if (event.code === 4404) {
         this.notice(event.reason || "This job no longer exists.");
+        return;
+      }
+      if (event.code === 4401) {
+        this.notice("Sign in again to follow this job.");
+        reportUnauthorized();
         return;
       }
       if (this.status && TERMINAL.has(this.status.status)) return;
@@ -288,7 +311,10 @@ class JobCard {
       buttons.push(this.button("Cancel", "stop", "btn-danger", () => this.cancel()));
     }
     if (state === "failed") buttons.push(this.button("Retry", "retry", "", () => this.retry()));
-    if (TERMINAL.has(state)) buttons.push(this.button("Resubmit", "copy", "", () => this.resubmit()));
+    if (TERMINAL.has(state)) {
+      buttons.push(this.button("Resubmit", "copy", "", () => this.resubmit()));
+      buttons.push(this.button("Delete", "trash", "btn-danger", () => this.remove()));
+    }
     const key = buttons.map((b) => b.dataset.action).join(",");
     if (key !== this.actionsKey) {
       this.actionsKey = key;
@@ -330,6 +356,23 @@ class JobCard {
     const hint = this.record ? { mode: this.record.mode, variant: this.record.variant, topic: this.record.topic } : null;
     this.board.open(accepted.jobId, { hint, focus: true });
     announce("Resubmitted as a new job.");
+  }
+
+  async remove() {
+    const topic = this.record?.topic ?? this.topicEl.textContent;
+    const ok = await confirmAction({
+      title: "Delete this job?",
+      message: `${topic ? `“${topic}”: ` : ""}its video, downloads and every file it made are deleted for good.`,
+      confirm: "Delete job",
+    });
+    if (!ok) return;
+    try {
+      await del(`/api/jobs/${encodeURIComponent(this.id)}`);
+    } catch (err) {
+      if (err.status === 405) throw new Error("This server cannot delete jobs yet.");
+      throw err;
+    }
+    this.board.deleted(this);
   }
 
   notice(text) {

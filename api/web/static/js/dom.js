@@ -41,6 +41,7 @@ const ICONS = {
   retry: '<path d="M4 12a8 8 0 1 0 2.3-5.6M4 4v4h4"/>',
   stop: '<rect x="7" y="7" width="10" height="10" rx="1.5"/>',
   copy: '<rect x="8" y="8" width="11" height="11" rx="2"/><path d="M5 15V6a1 1 0 0 1 1-1h9"/>',
+  trash: '<path d="M4.5 7h15M10 11v6M14 11v6M6.5 7l.8 11.1a1 1 0 0 0 1 .9h7.4a1 1 0 0 0 1-.9L17.5 7M9.5 7V4.5h5V7"/>',
 };
 
 export function icon(name, cls = "") {

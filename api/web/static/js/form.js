@@ -1,7 +1,7 @@
 // The submission form: capabilities decide what is selectable, the server validates, and each
 // 422 `detail[].loc` is shown next to its field.
 
-import { get, post, HttpError } from "./api.js";
+import { post, HttpError } from "./api.js";
 import { h, fill, announce } from "./dom.js";
 import { FileField } from "./uploads.js";
 
@@ -23,7 +23,10 @@ const CONTROLS = {
   "options.captions": "captions",
   "script.narrative": "narrative",
   "script": "narrative",
+  consent: "consent",
 };
+
+const CONSENT_MESSAGE = "Tick the box to confirm you have the right to use these faces and voices.";
 
 // Plain words for the schema's terse messages, keyed by "field:error type".
 const FRIENDLY = {
@@ -118,22 +121,6 @@ export class JobForm {
     this.$("preset-field").hidden = presets.length === 0;
   }
 
-  async loadProfiles() {
-    const select = this.$("profile");
-    let profiles = [];
-    try {
-      profiles = (await get("/api/profiles")).data;
-    } catch {
-      // The picker keeps the built-in presenter; the submit answer will explain any outage.
-    }
-    const previous = select.value;
-    fill(select,
-      h("option", { value: "" }, "Built-in presenter (no profile)"),
-      profiles.map((p) => h("option", { value: p.id, disabled: p.status !== "ready" },
-        `${p.name}${p.voiceId ? " · own voice" : ""}${p.status !== "ready" ? ` (${p.status})` : ""}`)));
-    select.value = profiles.some((p) => p.id === previous && p.status === "ready") ? previous : "";
-  }
-
   body() {
     const el = this.form.elements;
     const text = (id) => this.$(id).value.trim();
@@ -159,6 +146,7 @@ export class JobForm {
     body.audio = this.audio.uris();
     if (text("profile-name")) body.profileName = text("profile-name");
     if (el.trainingPreset.value) body.trainingPreset = el.trainingPreset.value;
+    body.consent = this.$("consent").checked;
     return ["/api/train", body];
   }
 
@@ -171,11 +159,19 @@ export class JobForm {
     return null;
   }
 
+  /** Training needs the user's explicit consent: without the box ticked, nothing is sent. */
+  consentMissing() {
+    if (this.mode !== "train" || this.$("consent").checked) return false;
+    this.showFieldErrors([{ loc: ["body", "consent"], msg: CONSENT_MESSAGE, type: "missing" }]);
+    return true;
+  }
+
   async submit() {
     if (this.submitting) return;
     this.clearErrors();
     const problem = this.localProblems();
     if (problem) return this.showFormError(problem);
+    if (this.consentMissing()) return;
     const [path, body] = this.body();
     this.setBusy(true);
     try {
@@ -189,6 +185,17 @@ export class JobForm {
     } finally {
       this.setBusy(false);
     }
+  }
+
+  /** Back to a blank form (another person signed in, or this one signed out). */
+  reset() {
+    this.form.reset();
+    this.images.clear();
+    this.audio.clear();
+    this.$("script-details").open = false;
+    this.$("submit-hint").textContent = "";
+    this.clearErrors();
+    this.changed(null);
   }
 
   setBusy(busy) {
@@ -239,6 +246,7 @@ export class JobForm {
   }
 
   friendly(key, detail) {
+    if (key === "consent") return CONSENT_MESSAGE;
     const known = FRIENDLY[`${key}:${detail.type}`];
     if (known) return known;
     let msg = String(detail.msg ?? "").replace(/^Value error, /, "");

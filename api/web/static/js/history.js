@@ -34,6 +34,14 @@ export class History {
     this.empty.hidden = this.list.children.length > 0;
   }
 
+  /** Forget the listed jobs (sign-out). */
+  clear() {
+    fill(this.list);
+    this.cursor = null;
+    this.more.hidden = true;
+    this.empty.hidden = true;
+  }
+
   row(job) {
     return h("li", {},
       h("button", { type: "button", class: "history-item", dataset: { jobId: job.jobId },

@@ -1,10 +1,13 @@
-// Wires the page: capabilities and profiles into the form, submissions and history into cards.
+// Wires the page: the session decides between the sign-in form and the app; capabilities and
+// profiles go into the form, submissions and history into cards.
 
-import { get } from "./api.js";
+import { get, del, onUnauthorized } from "./api.js";
 import { Board } from "./cards.js";
 import { announce } from "./dom.js";
 import { JobForm } from "./form.js";
 import { History } from "./history.js";
+import { Profiles } from "./profiles.js";
+import { SignIn } from "./signin.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -13,11 +16,16 @@ const history = new History({
   onOpen: (jobId) => board.open(jobId, { focus: true }),
 });
 
+const profiles = new Profiles({
+  select: $("profile"), manage: $("profiles-manage"), list: $("profile-list"), count: $("profiles-count"),
+});
+
 const board = new Board($("cards"), {
   onFinished: (card) => {
     history.load();
-    if (card.record && card.record.mode !== "generate") form.loadProfiles();
+    if (card.record && card.record.mode !== "generate") profiles.load();
   },
+  onDeleted: () => history.load(),
 });
 
 const form = new JobForm($("job-form"), {
@@ -26,6 +34,61 @@ const form = new JobForm($("job-form"), {
     announce("Job started. Its progress is shown under Your jobs.");
     history.load();
   },
+});
+
+const signIn = new SignIn({
+  section: $("signin"), form: $("signin-form"), input: $("api-key"), error: $("err-api-key"), notice: $("signin-notice"),
+  onSignedIn: (caller) => enter(caller, { focus: true }),
+});
+
+let lastUser = null; // who used the page last: a different person starts from a blank form
+
+function enter(caller, { focus = false } = {}) {
+  if (lastUser !== null && lastUser !== caller.userId) form.reset();
+  lastUser = caller.userId;
+  document.body.dataset.auth = "signed-in";
+  signIn.hide();
+  $("account-user").textContent = caller.userId;
+  $("account-role").hidden = !caller.isAdmin;
+  $("account-error").hidden = true;
+  for (const id of ["app", "account", "workers"]) $(id).hidden = false;
+  delete $("workers").dataset.state;
+  $("workers").querySelector(".workers-text").textContent = "Checking workers…";
+  if (focus) $("topic").focus();
+  loadCapabilities();
+  profiles.load();
+  history.load();
+}
+
+/** Back to the sign-in form; the cards, history and profiles of this user leave the page. */
+function leave(message) {
+  if (document.body.dataset.auth === "signed-out") return;
+  document.body.dataset.auth = "signed-out";
+  for (const id of ["app", "account", "workers"]) $(id).hidden = true;
+  board.clear();
+  history.clear();
+  profiles.clear();
+  signIn.show(message);
+  announce(message);
+}
+
+onUnauthorized(() => leave("Your session ended; sign in again."));
+
+$("sign-out").addEventListener("click", async () => {
+  const button = $("sign-out");
+  button.disabled = true;
+  try {
+    await del("/api/session");
+  } catch (err) {
+    $("account-error").textContent = `Could not sign out: ${err.message}`;
+    $("account-error").hidden = false;
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  form.reset();
+  lastUser = null;
+  leave("You are signed out.");
 });
 
 async function loadCapabilities() {
@@ -48,6 +111,13 @@ async function loadCapabilities() {
   }
 }
 
-loadCapabilities();
-form.loadProfiles();
-history.load();
+async function start() {
+  try {
+    enter(await get("/api/session"));
+  } catch (err) {
+    document.body.dataset.auth = "signed-out";
+    signIn.show(err.status === 401 ? "" : `Could not check your session: ${err.message}`);
+  }
+}
+
+start();

@@ -1,0 +1,29 @@
+// One confirmation dialog for destructive actions: a native <dialog> (focus stays inside it,
+// Escape cancels), with Cancel focused first so Enter never deletes by accident.
+
+const dialog = () => document.getElementById("confirm");
+
+/** Ask before doing something that cannot be undone; resolves true only for the confirm button. */
+export function confirmAction({ title, message, confirm }) {
+  const el = dialog();
+  const opener = document.activeElement;
+  el.querySelector("#confirm-title").textContent = title;
+  el.querySelector("#confirm-message").textContent = message;
+  el.querySelector("#confirm-ok").textContent = confirm;
+  el.returnValue = "";
+  return new Promise((resolve) => {
+    el.addEventListener("close", () => {
+      resolve(el.returnValue === "confirm");
+      // After the caller's own reaction (it may re-enable or remove the button that opened us).
+      setTimeout(() => {
+        if (opener instanceof HTMLElement && opener.isConnected && !el.open) opener.focus();
+      });
+    }, { once: true });
+    if (!el.dataset.wired) {
+      el.dataset.wired = "1";
+      el.addEventListener("click", (event) => { if (event.target === el) el.close(""); }); // the backdrop
+    }
+    el.showModal();
+    el.querySelector("#confirm-cancel").focus();
+  });
+}
