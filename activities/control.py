@@ -42,6 +42,16 @@ class ControlActivities:
         self._store = store
         self._writer = writer
 
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """The database sessions these activities use."""
+        return self._sessions
+
+    @property
+    def store(self) -> ObjectStore:
+        """The object store these activities use."""
+        return self._store
+
     @activity.defn(name=names.GENERATE_SCRIPT)
     async def generate_script(self, inp: ScriptInput) -> ScriptResult:
         """Use the user's script if given, else ask the configured writer (seed §4.2)."""

@@ -4,12 +4,25 @@ import asyncio
 import logging
 import os
 import socket
+from datetime import timedelta
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 from temporalio.worker import Worker
 
 from activities.callbacks import CallbackActivities
 from activities.control import ControlActivities
+from activities.retention import RetentionActivities
 from activities.script_writer import OfflineScriptWriter, OllamaScriptWriter, ScriptWriter
 from core.capabilities import publish, publish_forever
 from core.db import create_async_engine, migrate, session_factory
@@ -25,7 +38,9 @@ from core.telemetry import (
 from core.temporal import connect
 from schemas import names
 from schemas.capabilities import WorkerManifest
+from schemas.tasks import ExpireInput
 from workflows.pipeline import PipelineWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.sandbox import workflow_runner
 
 logger = logging.getLogger(__name__)
@@ -50,13 +65,17 @@ def manifest(settings: Settings, writer: ScriptWriter, worker_id: str) -> Worker
     )
 
 
-def build_worker(client: Client, settings: Settings, control: ControlActivities) -> Worker:
-    """The worker polling the CPU queue for workflow and activity tasks."""
+def build_worker(
+    client: Client, settings: Settings, control: ControlActivities, retention: RetentionActivities | None = None
+) -> Worker:
+    """The worker polling the CPU queue for workflow and activity tasks (the retention sweep included)."""
+    retention = retention or RetentionActivities(control.sessions, control.store)
     return Worker(
         client,
         task_queue=settings.temporal.cpu_task_queue,
-        workflows=[PipelineWorkflow],
+        workflows=[PipelineWorkflow, RetentionWorkflow],
         activities=[
+            retention.expire_uploads,
             control.generate_script,
             control.resolve_or_create_profile,
             control.load_existing_profile,
@@ -67,6 +86,37 @@ def build_worker(client: Client, settings: Settings, control: ControlActivities)
         workflow_runner=workflow_runner(),
         interceptors=[StageMetricsInterceptor()],
     )
+
+
+def retention_schedule(settings: Settings) -> Schedule:
+    """Every `sweep_every_minutes`, one `RetentionWorkflow` on the CPU queue (a sweep still running is not doubled)."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RetentionWorkflow.run,
+            ExpireInput(retention_hours=settings.retention.upload_hours),
+            id="upload-retention",
+            task_queue=settings.temporal.cpu_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(minutes=settings.retention.sweep_every_minutes))]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_retention_schedule(
+    client: Client, settings: Settings, schedule_id: str = names.RETENTION_SCHEDULE_ID
+) -> None:
+    """Create the retention schedule, or bring an existing one to these settings (idempotent)."""
+    schedule = retention_schedule(settings)
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def update(_current: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(schedule_id).update(update)
 
 
 async def main() -> None:
@@ -83,6 +133,7 @@ async def main() -> None:
     client = await connect(settings.temporal, temporal_runtime(settings.telemetry))
     worker_id = f"cpu-{socket.gethostname()}-{os.getpid()}"
     await publish(sessions, manifest(settings, writer, worker_id))
+    await ensure_retention_schedule(client, settings)
     advertiser = asyncio.create_task(publish_forever(sessions, lambda: manifest(settings, writer, worker_id)))
     logger.info(
         "CPU worker %s polling %s (script writer: %s)", worker_id, settings.temporal.cpu_task_queue, writer.source

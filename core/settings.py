@@ -98,7 +98,13 @@ class ApiSettings(BaseModel):
     retry_after_seconds: int = 30
     session_hours: float = 12
     secure_cookies: bool = False  # set true behind HTTPS so the session cookie is `Secure`
-    upload_retention_hours: float = 7 * 24  # uploads no profile uses are deleted after this
+
+
+class RetentionSettings(BaseModel):
+    """Personal data kept no longer than needed: uploads no profile uses are deleted after `upload_hours`."""
+
+    upload_hours: float = 7 * 24
+    sweep_every_minutes: float = 60  # the Temporal schedule `myspinbot-upload-retention`
 
 
 class TelemetrySettings(BaseModel):
@@ -130,6 +136,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     ollama_host: str | None = Field(default=None, validation_alias=AliasChoices("OLLAMA_HOST", "APP_OLLAMA_HOST"))
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "APP_DATABASE_URL"))
 

@@ -6,6 +6,8 @@ CPU_TASK_QUEUE: Final = "myspinbot-cpu"
 GPU_TASK_QUEUE: Final = "myspinbot-gpu"
 
 PIPELINE_WORKFLOW: Final = "PipelineWorkflow"
+RETENTION_WORKFLOW: Final = "RetentionWorkflow"
+RETENTION_SCHEDULE_ID: Final = "myspinbot-upload-retention"
 
 # Activity names are the seed's task names, so history reads like the graph.
 GENERATE_SCRIPT: Final = "script.generateScript"
@@ -17,6 +19,7 @@ NOTIFY_CALLBACK: Final = "callbacks.notify"
 TRAIN_LORA: Final = "train_lora"
 TRAIN_VOICE: Final = "train_voice"
 RENDER_VIDEO: Final = "render_video"
+EXPIRE_UPLOADS: Final = "retention.expireUploads"  # run by the retention schedule, not by job graphs
 
 CPU_TASKS: Final = (GENERATE_SCRIPT, RESOLVE_PROFILE, LOAD_PROFILE, SELECT_PIPELINE, REGISTER_OUTPUTS, NOTIFY_CALLBACK)
 GPU_TASKS: Final = (TRAIN_LORA, TRAIN_VOICE, RENDER_VIDEO)

@@ -236,3 +236,16 @@ class PipelineResult(Contract):
     video: Video | None = None
     profile: ProfileRef | None = None
     artifacts: list[ArtifactRef] = Field(default_factory=list)
+
+
+class ExpireInput(Contract):
+    """`retention.expireUploads`: delete uploads older than this that nothing uses."""
+
+    retention_hours: float
+
+
+class ExpireResult(Contract):
+    """What a retention sweep deleted and how many old uploads it kept because they are in use."""
+
+    deleted: list[str] = Field(default_factory=list)
+    kept_in_use: int = 0

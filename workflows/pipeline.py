@@ -17,6 +17,9 @@ with workflow.unsafe.imports_passed_through():
 
 PROFILE_ID = SearchAttributeKey.for_keyword(names.SA_PROFILE_ID)
 PARTIAL_REGISTER_ID = "register_partial"
+# Runs started before this change wait for every cancelled activity, so a cancel that reached a
+# short CPU activity was swallowed when it completed anyway and the job went on.
+CANCEL_CPU_AT_ONCE = "cancel-cpu-nodes-at-once"
 CALLBACK_ID = "notify_callback"
 
 
@@ -53,6 +56,11 @@ class PipelineWorkflow:
         queue = self._job.cpu_task_queue if task.plane == "cpu" else self._job.gpu_task_queue
 
         async def run_node(_graph_state: dict[str, Any]) -> dict[str, Any]:
+            # GPU activities heartbeat and checkpoint: the workflow waits for them to stop. CPU
+            # activities are short and never see the cancel, so the job stops without them.
+            cancellation = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+            if task.plane == "cpu" and workflow.patched(CANCEL_CPU_AT_ONCE):
+                cancellation = workflow.ActivityCancellationType.TRY_CANCEL
             # Inputs come from self._state, which holds every finished node's result; the
             # LangGraph state mirrors it so the graph's joins and ordering stay LangGraph's.
             result = await workflow.execute_activity(
@@ -65,7 +73,7 @@ class PipelineWorkflow:
                 start_to_close_timeout=task.start_to_close,
                 heartbeat_timeout=task.heartbeat,
                 retry_policy=task.retry,
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                cancellation_type=cancellation,
             )
             assets = task.assets_of(result)
             self._state[task.state_key] = result

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -29,6 +29,12 @@ class Probe:
     video_codec: str | None
     audio_codec: str | None
     has_audio: bool
+    tags: dict[str, str] = field(default_factory=dict)  # container metadata (title, comment, …)
+
+
+# Every video we encode says what it is in its metadata (EU AI Act art. 50-style disclosure);
+# players show `comment`/`description`, and provenance tools read them.
+AI_DISCLOSURE = "AI-generated: synthetic video and voice made by MySpinBot"
 
 
 def ffmpeg_exe() -> str:
@@ -47,7 +53,9 @@ def _run(args: list[str], cwd: Path | None = None) -> None:
 
 
 def _h264(crf: int, preset: str) -> list[str]:
-    return ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
+    disclosure = ["-metadata", f"comment={AI_DISCLOSURE}", "-metadata", f"description={AI_DISCLOSURE}"]
+    return ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+            *disclosure]  # fmt: skip
 
 
 class VideoWriter:
@@ -266,4 +274,5 @@ def probe(path: Path) -> Probe:
             video_codec=video.codec_context.name if video is not None else None,
             audio_codec=audio.codec_context.name if audio is not None else None,
             has_audio=audio is not None,
+            tags={str(k): str(v) for k, v in container.metadata.items()},
         )

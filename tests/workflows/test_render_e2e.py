@@ -71,6 +71,7 @@ async def test_variant_renders_a_talking_video_end_to_end(
             video, audio = container.streams.video[0], container.streams.audio[0]
             assert (video.codec_context.name, audio.codec_context.name) == ("h264", "aac")
             assert (video.codec_context.width, video.codec_context.height) == (854, 480)
+            assert container.metadata["comment"].startswith("AI-generated"), container.metadata  # disclosure
             duration = (container.duration or 0) / 1_000_000
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
             container.seek(0)
