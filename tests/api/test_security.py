@@ -4,6 +4,7 @@ Idempotency-Key, the per-user cap on open jobs)."""
 import asyncio
 import hashlib
 import os
+import re
 import subprocess
 import sys
 
@@ -203,3 +204,37 @@ async def test_training_needs_consent(stack_factory, tmp_path) -> None:
             response = await stack.api.post("/api/train", json=body)
             assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "consent"]
         assert (await stack.api.get("/api/jobs")).json()["count"] == 0
+
+
+async def test_oversized_uploads_are_refused_while_streaming(stack_factory, tmp_path) -> None:
+    limits = {"max_upload_bytes": 200_000, "max_files_per_upload": 2}
+    async with stack_factory(gpu=False, api_limits=limits) as stack:
+        before = stack.store.list_keys("uploads", f"{stack.user_id}/")
+        declared = await stack.api.post(
+            "/api/uploads", content=b"x", headers={"Content-Length": str(10**10), "Content-Type": "multipart/form-data"}
+        )
+        assert declared.status_code == 413 and "MiB" in declared.json()["detail"]
+
+        async def endless():  # no Content-Length: the body is cut off once it passes the cap
+            yield b"--b\r\nContent-Disposition: form-data; name=files; filename=big.png\r\n\r\n"
+            for _ in range(10_000):
+                yield b"\0" * 65536
+
+        streamed = await stack.api.post(
+            "/api/uploads", content=endless(), headers={"Content-Type": "multipart/form-data; boundary=b"}
+        )
+        assert streamed.status_code == 413 and "MiB" in streamed.json()["detail"]
+        too_many = [
+            ("files", (f"{i}.png", astronaut_png(tmp_path / f"{i}.png").read_bytes()[:50_000])) for i in range(3)
+        ]
+        count = await stack.api.post("/api/uploads", files=too_many)
+        assert count.status_code in (413, 422)  # over the body cap or the file count, never stored
+        assert stack.store.list_keys("uploads", f"{stack.user_id}/") == before
+
+
+async def test_object_keys_never_come_from_file_names(stack_factory, tmp_path) -> None:
+    async with stack_factory(gpu=False) as stack:
+        data = astronaut_png(tmp_path / "p.png").read_bytes()
+        stored = await stack.api.post("/api/uploads", files=[("files", ("../../artifacts/evil/x.png", data))])
+        uri = stored.json()["data"][0]["uri"]
+        assert re.fullmatch(rf"s3://uploads/{re.escape(stack.user_id)}/[0-9a-f]{{32}}\.png", uri), uri

