@@ -1,6 +1,11 @@
-"""`make demo`: submit one job per variant to the running API, follow it, and save the videos."""
+"""`make demo`: submit one job per variant to the running API, follow it, and save the videos.
+
+Every API call carries `Authorization: Bearer <key>`: the key comes from `MYSPINBOT_API_KEY`, else
+from the file `python -m core.stack up --with-apps` writes (`<root>/dev-api-key`).
+"""
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -10,6 +15,8 @@ import httpx
 
 API = "http://127.0.0.1:8000"
 TOPIC = "Why the sky is blue"
+KEY_ENV = "MYSPINBOT_API_KEY"
+KEY_FILE = "dev-api-key"  # core.stack.DEV_KEY_FILE, not imported: the demo needs only httpx
 
 
 def _say(text: str) -> None:
@@ -17,13 +24,43 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
-def wait_for_stack(api: httpx.Client, stack_log: Path | None, timeout: float = 300) -> None:
-    """Wait until `/healthz` answers 200 and both workers advertise capabilities."""
+def api_key(key_file: Path) -> str | None:
+    """The key to call the API with: `MYSPINBOT_API_KEY`, else the stack's key file; None when neither exists."""
+    if key := os.environ.get(KEY_ENV, "").strip():
+        return key
+    try:
+        return key_file.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def authenticate(api: httpx.Client, key_file: Path) -> None:
+    """Send the API key with every call of `api`."""
+    key = api_key(key_file)
+    if key is None:
+        raise SystemExit(
+            f"no API key: set {KEY_ENV}, or start the stack with `python -m core.stack up --with-apps` "
+            f"(it writes {key_file})"
+        )
+    api.headers["Authorization"] = f"Bearer {key}"
+
+
+def wait_for_stack(api: httpx.Client, key_file: Path, stack_log: Path | None, timeout: float = 300) -> None:
+    """Wait until `/healthz` answers 200, the API key is accepted and both workers advertise capabilities.
+
+    The key file is read again on every try: `up` writes it once the API is healthy, and may
+    replace a stale one left from an earlier stack.
+    """
     deadline = time.monotonic() + timeout
+    refused = ""
     while time.monotonic() < deadline:
         try:
-            if api.get("/healthz").status_code == 200:
-                caps = api.get("/api/capabilities").json()
+            key = api_key(key_file)
+            if key is not None and api.get("/healthz").status_code == 200:
+                api.headers["Authorization"] = f"Bearer {key}"
+                answer = api.get("/api/capabilities")
+                refused = answer.text if answer.status_code == 401 else ""
+                caps = answer.json() if answer.status_code == 200 else {}
                 if caps.get("cpu") and caps.get("gpu"):
                     return
         except httpx.TransportError:
@@ -31,6 +68,8 @@ def wait_for_stack(api: httpx.Client, stack_log: Path | None, timeout: float = 3
         if stack_log and stack_log.exists() and "died" in stack_log.read_text():
             raise SystemExit(f"the stack failed to start:\n{stack_log.read_text()[-3000:]}")
         time.sleep(1)
+    if refused:
+        raise SystemExit(f"the API refuses the key ({KEY_ENV} or {key_file}): {refused}")
     raise SystemExit(f"the stack did not become healthy within {timeout:.0f} s; see {stack_log}")
 
 
@@ -76,7 +115,7 @@ def run_one(api: httpx.Client, variant: str, out_dir: Path) -> bool:
     record = api.get(f"/api/jobs/{job_id}").json()
     _say(f"{variant}: {status['status']} in {time.monotonic() - started:.1f} s")
     _say(f"  Temporal Web UI: {record['temporalUiUrl']}")
-    _say(f"  web page: {API}/ (job cards, history, player)")
+    _say(f"  web page: {api.base_url}/ (sign in with the API key; job cards, history, player)")
     if status["status"] != "completed":
         _say(f"  error: {status.get('error')}")
         return False
@@ -95,13 +134,18 @@ def main() -> int:
     parser.add_argument("--api", default=API)
     parser.add_argument("--wait-for-stack", action="store_true")
     parser.add_argument("--stack-log", type=Path)
+    parser.add_argument("--root", type=Path, help="the stack's root (default: the stack log's, else .local)")
     parser.add_argument("--out", type=Path, default=Path(".local/demo"))
     parser.add_argument("--variants", nargs="+", default=["svd", "sadtalker"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    root = args.root or (args.stack_log.parent.parent if args.stack_log else Path(".local"))  # <root>/logs/stack.log
+    key_file = root / KEY_FILE
     with httpx.Client(base_url=args.api, timeout=30) as api:
         if args.wait_for_stack:
-            wait_for_stack(api, args.stack_log)
+            wait_for_stack(api, key_file, args.stack_log)
+        else:
+            authenticate(api, key_file)
         results = [run_one(api, variant, args.out) for variant in args.variants]
     return 0 if all(results) else 1
 

@@ -561,14 +561,67 @@ def _start_apps(root: Path, env: dict[str, str], services: dict[str, Service]) -
     _wait_until("/healthz returns 200", healthy, services["api"], timeout=120, watch=workers)
 
 
-def _summary(root: Path, services: dict[str, Service], env: dict[str, str]) -> str:
+DEV_USER = "local"  # the admin user of a local stack
+DEV_KEY_FILE = "dev-api-key"  # under the stack's root, mode 0600
+
+
+def ensure_dev_api_key(root: Path, database_url: str) -> str:
+    """The API key of the local admin `local`, kept in `<root>/dev-api-key` (mode 0600).
+
+    The key in the file is reused while it still authenticates as `local`; otherwise (no file, a
+    revoked key, a fresh database) a new key is issued and the file replaced. Migrates first, so
+    it works whether or not the API has started.
+    """
+    from core import auth  # the database layer is needed here only, not by the servers above
+    from core.db import create_async_engine, migrate, session_factory
+
+    path = root / DEV_KEY_FILE
+    saved = path.read_text().strip() if path.exists() else ""
+    keys: list[str] = []
+
+    async def ensure() -> None:
+        engine = create_async_engine(database_url)
+        try:
+            sessions = session_factory(engine)
+            async with sessions.begin() as session:
+                await auth.create_user(session, DEV_USER, admin=True)  # also promotes an existing `local`
+                principal = await auth.authenticate(session, saved, "api_key") if saved else None
+            if principal is not None and principal.user_id == DEV_USER:
+                keys.append(saved)
+            else:
+                keys.append(await auth.create_user_with_key(sessions, DEV_USER, admin=True, name=DEV_KEY_FILE))
+        finally:
+            await engine.dispose()
+
+    migrate(database_url)
+    _run_async(ensure)
+    key = keys[0]
+    if key != saved:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(key + "\n")
+        os.replace(tmp, path)
+        logger.info("issued a new development API key for %r in %s", DEV_USER, path)
+    path.chmod(0o600)
+    return key
+
+
+def _summary(root: Path, services: dict[str, Service], env: dict[str, str], api_key: str | None = None) -> str:
     lines = [
         f"Temporal      {env['APP_TEMPORAL__ADDRESS']}   Web UI {env['APP_TEMPORAL__UI_URL']}",
         f"PostgreSQL    {env['APP_DATABASE__URL']}",
         f"S3            http://{env['APP_STORAGE__ENDPOINT']}",
     ]
     if "api" in services:
-        lines.append(f"API           {services['api'].url}  (docs {services['api'].url}/docs)")
+        api = services["api"].url
+        lines.append(f"API           {api}  (docs {api}/docs)")
+        if api_key is not None:
+            lines += [
+                f"Development API key: {api_key}",
+                f"              user '{DEV_USER}' (admin), kept in {root / DEV_KEY_FILE}; the web page asks for it once",
+                f"              curl -H 'Authorization: Bearer {api_key}' {api}/api/session",
+            ]
     lines += [f"env file      {root / 'stack.env'}", "Ctrl+C (or `python -m core.stack down`) stops everything."]
     return "\n".join(lines)
 
@@ -597,9 +650,11 @@ def up(root: Path, ports: StackPorts, with_apps: bool) -> int:
         _write_pids(root, services)
         env = env_for(services)
         (root / "stack.env").write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+        api_key = None
         if with_apps:
             _start_apps(root, env, services)
-        print(_summary(root, services, env), flush=True)  # noqa: T201 - the CLI's output
+            api_key = ensure_dev_api_key(root, env["APP_DATABASE__URL"])
+        print(_summary(root, services, env, api_key), flush=True)  # noqa: T201 - the CLI's output
         while True:
             for service in services.values():
                 if not service.alive():

@@ -13,7 +13,9 @@ import pytest
 import uvicorn
 from playwright.async_api import Browser, ConsoleMessage, Page, Response, async_playwright
 
+from api.deps import SESSION_COOKIE
 from api.main import create_app
+from core.auth import create_user_with_key
 from core.settings import get_settings
 from tests.conftest import Stack
 
@@ -32,10 +34,22 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 @dataclass
 class Site:
-    """The page's base URL and the stack behind it."""
+    """The page's base URL, the stack behind it, and an API key of the stack's user (`stack.api`'s user)."""
 
     url: str
     stack: Stack
+    api_key: str
+
+    async def sign_in(self, page: Page) -> None:
+        """Give the page's browser context a session cookie, as the sign-in form would.
+
+        `context.request` shares the context's cookie jar, so the page (its fetches, WebSockets
+        and downloads) is signed in from its first request on.
+        """
+        response = await page.context.request.post(f"{self.url}/api/session", data={"apiKey": self.api_key})
+        assert response.status == 200, await response.text()
+        cookies = {c["name"]: c for c in await page.context.cookies(self.url)}
+        assert cookies[SESSION_COOKIE]["httpOnly"] and cookies[SESSION_COOKIE]["sameSite"] == "Strict"
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +67,8 @@ def site_factory(stack_factory: Any) -> Any:
     """`async with site_factory(**stack_options) as site:` workers on fresh queues plus the API on a free port.
 
     The API is its own app instance with the stack's settings override, served by uvicorn in
-    this event loop, so the browser reaches it over real HTTP and WebSockets.
+    this event loop, so the browser reaches it over real HTTP and WebSockets. `site.api_key` is
+    a fresh key of the stack's user, so the page and `stack.api` see the same jobs.
     """
 
     @asynccontextmanager
@@ -72,8 +87,9 @@ def site_factory(stack_factory: Any) -> Any:
                     serving.result()  # raises what stopped the server
                     raise RuntimeError("uvicorn stopped before it started")
                 await asyncio.sleep(0.02)
+            api_key = await create_user_with_key(stack.sessions, stack.user_id, name="browser tests")
             try:
-                yield Site(url=f"http://127.0.0.1:{port}", stack=stack)
+                yield Site(url=f"http://127.0.0.1:{port}", stack=stack, api_key=api_key)
             finally:
                 server.should_exit = True
                 await serving
@@ -93,8 +109,9 @@ async def site(site_factory: Any) -> AsyncIterator[Site]:
 async def page(browser: Browser) -> AsyncIterator[Page]:
     """A fresh browser context on the site; fails the test on a script error or a missing page asset.
 
-    API answers of 4xx are expected (validation tests), so the browser's "Failed to load
-    resource" console lines are not errors here; a failed `/` or `/static/…` load is.
+    API answers of 4xx are expected (validation tests, the sign-in check), so the browser's
+    "Failed to load resource" console lines are not errors here; a failed `/` or `/static/…` load is.
+    The context starts signed out: `site.sign_in(page)` or the sign-in form signs it in.
     """
     # Reduced motion: the page then skips its transitions, so screenshots never catch one midway.
     context = await browser.new_context(

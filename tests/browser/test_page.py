@@ -1,4 +1,4 @@
-"""The web page in a real headless Chromium: submit, watch live cards, play the video, reopen, cancel."""
+"""The web page in a real headless Chromium: submit, watch live cards, play the video, reopen, cancel, delete."""
 
 import json
 import re
@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.api.test_ops import flaky_render
 from tests.browser.conftest import Site, shot
@@ -28,6 +28,8 @@ new MutationObserver((records) => {
 
 
 async def open_page(page: Page, site: Site) -> None:
+    """Open the page signed in as the stack's user (the same user as `site.stack.api`)."""
+    await site.sign_in(page)
     await page.goto(site.url)
     await expect(page.locator("#workers")).to_have_attribute("data-state", "ok")
 
@@ -87,6 +89,7 @@ async def test_generate_through_the_form_plays_the_video_in_its_card(site: Site,
         "href", re.compile(f"/workflows/{job_id}/")
     )
     await expect(card.get_by_role("button", name="Resubmit")).to_be_visible()
+    await expect(card.get_by_role("button", name="Delete")).to_be_visible()
     await expect(card.get_by_role("button", name="Cancel")).to_have_count(0)
     await card.screenshot(path=shot("card-finished"))
     await page.evaluate("window.scrollTo(0, 0)")
@@ -188,7 +191,7 @@ async def test_cancel_a_running_job_from_its_card(site: Site, page: Page) -> Non
 
 
 async def test_the_socket_closes_with_4404_for_an_unknown_job(site: Site, page: Page) -> None:
-    await page.goto(site.url)
+    await open_page(page, site)
     closed = await page.evaluate(
         """() => new Promise((resolve) => {
             const ws = new WebSocket(location.origin.replace("http", "ws") + "/ws/jobs/job-nope");
@@ -258,3 +261,57 @@ async def test_the_page_and_its_assets_are_served_by_the_api_and_nothing_else(si
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     for path in ("/static/%2e%2e/index.html", "/static/%2e%2e/%2e%2e/routes/web.py", "/static/nope.js"):
         assert (await api.get(path)).status_code == 404, path
+
+
+async def test_delete_a_finished_job_from_its_card(site: Site, page: Page) -> None:
+    accepted = await site.stack.api.post(
+        "/api/generate", json={"topic": "delete me", "options": {"durationSeconds": 2}}
+    )
+    job_id = accepted.json()["jobId"]
+    await wait_for_status(site.stack.api, job_id)
+    video_url = (await site.stack.api.get(f"/api/jobs/{job_id}")).json()["video"]["url"]
+    await open_page(page, site)
+    await page.locator(f'.history-item[data-job-id="{job_id}"]').click()
+    card = page.locator(f'article.job[data-job-id="{job_id}"]')
+    await expect(card).to_have_attribute("data-status", "completed")
+    delete = card.get_by_role("button", name="Delete")
+    dialog = page.get_by_role("dialog", name="Delete this job?")
+
+    # Escape (or Cancel) in the confirmation keeps everything; Cancel is focused, so Enter never deletes.
+    await delete.click()
+    await expect(dialog).to_be_visible()
+    await expect(dialog).to_contain_text("“delete me”")
+    await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    await page.screenshot(path=shot("confirm-delete-job"))
+    await page.emulate_media(color_scheme="dark")
+    await dialog.screenshot(path=shot("confirm-delete-job-dark"))
+    await page.emulate_media(color_scheme="light")
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(delete).to_be_focused()
+    await expect(card).to_be_visible()
+
+    # A refusal is shown on the card (a real 409 needs a job that is still running, whose card offers no Delete).
+    refusal = f"job '{job_id}' is still queued or running; cancel it first"
+
+    async def refuse(route: Route) -> None:
+        if route.request.method == "DELETE":
+            await route.fulfill(status=409, json={"detail": refusal})
+        else:
+            await route.continue_()
+
+    await page.route(f"**/api/jobs/{job_id}", refuse)
+    await delete.click()
+    await dialog.get_by_role("button", name="Delete job").click()
+    await expect(card.locator(".job-notice")).to_have_text(refusal)
+    await expect(card).to_be_visible()
+    await card.screenshot(path=shot("card-delete-refused"))
+    await page.unroute(f"**/api/jobs/{job_id}", refuse)
+
+    await delete.click()
+    await dialog.get_by_role("button", name="Delete job").click()
+    await expect(card).to_have_count(0)
+    await expect(page.locator(f'.history-item[data-job-id="{job_id}"]')).to_have_count(0)
+    await expect(page.locator("#jobs-heading")).to_be_focused()
+    assert (await site.stack.api.get(f"/api/jobs/{job_id}")).status_code == 404
+    assert httpx.get(video_url).status_code == 404  # the video went with it

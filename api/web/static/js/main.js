@@ -72,14 +72,19 @@ function leave(message) {
   announce(message);
 }
 
-onUnauthorized(() => leave("Your session ended; sign in again."));
+// Only a signed-in page can lose its session: a 401 racing an explicit sign-out is not news.
+onUnauthorized(() => {
+  if (document.body.dataset.auth === "signed-in") leave("Your session ended; sign in again.");
+});
 
 $("sign-out").addEventListener("click", async () => {
   const button = $("sign-out");
   button.disabled = true;
+  document.body.dataset.auth = "signing-out";
   try {
     await del("/api/session");
   } catch (err) {
+    document.body.dataset.auth = "signed-in";
     $("account-error").textContent = `Could not sign out: ${err.message}`;
     $("account-error").hidden = false;
     return;

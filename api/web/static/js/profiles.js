@@ -60,7 +60,8 @@ export class Profiles {
   async remove(profile, button, error) {
     const ok = await confirmAction({
       title: `Delete the profile “${profile.name}”?`,
-      message: "Its trained face and voice, its photos and voice clips are deleted for good. Videos made with it stay.",
+      message: "Its trained face and voice, its photos, voice clips and training checkpoints are deleted for good. "
+        + "Videos already made with it stay.",
       confirm: "Delete profile",
     });
     if (!ok) return;
