@@ -3,9 +3,10 @@
 Errors other than 422 are `{"detail": "<sentence>"}` (`api/errors.py`); FastAPI declares 422
 itself (`HTTPValidationError`, `detail[].loc` names the field) on every route with inputs.
 `install` adds the others to the generated document: every `/api` operation can answer 401
-(no or a bad credential) and 503 (a dependency is down), one with a path parameter 404, an
-admin one 403, plus what `OPERATION_ERRORS` lists. The schema fuzz test
-(`tests/api/test_schemathesis.py`) fails on any status an operation answers undeclared.
+(no or a bad credential) and 503 (a dependency is down), one with a body 400 (FastAPI's answer
+to a body it cannot parse), one with a path parameter 404, an admin one 403, plus what
+`OPERATION_ERRORS` lists. The schema fuzz test (`tests/api/test_schemathesis.py`) fails on any
+status an operation answers undeclared.
 """
 
 from typing import Any, Literal
@@ -28,6 +29,7 @@ class Health(BaseModel):
 
 
 DESCRIPTIONS: dict[int, str] = {
+    400: "The body could not be parsed (JSON that is not UTF-8, a malformed multipart form)",
     401: "No credential, a malformed `Authorization` header, or an unknown, revoked or expired key or session",
     403: "Not allowed: an admin-only operation, or an `s3://` URI that is not one of the caller's uploads",
     404: "No such job, profile, upload or worker (or it belongs to another user)",
@@ -55,11 +57,13 @@ OPERATION_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
 _REF = "#/components/schemas/ErrorDetail"
 
 
-def operation_errors(method: str, path: str) -> list[int]:
+def operation_errors(method: str, path: str, has_body: bool = False) -> list[int]:
     """The non-422 error statuses the operation `method path` can answer with."""
     if not path.startswith("/api/"):
         return []
     codes = {401, 503, *OPERATION_ERRORS.get((method, path), ())}
+    if has_body:
+        codes.add(400)
     if "{" in path:  # a path parameter names something that may not exist
         codes.add(404)
     if path.startswith("/api/admin/"):
@@ -72,7 +76,7 @@ def add_error_responses(schema: dict[str, Any]) -> dict[str, Any]:
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
-            for code in operation_errors(method, path):
+            for code in operation_errors(method, path, has_body="requestBody" in operation):
                 responses.setdefault(
                     str(code),
                     {"description": DESCRIPTIONS[code], "content": {"application/json": {"schema": {"$ref": _REF}}}},
