@@ -6,6 +6,7 @@ workflow's retry policy), so a delivery survives receiver outages and worker res
 answer other than 408/429 means the receiver will never accept it and is not retried.
 """
 
+import asyncio
 import hashlib
 import hmac
 from datetime import timedelta
@@ -15,6 +16,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from core.netguard import non_public_address
 from core.settings import CallbackSettings
 from schemas import names
 from schemas.api import CallbackPayload, CallbackVideo, JobError
@@ -66,6 +68,14 @@ class CallbackActivities:
             SIGNATURE_HEADER: sign(self._settings.secret.get_secret_value(), body),
         }
         host = urlsplit(inp.url).netloc  # never log the full URL: its query may carry a token
+        if not self._settings.allow_private_hosts:  # checked again here: DNS may have changed since submission
+            private = await asyncio.to_thread(non_public_address, inp.url)
+            if private is not None:
+                raise ApplicationError(
+                    f"callback host {host} resolves to {private}, which is not a public address",
+                    type="CallbackRefused",
+                    non_retryable=True,
+                )
         try:
             async with httpx.AsyncClient(
                 timeout=self._settings.timeout_seconds, transport=self._transport, follow_redirects=False

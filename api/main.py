@@ -15,10 +15,11 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from api import errors, openapi
 from api.deps import Services, ServicesDep
+from api.limits import MULTIPART_SLACK, BodyLimit
 from api.openapi import Health
 from api.routes import admin, auth, erasure, jobs, ops, uploads, web
 from core.db import create_async_engine, migrate, session_factory
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from core.storage import ObjectStore
 from core.telemetry import setup_telemetry
 from core.temporal import connect
@@ -50,10 +51,16 @@ async def _ping_db(services: Services) -> None:
         await session.execute(text("select 1"))
 
 
+def _upload_body_limit(app: FastAPI) -> int:
+    settings: Settings = app.dependency_overrides.get(get_settings, get_settings)()
+    return settings.api.max_files_per_upload * settings.api.max_upload_bytes + MULTIPART_SLACK
+
+
 def create_app() -> FastAPI:
     """Build the app (tests build their own with overridden dependencies)."""
     app = FastAPI(title="MySpinBot", version="0.3.0", lifespan=lifespan)
     errors.install(app)
+    app.add_middleware(BodyLimit, prefix="/api/uploads", limit=lambda: _upload_body_limit(app))
     app.include_router(auth.router)
     app.include_router(jobs.router)
     app.include_router(ops.router)

@@ -12,6 +12,7 @@ from api.deps import Services
 from api.errors import FieldError
 from core import repo
 from core.capabilities import live_capabilities
+from core.netguard import non_public_address
 from core.settings import Settings
 from core.storage import ObjectStore, parse_s3_uri
 from schemas import names
@@ -121,6 +122,10 @@ async def start_job(
     """
     if request.callback_url and settings.callbacks.secret is None:
         raise FieldError(("body", "callbackUrl"), "completion callbacks are not enabled on this server")
+    if request.callback_url and not settings.callbacks.allow_private_hosts:
+        private = await asyncio.to_thread(non_public_address, request.callback_url)
+        if private is not None:
+            raise FieldError(("body", "callbackUrl"), f"resolves to {private}, which is not a public address")
     if idempotency_key is not None:
         async with services.sessions() as session:
             earlier = await repo.get_job_by_idempotency_key(session, user_id, idempotency_key)

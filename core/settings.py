@@ -87,6 +87,7 @@ class CallbackSettings(BaseModel):
 
     secret: SecretStr | None = None
     timeout_seconds: float = 10
+    allow_private_hosts: bool = False  # let callbacks reach private/loopback addresses (same-network receivers)
 
 
 class ApiSettings(BaseModel):

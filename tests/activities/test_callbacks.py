@@ -157,6 +157,11 @@ async def test_the_receiver_gets_the_signed_status_of_each_job(
         assert bad.status_code == 422, bad.text
 
     monkeypatch.setattr(settings.callbacks, "secret", SecretStr(SECRET))
+    async with stack_factory(gpu=False) as stack:  # a receiver on a private address is refused by default
+        for url in ("http://127.0.0.1:9/", "http://169.254.169.254/latest/meta-data/", "http://[::1]/"):
+            private = await stack.api.post("/api/generate", json={**body, "callbackUrl": url})
+            assert private.status_code == 422 and "not a public address" in private.text, private.text
+    monkeypatch.setattr(settings.callbacks, "allow_private_hosts", True)  # the receiver below is on 127.0.0.1
     with Receiver() as receiver:
         async with stack_factory(gpu_activities=[flaky_render(object_store, calls)]) as stack:
             jobs = []
@@ -184,3 +189,12 @@ async def test_the_receiver_gets_the_signed_status_of_each_job(
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
     assert scheduled[-2:] == ["register", "notify_callback"], scheduled
+
+
+async def test_a_private_callback_host_is_refused_at_send_time_too() -> None:
+    from temporalio.exceptions import ApplicationError
+
+    private = CallbackInput(job_id="job-3", url="http://127.0.0.1:8000/", status="completed")
+    with pytest.raises(ApplicationError) as caught:
+        await notify(lambda _r: httpx.Response(204), private)
+    assert caught.value.non_retryable and "not a public address" in caught.value.message
