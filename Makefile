@@ -24,7 +24,7 @@ demo: install
 	@$(PY) -m core.stack down --root $(ROOT) >/dev/null 2>&1 || true
 	@echo "starting Temporal, PostgreSQL, S3, both workers and the API (logs in $(ROOT)/logs)..."
 	@nohup $(PY) -m core.stack up --root $(ROOT) --with-apps > $(ROOT)/logs/stack.log 2>&1 &
-	@$(PY) -m api.demo --wait-for-stack --stack-log $(ROOT)/logs/stack.log
+	@$(PY) -m api.demo --wait-for-stack --stack-log $(ROOT)/logs/stack.log --root $(ROOT)
 	@echo "The stack keeps running: web page http://127.0.0.1:8000/, API docs http://127.0.0.1:8000/docs, Temporal Web UI http://localhost:8233. Stop it with 'make down'."
 
 down:

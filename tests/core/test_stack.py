@@ -183,3 +183,25 @@ def test_cli_down_cleans_up_after_a_killed_up(tmp_path: Path) -> None:
     assert all(_alive(s["pid"]) for s in pids["services"])
     subprocess.run(_cli(tmp_path, "down"), cwd=REPO_ROOT, check=True, timeout=120)
     assert not any(_alive(s["pid"]) for s in pids["services"])
+
+
+async def test_the_development_key_is_kept_reused_and_replaced_when_revoked(settings, sessions, tmp_path) -> None:
+    import asyncio
+
+    from sqlalchemy import delete
+
+    from core.auth import authenticate
+    from core.db import Credential
+    from core.stack import DEV_KEY_FILE, ensure_dev_api_key
+
+    first = await asyncio.to_thread(ensure_dev_api_key, tmp_path, settings.database.url)
+    key_file = tmp_path / DEV_KEY_FILE
+    assert key_file.read_text().strip() == first and key_file.stat().st_mode & 0o777 == 0o600
+    assert await asyncio.to_thread(ensure_dev_api_key, tmp_path, settings.database.url) == first
+    async with sessions() as session:
+        principal = await authenticate(session, first, "api_key")
+    assert principal is not None and principal.user_id == "local" and principal.is_admin
+    async with sessions.begin() as session:  # revoke it: the next start issues a new key
+        await session.execute(delete(Credential).where(Credential.user_id == "local"))
+    second = await asyncio.to_thread(ensure_dev_api_key, tmp_path, settings.database.url)
+    assert second != first and key_file.read_text().strip() == second
