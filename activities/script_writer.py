@@ -4,6 +4,7 @@ import logging
 import re
 from typing import Protocol
 
+import httpx
 import ollama
 from pydantic import ValidationError
 
@@ -16,6 +17,10 @@ WORDS_PER_SECOND = 2.4  # a calm narration pace, close to espeak-ng's default ra
 
 class ScriptRejected(Exception):
     """The LLM's answer did not match the script schema, even after one repair attempt."""
+
+
+class LlmUnavailable(Exception):
+    """The LLM endpoint gave no usable answer (timeout, connection or HTTP error, not Ollama's JSON); retryable."""
 
 
 class ScriptWriter(Protocol):
@@ -39,6 +44,7 @@ class OllamaScriptWriter:
 
     def __init__(self, host: str, model: str, timeout: float) -> None:
         self._client = ollama.AsyncClient(host=host, timeout=timeout)
+        self._timeout = timeout
         self._model = model
         self.source = f"ollama:{model}"
 
@@ -73,9 +79,22 @@ class OllamaScriptWriter:
                 ) from err2
 
     async def _chat(self, messages: list[dict[str, str]]) -> str:
-        response = await self._client.chat(
-            model=self._model, messages=messages, format=Script.model_json_schema(), options={"temperature": 0.7}
-        )
+        # Transport errors would otherwise reach the job as e.g. "Application error" (an httpx
+        # timeout's empty message) or "Expecting value: line 1 column 1": say what went wrong.
+        try:
+            response = await self._client.chat(
+                model=self._model, messages=messages, format=Script.model_json_schema(), options={"temperature": 0.7}
+            )
+        except httpx.TimeoutException as err:
+            raise LlmUnavailable(f"the LLM ({self.source}) did not answer within {self._timeout:g} s") from err
+        except ollama.ResponseError as err:
+            raise LlmUnavailable(f"the LLM ({self.source}) answered HTTP {err.status_code}: {err.error}") from err
+        except (httpx.HTTPError, ConnectionError) as err:
+            raise LlmUnavailable(f"the LLM ({self.source}) could not be reached: {err}") from err
+        except ValueError as err:  # a body that is not Ollama's JSON (a proxy's error page, ...)
+            raise LlmUnavailable(
+                f"the LLM ({self.source}) answered something that is not Ollama's JSON: {err}"
+            ) from err
         return response.message.content or ""
 
 
