@@ -1,0 +1,368 @@
+"""Load: 100 `generate` jobs submitted at once through the HTTP API, each run to its video.
+
+Starts its own Temporal dev server, PostgreSQL and S3 server (`core.stack`, temporary
+directory, free ports), then the processes `make up` runs: the API under uvicorn, the CPU
+worker (`python -m activities.worker`, offline script writer) and `--gpu-workers` GPU workers
+(`python -m gpu_worker.worker`, embedded CPU runtime), all on fresh task queues. It creates
+`--users` users with API keys (the per-user cap on open jobs is raised to jobs ÷ users), submits
+every job at once with a short render preset (3 s, 480p, 12 fps, no captions) and an
+`Idempotency-Key` (a 429 is retried after its `Retry-After` with the same key), and while they
+run, a poller reads `GET /api/status/{jobId}` round-robin over the open jobs and times each read.
+
+When every job has ended it checks that none was lost or duplicated: every job's status is
+`completed`; Temporal holds exactly one `PipelineWorkflow` run per job and none besides; the
+`jobs` table holds exactly the submitted ids; each job has exactly one (non-partial) video
+artifact, whose object is in S3. Throughput is completed jobs per minute from the first
+submission to the last workflow close.
+
+Run: `python -m bench.load [--jobs 100] [--gpu-workers 1] [--users 25] [--timeout 1800]`.
+"""
+
+import argparse
+import asyncio
+import logging
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from bench._common import machine, median, ms, out, percentile, quiet_logging, servers, table
+from bench.status import start_api, tail
+from core.auth import create_user_with_key
+from core.db import Artifact, Job, create_async_engine, migrate, session_factory
+from core.settings import Settings, get_settings
+from core.stack import REPO_ROOT, Service, env_for, start_postgres, start_s3, start_temporal
+from core.storage import ObjectStore
+from core.temporal import connect
+from schemas import names
+
+logger = logging.getLogger("bench.load")
+
+FINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def start_worker(name: str, module: str, root: Path, env: dict[str, str]) -> Service:
+    """`python -m <module>` with the stack's environment, logging to `<root>/logs/<name>.log`."""
+    log_path = root / "logs" / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT, env=os.environ | env | {"PYTHONUNBUFFERED": "1"}, start_new_session=True,
+        )  # fmt: skip
+    return Service(name, "", log_path, process=process)  # SIGTERM, as `python -m core.stack down` stops them
+
+
+async def wait_for_workers(
+    api: httpx.AsyncClient, admin_key: str, queues: dict[str, str], gpu_workers: int, processes: list[Service]
+) -> None:
+    """Until the API lists a live CPU worker and `gpu_workers` live GPU workers on our queues."""
+    wanted = {"cpu": 1, "gpu": gpu_workers}
+    deadline = time.monotonic() + 180
+    while True:
+        for process in processes:
+            if not process.alive():
+                raise RuntimeError(f"{process.name} exited at start-up; log:\n{tail(process.log_path)}")
+        response = await api.get("/api/admin/workers", headers={"Authorization": f"Bearer {admin_key}"})
+        response.raise_for_status()
+        live = Counter(w["plane"] for w in response.json()["data"] if w["live"] and w["taskQueue"] in queues.values())
+        if all(live[plane] >= count for plane, count in wanted.items()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"workers not live after 180 s: {dict(live)} of {wanted}")
+        await asyncio.sleep(0.5)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Submitted:
+    """One job as the benchmark saw it."""
+
+    job_id: str
+    key: str  # the owner's API key
+    submit_latency: float
+    retries: int = 0  # 429s (and dropped connections) answered by sending it again
+    status: str = "queued"
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+def job_body(args: argparse.Namespace, i: int) -> dict[str, Any]:
+    """The render preset of every job: short, small, no captions."""
+    options = {"durationSeconds": args.duration, "resolution": args.resolution, "fps": args.fps, "captions": False}
+    return {"topic": f"load benchmark job {i}", "variant": args.variant, "options": options}
+
+
+async def submit(api: httpx.AsyncClient, args: argparse.Namespace, i: int, key: str, run_id: str) -> Submitted:
+    """`POST /api/generate` once; a 429 or a dropped connection is retried with the same `Idempotency-Key`."""
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"load-{run_id}-{i}"}
+    started = time.perf_counter()
+    first_latency: float | None = None
+    retries = 0
+    while True:
+        try:
+            response = await api.post("/api/generate", json=job_body(args, i), headers=headers)
+        except httpx.TransportError as err:
+            if retries >= 5:
+                raise
+            logger.warning("job %d: %r; sending it again with the same Idempotency-Key", i, err)
+            retries += 1
+            continue
+        first_latency = first_latency if first_latency is not None else time.perf_counter() - started
+        if response.status_code == 429:
+            retries += 1
+            await asyncio.sleep(float(response.headers.get("Retry-After", "5")))
+            continue
+        if response.status_code != 202:
+            raise RuntimeError(f"job {i}: {response.status_code} {response.text[:300]}")
+        return Submitted(response.json()["jobId"], key, first_latency, retries)
+
+
+async def poll(api: httpx.AsyncClient, jobs: list[Submitted], interval: float, latencies: list[float]) -> None:
+    """Read the status of each open job in turn, timing every read, until all have ended."""
+    while open_jobs := [j for j in jobs if j.status not in FINAL]:
+        for job in open_jobs:
+            started = time.perf_counter()
+            response = await api.get(f"/api/status/{job.job_id}", headers={"Authorization": f"Bearer {job.key}"})
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise RuntimeError(f"status of {job.job_id}: {response.status_code} {response.text[:300]}")
+            body = response.json()
+            job.status = body["status"]
+            if job.status in FINAL:
+                job.final = body
+            await asyncio.sleep(interval)
+
+
+async def progress(jobs: list[Submitted], started: float) -> None:
+    """A line on stderr every 15 s."""
+    while True:
+        await asyncio.sleep(15)
+        counts = Counter(j.status for j in jobs)
+        logger.info("%.0f s: %s", time.perf_counter() - started, ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+@dataclass
+class Verdict:
+    """What the checks after the run found."""
+
+    statuses: Counter[str]
+    runs_per_job: Counter[int]  # how many jobs have 0, 1, 2… PipelineWorkflow runs
+    stray_workflows: int  # PipelineWorkflow runs on our queue that no submission returned
+    db_rows_match: bool
+    videos_per_job: Counter[int]  # -1: the API and the `artifacts` table disagree
+    videos_in_s3: int
+    retried_nodes: int
+    closes: list[datetime]
+    job_seconds: list[float]
+    render_seconds: list[float]
+
+
+async def verify(
+    api: httpx.AsyncClient, settings: Settings, jobs: list[Submitted], users: list[str], store: ObjectStore
+) -> Verdict:
+    """The after-run checks: statuses, workflow runs, job rows, video artifacts (API, DB, S3)."""
+    client = await connect(settings.temporal)
+    runs: dict[str, list[Any]] = defaultdict(list)
+    query = f"WorkflowType = '{names.PIPELINE_WORKFLOW}' AND TaskQueue = '{settings.temporal.cpu_task_queue}'"
+    async for wf in client.list_workflows(query=query):
+        runs[wf.id].append(wf)
+    ids = {j.job_id for j in jobs}
+    engine = create_async_engine(settings.database.url)
+    try:
+        async with session_factory(engine)() as session:
+            rows = set((await session.scalars(select(Job.id).where(Job.user_id.in_(users)))).all())
+            video_rows = Counter((await session.scalars(select(Artifact.job_id).where(Artifact.kind == "video"))).all())
+    finally:
+        await engine.dispose()
+    videos_per_job: Counter[int] = Counter()
+    videos_in_s3 = 0
+    for job in jobs:
+        record = (await api.get(f"/api/jobs/{job.job_id}", headers={"Authorization": f"Bearer {job.key}"})).json()
+        videos = [a for a in record.get("artifacts", []) if a["kind"] == "video" and not a["partial"]]
+        videos_per_job[len(videos) if len(videos) == video_rows[job.job_id] else -1] += 1
+        if len(videos) == 1 and (info := await asyncio.to_thread(store.stat, videos[0]["uri"])) and info.size > 0:
+            videos_in_s3 += 1
+    closes = [r.close_time for rs in runs.values() for r in rs if r.close_time is not None]
+    job_seconds = [(r.close_time - r.start_time).total_seconds() for rs in runs.values() for r in rs if r.close_time]
+    renders = [n for j in jobs for n in j.final.get("nodes", []) if n["id"] == "render" and n["finishedAt"]]
+    return Verdict(
+        statuses=Counter(j.final.get("status", j.status) for j in jobs),
+        runs_per_job=Counter(len(runs.get(i, [])) for i in ids),
+        stray_workflows=sum(len(rs) for wid, rs in runs.items() if wid not in ids),
+        db_rows_match=rows == ids,
+        videos_per_job=videos_per_job,
+        videos_in_s3=videos_in_s3,
+        retried_nodes=sum(1 for j in jobs for n in j.final.get("nodes", []) if n["attempt"] > 1),
+        closes=closes,
+        job_seconds=job_seconds,
+        render_seconds=[
+            (datetime.fromisoformat(n["finishedAt"]) - datetime.fromisoformat(n["startedAt"])).total_seconds()
+            for n in renders
+        ],
+    )
+
+
+async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Service]) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    queues = {"cpu": f"load-cpu-{suffix}", "gpu": f"load-gpu-{suffix}"}
+    env = env_for(services) | {
+        "APP_TEMPORAL__CPU_TASK_QUEUE": queues["cpu"],
+        "APP_TEMPORAL__GPU_TASK_QUEUE": queues["gpu"],
+        "APP_GPU__WORK_DIR": str(root / "gpu-work"),
+        "APP_API__MAX_CONCURRENT_JOBS": str(math.ceil(args.jobs / args.users)),
+        "HF_HUB_OFFLINE": "1",
+    }
+    os.environ.update(env)
+    get_settings.cache_clear()
+    settings = get_settings()
+    await asyncio.to_thread(migrate, settings.database.url)
+    store = ObjectStore(settings.storage)
+    await asyncio.to_thread(store.ensure_buckets)
+    engine = create_async_engine(settings.database.url)
+    sessions = session_factory(engine)
+    users = [f"load-{u:03d}" for u in range(args.users)]
+    keys = [await create_user_with_key(sessions, user) for user in users]
+    admin_key = await create_user_with_key(sessions, "load-admin", admin=True)
+    await engine.dispose()
+
+    processes = [start_worker("cpu-worker", "activities.worker", root, env)]
+    processes += [start_worker(f"gpu-worker-{g}", "gpu_worker.worker", root, env) for g in range(args.gpu_workers)]
+    jobs: list[Submitted] = []
+    latencies: list[float] = []
+    try:
+        processes.append(await asyncio.to_thread(start_api, root, env))
+        limits = httpx.Limits(max_connections=args.jobs + 10, max_keepalive_connections=args.jobs + 10)
+        async with httpx.AsyncClient(base_url=processes[-1].url, limits=limits, timeout=120) as api:
+            await wait_for_workers(api, admin_key, queues, args.gpu_workers, processes[:-1])
+            logger.info("stack ready: API, CPU worker, %d GPU worker(s); submitting %d jobs", args.gpu_workers,
+                        args.jobs)  # fmt: skip
+            t0_wall, t0 = time.time(), time.perf_counter()
+            submissions = [submit(api, args, i, keys[i % len(keys)], suffix) for i in range(args.jobs)]
+            jobs += await asyncio.gather(*submissions)
+            submitted_in = time.perf_counter() - t0
+            logger.info("submitted %d jobs in %.1f s", len(jobs), submitted_in)
+            reporter = asyncio.create_task(progress(jobs, t0))
+            try:
+                await asyncio.wait_for(poll(api, jobs, args.poll_interval, latencies), args.timeout)
+            finally:
+                reporter.cancel()
+            logger.info("all %d jobs ended after %.1f s; verifying", len(jobs), time.perf_counter() - t0)
+            verdict = await verify(api, settings, jobs, users, store)
+    except BaseException:
+        for process in processes:
+            logger.error("%s (%s); the tail of its log:\n%s", process.name,
+                         "running" if process.alive() else "exited", tail(process.log_path, 25))  # fmt: skip
+        raise
+    finally:
+        for process in reversed(processes):
+            process.stop()
+    report(args, jobs, latencies, verdict, t0_wall, submitted_in)
+
+
+def report(
+    args: argparse.Namespace,
+    jobs: list[Submitted],
+    latencies: list[float],
+    verdict: Verdict,
+    t0_wall: float,
+    submitted_in: float,
+) -> None:
+    n = len(jobs)
+    span = max(c.timestamp() for c in verdict.closes) - t0_wall if verdict.closes else math.nan
+    completed = verdict.statuses["completed"]
+    submit_latencies = [j.submit_latency for j in jobs]
+
+    def exactly_one(counts: Counter[int]) -> str:
+        others = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()) if k != 1)
+        return f"{counts[1]} of {n}" + (f" (others {others})" if others else "")
+
+    workers = f"{args.gpu_workers} GPU worker" + ("s" if args.gpu_workers != 1 else "")
+    out(f"## {n} `generate` jobs at once through the HTTP API, {workers}")
+    out()
+    out(f"{machine()}.")
+    about = (
+        "Temporal dev server (SQLite), PostgreSQL and S3 on the same machine; the API (uvicorn), the CPU worker "
+        f"and the {workers} as processes of their own. {args.users} users, {math.ceil(n / args.users)} jobs each; "
+        f"every job {args.variant}, {args.duration:g} s, {args.resolution}, {args.fps} fps, no captions. One poller "
+        f"reads `GET /api/status` round-robin over the open jobs, {args.poll_interval * 1000:.0f} ms between reads."
+    )
+    out(textwrap.fill(about, width=110))
+    out()
+    rows: list[list[object]] = [
+        ["jobs submitted / completed", f"{n} / {completed}"],
+        [
+            "jobs failed / cancelled / still open",
+            f"{verdict.statuses['failed']} / {verdict.statuses['cancelled']} / "
+            f"{n - sum(verdict.statuses[s] for s in FINAL)}",
+        ],  # fmt: skip
+        ["exactly one PipelineWorkflow run per job", exactly_one(verdict.runs_per_job)],
+        ["workflows no submission returned", verdict.stray_workflows],
+        ["`jobs` rows = the submitted ids", "yes" if verdict.db_rows_match else "NO"],
+        ["exactly one video artifact per job (API and DB)", exactly_one(verdict.videos_per_job)],
+        ["video object in S3 (size > 0)", f"{verdict.videos_in_s3} of {n}"],
+        ["nodes that needed a retry", verdict.retried_nodes],
+        ["submissions sent again (429, dropped connection)", sum(j.retries for j in jobs)],
+        ["submission: all jobs accepted in", f"{submitted_in:.1f} s"],
+        [
+            "`POST /api/generate` p50 / p99",
+            f"{ms(median(submit_latencies))} / {ms(percentile(submit_latencies, 99))} ms",
+        ],
+        ["first submission → last job closed", f"{span:.1f} s"],
+        ["throughput", f"{completed / span * 60:.1f} jobs/min"],
+        [
+            "job time (workflow start → close) p50 / p99",
+            f"{median(verdict.job_seconds):.1f} / {percentile(verdict.job_seconds, 99):.1f} s",
+        ],  # fmt: skip
+        [
+            "render node p50 / p99",
+            f"{median(verdict.render_seconds):.2f} / {percentile(verdict.render_seconds, 99):.2f} s",
+        ],
+        [
+            f"`GET /api/status` p50 / p99 / max ({len(latencies)} reads)",
+            f"{ms(median(latencies))} / {ms(percentile(latencies, 99))} / {ms(max(latencies, default=math.nan))} ms",
+        ],  # fmt: skip
+    ]
+    out(table(["measurement", "result"], rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=100, help="generate jobs submitted at once")
+    parser.add_argument("--gpu-workers", type=int, default=1, help="GPU worker processes (one render at a time each)")
+    parser.add_argument("--users", type=int, default=25, help="users the jobs are spread over (round-robin)")
+    parser.add_argument("--duration", type=float, default=3, help="durationSeconds of each video")
+    parser.add_argument("--resolution", default="480p")
+    parser.add_argument("--fps", type=int, default=12)
+    parser.add_argument("--variant", default="svd", choices=["svd", "sadtalker"])
+    parser.add_argument("--poll-interval", type=float, default=0.1, help="seconds between the poller's status reads")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every job to end")
+    args = parser.parse_args(argv)
+    quiet_logging()
+    with servers(
+        "bench-load-",
+        lambda root: start_postgres(root / "postgres"),
+        lambda root: start_s3(root / "s3"),
+        lambda root: start_temporal(root / "temporal"),
+    ) as (root, services):
+        asyncio.run(run_bench(args, root, services))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
