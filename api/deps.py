@@ -8,7 +8,7 @@ put a header on a WebSocket or a `<video>` request.
 from dataclasses import dataclass
 from typing import Annotated, Final
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 from temporalio.client import Client
@@ -91,3 +91,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 UserDep = Annotated[str, Depends(get_user)]
 AdminDep = Annotated[Principal, Depends(get_admin)]
+
+# Ids in paths are ours (`job-<hex>`, `prof-<hex>`, worker ids): anything else is a 422, not a query.
+ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,120}$"
+JobIdPath = Annotated[str, Path(pattern=ID_PATTERN, examples=["job-3f0c9a7d5b1e4c2a"])]
+ProfileIdPath = Annotated[str, Path(pattern=ID_PATTERN, examples=["prof-1f2e3d4c5b6a7988"])]
+WorkerIdPath = Annotated[str, Path(pattern=ID_PATTERN)]

@@ -27,6 +27,8 @@ from schemas.names import UPLOADS_BUCKET
 
 logger = logging.getLogger(__name__)
 
+TEMPORAL_GIVE_UP = timedelta(seconds=3)  # then a request answers 503 instead of hanging while Temporal is down
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,7 +40,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = ObjectStore(settings.storage)
     await asyncio.to_thread(store.ensure_buckets)
     app.state.services = Services(
-        sessions=session_factory(engine), store=store, temporal=await connect(settings.temporal)
+        sessions=session_factory(engine),
+        store=store,
+        temporal=await connect(settings.temporal, give_up_after=TEMPORAL_GIVE_UP),
     )
     try:
         yield

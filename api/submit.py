@@ -96,7 +96,10 @@ async def check_references(request: JobRequest, user_id: str, services: Services
 
 
 async def _check_upload(store: ObjectStore, user_id: str, loc: tuple[str | int, ...], uri: str) -> None:
-    bucket, key = parse_s3_uri(uri)
+    try:
+        bucket, key = parse_s3_uri(uri)
+    except ValueError as err:
+        raise FieldError(loc, str(err)) from err
     if bucket != names.UPLOADS_BUCKET or not key.startswith(f"{user_id}/"):
         raise FieldError(loc, f"{uri} is not one of your uploads (use POST /api/uploads)", status_code=403)
     if not await asyncio.to_thread(store.exists, uri):

@@ -1,7 +1,7 @@
 """HTTP bodies: camelCase on the wire (seed §5, ARCHITECTURE.md "API bodies")."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, HttpUrl
 
@@ -13,6 +13,7 @@ JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
 NodeState = Literal["pending", "scheduled", "running", "retrying", "completed", "failed", "cancelled", "skipped"]
 
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*'()/-]{1,512}$"
+S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN)]
 
 
 class RenderOptions(ApiModel):
@@ -78,8 +79,8 @@ class TrainRequest(ApiModel):
         max_length=40,
         description="a preset from `GET /api/capabilities` (gpu.training_presets); default: the first",
     )
-    images: list[str] = Field(min_length=1, max_length=20)
-    audio: list[str] = Field(default_factory=list, max_length=10)
+    images: list[S3Uri] = Field(min_length=1, max_length=20)
+    audio: list[S3Uri] = Field(default_factory=list, max_length=10)
     portrait: str | None = Field(default=None, pattern=S3_URI_PATTERN)
     script: ScriptIn | None = None
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")

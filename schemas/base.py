@@ -1,7 +1,17 @@
 """Base model configurations shared by every contract."""
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class Contract(BaseModel):
@@ -21,3 +31,11 @@ class ApiModel(BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        """NUL never belongs in text, and PostgreSQL cannot store it: refuse it as a field error."""
+        if _has_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value

@@ -43,6 +43,15 @@ NON_RETRYABLE_ERRORS = ["InvalidInput", "MissingWeights", "ScriptInvalid", "Prof
 _CPU_RETRY = RetryPolicy(
     maximum_attempts=3, initial_interval=timedelta(seconds=1), non_retryable_error_types=NON_RETRYABLE_ERRORS
 )
+# Control steps that read or write Postgres and S3 ride out an outage of a few minutes (a
+# database failover, a storage restart) instead of failing the job; they are idempotent.
+_STORE_RETRY = RetryPolicy(
+    maximum_attempts=12,
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=NON_RETRYABLE_ERRORS,
+)
 _GPU_RETRY = RetryPolicy(
     maximum_attempts=3,
     initial_interval=timedelta(seconds=2),
@@ -217,10 +226,14 @@ TASKS: dict[str, TaskDef] = {
     t.name: t
     for t in [
         TaskDef(names.GENERATE_SCRIPT, "cpu", ScriptInput, ScriptResult, "script", _script_input, timedelta(minutes=3)),
-        TaskDef(names.RESOLVE_PROFILE, "cpu", ProfileInput, ProfileRef, "profile", _profile_input, timedelta(seconds=60)),
-        TaskDef(names.LOAD_PROFILE, "cpu", ProfileInput, ProfileRef, "profile", _profile_input, timedelta(seconds=60)),
-        TaskDef(names.SELECT_PIPELINE, "cpu", SelectInput, PipelineChoice, "pipeline", _select_input, timedelta(seconds=60)),
-        TaskDef(names.REGISTER_OUTPUTS, "cpu", RegisterInput, RegisterResult, "artifacts", _register_input, timedelta(seconds=60)),
+        TaskDef(names.RESOLVE_PROFILE, "cpu", ProfileInput, ProfileRef, "profile", _profile_input, timedelta(seconds=60),
+                retry=_STORE_RETRY),
+        TaskDef(names.LOAD_PROFILE, "cpu", ProfileInput, ProfileRef, "profile", _profile_input, timedelta(seconds=60),
+                retry=_STORE_RETRY),
+        TaskDef(names.SELECT_PIPELINE, "cpu", SelectInput, PipelineChoice, "pipeline", _select_input, timedelta(seconds=60),
+                retry=_STORE_RETRY),
+        TaskDef(names.REGISTER_OUTPUTS, "cpu", RegisterInput, RegisterResult, "artifacts", _register_input, timedelta(seconds=60),
+                retry=_STORE_RETRY),
         TaskDef(
             names.TRAIN_LORA, "gpu", TrainLoraInput, TrainLoraResult, "lora", _train_lora_input,
             timedelta(hours=2), heartbeat=timedelta(seconds=30), retry=_GPU_RETRY,

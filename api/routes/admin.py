@@ -5,7 +5,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Depends, status
 from sqlalchemy import delete, select
 
-from api.deps import AdminDep, ServicesDep, get_admin
+from api.deps import AdminDep, ServicesDep, WorkerIdPath, get_admin
 from api.errors import ApiError
 from core.auth import create_user_with_key
 from core.db import WorkerCapability, utcnow
@@ -35,7 +35,7 @@ async def list_workers(_admin: AdminDep, services: ServicesDep) -> WorkersPublic
 
 
 @router.delete("/workers/{worker_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def forget_worker(worker_id: str, _admin: AdminDep, services: ServicesDep) -> None:
+async def forget_worker(worker_id: WorkerIdPath, _admin: AdminDep, services: ServicesDep) -> None:
     """Forget a worker's manifest now instead of waiting two minutes for it to age out.
 
     For a worker that was shut down; one that is still running re-advertises within 30 s.

@@ -15,7 +15,7 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.admission import open_job_ids
-from api.deps import Services, ServicesDep, UserDep, get_principal
+from api.deps import JobIdPath, ProfileIdPath, Services, ServicesDep, UserDep, get_principal
 from api.errors import ApiError
 from core import repo
 from core.db import Job
@@ -31,7 +31,7 @@ UPLOAD_NAME = r"^[0-9a-f]{32}\.[a-z0-9]{2,5}$"  # the names `POST /api/uploads` 
 
 
 @router.delete("/jobs/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_job(job_id: str, user: UserDep, services: ServicesDep) -> None:
+async def delete_job(job_id: JobIdPath, user: UserDep, services: ServicesDep) -> None:
     """Delete a finished job: its video and every other output, its history and its rows."""
     async with services.sessions() as session:
         row = await repo.get_job(session, user, job_id)
@@ -43,7 +43,7 @@ async def delete_job(job_id: str, user: UserDep, services: ServicesDep) -> None:
 
 
 @router.delete("/profiles/{profile_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_profile(profile_id: str, user: UserDep, services: ServicesDep) -> None:
+async def delete_profile(profile_id: ProfileIdPath, user: UserDep, services: ServicesDep) -> None:
     """Delete a profile: LoRA weights, voice, portrait, the training uploads and checkpoints.
 
     Videos already rendered with it stay (they are the user's jobs; delete those separately).

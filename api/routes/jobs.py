@@ -9,8 +9,8 @@ from pydantic import Field
 from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHistory
 
 from api.admission import IDEMPOTENCY_HEADER
-from api.deps import ServicesDep, SettingsDep, UserDep, get_principal
-from api.errors import ApiError
+from api.deps import JobIdPath, ServicesDep, SettingsDep, UserDep, get_principal
+from api.errors import ApiError, FieldError
 from api.status import fold_status, is_open
 from api.submit import check_caller, check_references, plan_request, start_job, to_job_request
 from core import repo
@@ -130,7 +130,7 @@ async def _status(services: ServicesDep, job_id: str, user: str | None = None) -
 
 
 @router.get("/status/{job_id}")
-async def job_status(job_id: str, user: UserDep, services: ServicesDep) -> JobStatus:
+async def job_status(job_id: JobIdPath, user: UserDep, services: ServicesDep) -> JobStatus:
     """Live job state and per-node states, read from the Temporal history."""
     return await _status(services, job_id, user)
 
@@ -147,7 +147,7 @@ def profile_public(row: Profile) -> ProfilePublic:
 
 
 @router.get("/jobs/{job_id}")
-async def job_record(job_id: str, user: UserDep, services: ServicesDep, settings: SettingsDep) -> JobRecord:
+async def job_record(job_id: JobIdPath, user: UserDep, services: ServicesDep, settings: SettingsDep) -> JobRecord:
     """The enriched job record: variant, script summary, profile, artifacts with download URLs."""
     row = await _own_job(services, user, job_id)
     live = await _status(services, job_id)
@@ -179,7 +179,7 @@ async def list_jobs(
         try:
             rows, next_cursor = await repo.list_jobs(session, user, limit, cursor)
         except repo.InvalidCursorError as err:
-            raise ApiError(422, "cursor: not a cursor this API returned") from err
+            raise FieldError(("query", "cursor"), "not a cursor this API returned") from err
     states: dict[str, JobState] = {}
     if rows:
         ids = ", ".join(f"'{r.id}'" for r in rows)  # ids are ours (job-<hex>), never user input
@@ -192,7 +192,7 @@ async def list_jobs(
 
 
 @router.post("/jobs/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
-async def cancel_job(job_id: str, user: UserDep, services: ServicesDep) -> JobAccepted:
+async def cancel_job(job_id: JobIdPath, user: UserDep, services: ServicesDep) -> JobAccepted:
     """Ask the job to stop: the running GPU activity learns it through its heartbeat."""
     await _own_job(services, user, job_id)
     live = await _status(services, job_id)

@@ -10,7 +10,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
-from api.deps import PrincipalDep, Services, ServicesDep, SettingsDep, UserDep, get_principal
+from api.deps import JobIdPath, PrincipalDep, Services, ServicesDep, SettingsDep, UserDep, get_principal
 from api.errors import ApiError
 from api.routes.jobs import _own_job
 from api.status import job_input
@@ -68,7 +68,7 @@ def _last_task_completed(history: WorkflowHistory) -> int | None:
 
 
 @router.post("/jobs/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED)
-async def retry_job(job_id: str, caller: PrincipalDep, services: ServicesDep) -> JobRetried:
+async def retry_job(job_id: JobIdPath, caller: PrincipalDep, services: ServicesDep) -> JobRetried:
     """Reset a failed job to just before its first failed node; completed nodes are reused.
 
     The job's owner may retry it; an admin may retry any user's job (operators on call).
@@ -113,7 +113,7 @@ async def _reset(services: Services, job_id: str, user: str) -> JobRetried:
 
 
 @router.post("/jobs/{job_id}/resubmit", status_code=status.HTTP_202_ACCEPTED)
-async def resubmit_job(job_id: str, user: UserDep, services: ServicesDep, settings: SettingsDep) -> JobAccepted:
+async def resubmit_job(job_id: JobIdPath, user: UserDep, services: ServicesDep, settings: SettingsDep) -> JobAccepted:
     """Start a new job with the same request (profile, topic, options) as this one."""
     row = await _own_job(services, user, job_id)
     request = JobRequest.model_validate(row.request)

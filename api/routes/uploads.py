@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, UploadFile, status
 
-from api.deps import ServicesDep, SettingsDep, UserDep, get_principal
+from api.deps import ProfileIdPath, ServicesDep, SettingsDep, UserDep, get_principal
 from api.errors import ApiError, FieldError
 from api.media_checks import UnusableUpload, check_audio, check_image
 from api.routes.jobs import profile_public
@@ -90,7 +90,7 @@ async def list_profiles(user: UserDep, services: ServicesDep) -> ProfilesPublic:
 
 
 @router.get("/profiles/{profile_id}")
-async def get_profile(profile_id: str, user: UserDep, services: ServicesDep) -> ProfilePublic:
+async def get_profile(profile_id: ProfileIdPath, user: UserDep, services: ServicesDep) -> ProfilePublic:
     """One of the caller's profiles."""
     async with services.sessions() as session:
         row = await repo.get_profile(session, user, profile_id)

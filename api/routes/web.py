@@ -10,6 +10,7 @@ final state the server closes with 1000. The browser never polls.
 
 import asyncio
 import logging
+import re
 from pathlib import Path
 
 from fastapi import APIRouter, WebSocket
@@ -19,7 +20,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Services, principal_of
+from api.deps import ID_PATTERN, Services, principal_of
 from api.errors import ApiError
 from api.status import fold_status, is_open
 from core import repo
@@ -71,6 +72,9 @@ async def job_updates(websocket: WebSocket, job_id: str) -> None:
         principal = None
     if principal is None:
         await _close(websocket, CLOSE_UNAUTHORIZED, "sign in first: no valid session or API key")
+        return
+    if not re.fullmatch(ID_PATTERN, job_id):
+        await _close(websocket, CLOSE_NOT_FOUND, "no such job")
         return
     async with services.sessions() as session:
         row = await repo.get_job(session, principal.user_id, job_id)
