@@ -274,6 +274,7 @@ async def test_delete_a_finished_job_from_its_card(site: Site, page: Page) -> No
     await page.locator(f'.history-item[data-job-id="{job_id}"]').click()
     card = page.locator(f'article.job[data-job-id="{job_id}"]')
     await expect(card).to_have_attribute("data-status", "completed")
+    await expect(card).to_contain_text("delete me")  # the record has loaded: the dialog can name the job
     delete = card.get_by_role("button", name="Delete")
     dialog = page.get_by_role("dialog", name="Delete this job?")
 

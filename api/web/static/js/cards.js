@@ -362,7 +362,7 @@ class JobCard {
     const topic = this.record?.topic ?? this.topicEl.textContent;
     const ok = await confirmAction({
       title: "Delete this job?",
-      message: `${topic ? `“${topic}”: ` : ""}its video, downloads and every file it made are deleted for good.`,
+      message: `${topic ? `“${topic}”: its` : "Its"} video, downloads and every file it made are deleted for good.`,
       confirm: "Delete job",
     });
     if (!ok) return;
