@@ -3,14 +3,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ROOT ?= .local
 
-.PHONY: install demo up down test lint schemas bench clean
+.PHONY: install demo up down test lint schemas bench clean user
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(PY)
-	# torch==2.13.0 (CPU) comes from the local wheel; see README "Torch and the GPU extra".
+	# torch==2.9.1 + torchaudio/torchcodec (for coqui-tts) from PyPI; see README "Torch and the GPU extra".
 	$(PY) -m pip install --quiet -e ".[gpu,local,dev]"
 	touch $@
 
@@ -29,6 +29,11 @@ demo: install
 
 down:
 	@$(PY) -m core.stack down --root $(ROOT)
+
+# A user and a new API key (printed once): `make user NAME=alice` (ADMIN=1 for an operator).
+user: install
+	@test -n "$(NAME)" || { echo "usage: make user NAME=alice [ADMIN=1]"; exit 2; }
+	@$(PY) -m core.auth create-user $(NAME) $(if $(ADMIN),--admin,)
 
 # Browser tests drive Debian's Chromium (never a downloaded browser).
 /usr/bin/chromium:
