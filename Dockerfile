@@ -18,7 +18,8 @@ CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
 
 FROM app AS gpu
 USER root
-# PyPI's Linux torch wheels are the CUDA builds; pin a build matching the host driver if needed.
+# The gpu extra pins torch 2.9.1 with its torchaudio/torchcodec (coqui-tts needs them): PyPI's Linux
+# wheels are CUDA 12.8 builds (they also run on a CPU); the host driver must support CUDA 12.8.
 RUN pip install --no-cache-dir ".[gpu]" \
     && mkdir -p /models /work && chown myspinbot /models /work
 USER myspinbot
