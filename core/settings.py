@@ -77,6 +77,8 @@ class GpuSettings(BaseModel):
     sadtalker_args: list[str] = Field(default_factory=lambda: ["--still", "--preprocess", "full"])
     esrgan_weights: Path | None = None  # e.g. `RealESRGAN_x4plus.pth`
     esrgan_tile: int = 512  # input tile size in pixels (0: whole frame at once)
+    coqui_model_dir: Path | None = None  # Coqui TTS model: `config.json` + `model.pth` (+ speaker files)
+    coqui_speaker: str | None = None  # speaker of a multi-speaker model (default: its first)
     comfyui_url: str | None = None
     comfyui_checkpoint: str = "v1-5-pruned-emaonly.safetensors"
     backend_timeout_seconds: float = 1800  # per model call (subprocess, ComfyUI prompt)

@@ -16,6 +16,7 @@ from gpu_worker.backends.base import (
     ImageToVideoBackend,
     LipSyncBackend,
     SceneBackend,
+    SpeechBackend,
     TalkingHeadBackend,
     Upscaler,
 )
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 class Backends:
     """The worker's model backends per stage; an empty one means embedded runtimes only."""
 
+    speech: SpeechBackend | None = None
     scenes: list[SceneBackend] = field(default_factory=list)  # in order of preference
     image_to_video: ImageToVideoBackend | None = None
     lipsync: LipSyncBackend | None = None
@@ -45,12 +47,13 @@ class Backends:
     @property
     def configured(self) -> bool:
         """Whether any backend is configured."""
-        stages = (self.image_to_video, self.lipsync, self.talking_head, self.upscaler)
+        stages = (self.speech, self.image_to_video, self.lipsync, self.talking_head, self.upscaler)
         return bool(self.scenes) or any(stage is not None for stage in stages)
 
     def available(self) -> dict[str, list[str]]:
         """Runtime names per stage of the backends usable now (e.g. `{"scene": ["diffusers-sd"]}`)."""
         found = {
+            "speech": [self.speech.name] if self.speech else [],
             "scene": [backend.name for backend in self.scenes if backend.available()],
             "image_to_video": [self.image_to_video.name] if self.image_to_video else [],
             "lipsync": [self.lipsync.name] if self.lipsync else [],
@@ -86,6 +89,7 @@ def build_backends(settings: Settings) -> Backends:
         ApplicationError: `MissingWeights` naming a configured path that is missing or incomplete.
     """
     from gpu_worker.backends.comfyui import ComfyUiScene
+    from gpu_worker.backends.coqui import CoquiSpeech
     from gpu_worker.backends.diffusers_sd import DiffusersScene, find_sd
     from gpu_worker.backends.sadtalker import SadTalker
     from gpu_worker.backends.svd import DiffusersImageToVideo, find_svd
@@ -93,6 +97,8 @@ def build_backends(settings: Settings) -> Backends:
 
     gpu = settings.gpu
     backends = Backends()
+    if gpu.coqui_model_dir is not None:
+        backends.speech = CoquiSpeech(gpu.coqui_model_dir, gpu.coqui_speaker)
     sd_dir = find_sd(gpu.models_dir)
     if sd_dir is not None:
         backends.scenes.append(

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from PIL import Image, ImageOps
 
+from gpu_worker.media.speech import SpeechResult, VoiceParams
+
 Progress = Callable[[float], None]
 
 
@@ -35,6 +37,16 @@ class SceneRequest:
     size: tuple[int, int]
     seed: int
     lora: LoraWeights | None = None
+
+
+class SpeechBackend(Protocol):
+    """Narrative → speech (`speech` stage), timed per sentence like the embedded espeak-ng runtime."""
+
+    name: str
+
+    def synthesize(self, text: str, out_wav: Path, voice: VoiceParams, seed: int, progress: Progress) -> SpeechResult:
+        """Write the narration to `out_wav` (16-bit mono WAV) with one segment per sentence."""
+        ...
 
 
 class SceneBackend(Protocol):

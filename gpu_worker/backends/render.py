@@ -1,8 +1,10 @@
 """The model backends inside one render: which stages they take over and how their outputs become our frames.
 
-`render_still_video` hands a variant's frames over to `RenderBackends.frames` when a backend
-is configured for one of its stages; every stage without a backend still runs on the embedded
-runtime, so any mix works (e.g. Stable Diffusion scene + Ken Burns + embedded mouth):
+Speech comes from the speech backend (Coqui TTS) for both variants when one is configured, else
+from the embedded espeak-ng (`RenderBackends.synthesize`). `render_still_video` then hands a
+variant's frames over to `RenderBackends.frames` when a backend is configured for one of its
+stages; every stage without a backend still runs on the embedded runtime, so any mix works (e.g.
+Stable Diffusion scene + Ken Burns + embedded mouth):
 
 - svd: scene (SD or ComfyUI, else procedural) → presenter composed in → image_to_video (SVD
   clip looped to the speech, else Ken Burns) = `base.mp4` → lipsync (Wav2Lip on `base.mp4`,
@@ -33,6 +35,7 @@ from gpu_worker.media.encode import VideoWriter, encode_frames
 from gpu_worker.media.faces import Box
 from gpu_worker.media.presenter import frame_portrait
 from gpu_worker.media.scene import compose_presenter, render_backdrop
+from gpu_worker.media.speech import SpeechResult, VoiceParams, synthesize
 
 if TYPE_CHECKING:
     from gpu_worker.backends import Backends
@@ -89,6 +92,19 @@ def _tee(frames: Iterable[np.ndarray], writer: VideoWriter) -> Iterator[np.ndarr
         yield frame
 
 
+def _reporter(checkpoint: Checkpoint, span: tuple[float, float]) -> Callable[[str, float, float], Progress]:
+    """`report(stage, start, end)`: a backend's 0..1 progress → the renderer's overall fraction within `span`."""
+    lo, hi = span
+
+    def report(stage: str, start: float, end: float) -> Progress:
+        def progress(fraction: float) -> None:
+            checkpoint(stage, lo + (hi - lo) * (start + (end - start) * min(max(fraction, 0.0), 1.0)))
+
+        return progress
+
+    return report
+
+
 class RenderBackends:
     """The worker's backends bound to one render (its object store and the profile's LoRA)."""
 
@@ -96,6 +112,27 @@ class RenderBackends:
         self.backends = backends
         self._store = store
         self._lora_id = lora_id
+
+    def synthesize(
+        self, text: str, out_wav: Path, voice: VoiceParams, seed: int, checkpoint: Checkpoint, span: tuple[float, float]
+    ) -> SpeechResult:
+        """Speak the narrative with the speech backend (Coqui TTS) when configured, else with the embedded espeak-ng.
+
+        Args:
+            text: The narrative.
+            out_wav: Where the WAV goes.
+            voice: The profile's (or job's) voice.
+            seed: The render's seed (a model's sampling noise).
+            checkpoint: The renderer's `(stage, overall fraction)` reporter; raises once cancelled.
+            span: The overall fractions the speech stage reports between.
+
+        Returns:
+            The speech with its per-sentence segments.
+        """
+        speech = self.backends.speech
+        if speech is None:
+            return synthesize(text, out_wav, voice)
+        return speech.synthesize(text, out_wav, voice, seed, _reporter(checkpoint, span)("speech", 0.0, 1.0))
 
     def handles(self, variant: str, face_found: bool) -> bool:
         """Whether a backend takes over a stage of `variant` (lip-sync and talking heads need a detected face)."""
@@ -119,14 +156,7 @@ class RenderBackends:
         Yields:
             The frames and the scene (and base clip) paths.
         """
-        lo, hi = span
-
-        def report(stage: str, start: float, end: float) -> Progress:
-            def progress(fraction: float) -> None:
-                checkpoint(stage, lo + (hi - lo) * (start + (end - start) * min(max(fraction, 0.0), 1.0)))
-
-            return progress
-
+        report = _reporter(checkpoint, span)
         with ExitStack() as stack:
             if variant == "svd":
                 yield self._svd(inputs, report, stack)

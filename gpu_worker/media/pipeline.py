@@ -150,8 +150,8 @@ def render_still_video(
 
     `svd`: procedural backdrop for the stage with the presenter composed in → Ken Burns base
     clip (`base.mp4`) → speech-driven mouth and blinks. `sadtalker`: the portrait framed around
-    the face → mouth, blinks and head motion. Both: espeak-ng speech, H.264/AAC MP4 whose length
-    is the speech's, optional captions (SRT file and burned in), JPEG thumbnail.
+    the face → mouth, blinks and head motion. Both: espeak-ng speech (or the speech backend's),
+    H.264/AAC MP4 whose length is the speech's, optional captions (SRT file and burned in), JPEG thumbnail.
 
     Args:
         script_stage: the stage description (scene of the svd variant).
@@ -165,7 +165,7 @@ def render_still_video(
         captions: write `captions.srt` and burn the captions into the video.
         progress: called with `(stage, overall fraction 0..1)` at least about every second.
         cancelled: polled between stages and every 25 frames.
-        seed: variation of scene, camera, blinks and head motion.
+        seed: variation of scene, camera, blinks and head motion (and of a speech model's sampling).
         crf: x264 quality of the final video.
         preset: x264 speed preset.
         backends: model backends for this render; a stage they cover runs on its model instead of the
@@ -188,7 +188,10 @@ def render_still_video(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint("speech", 0.0)
-    speech = synthesize(narrative, out_dir / "speech.wav", voice)
+    if backends is not None:  # Coqui TTS when configured, else espeak-ng
+        speech = backends.synthesize(narrative, out_dir / "speech.wav", voice, seed, checkpoint, (0.0, _SPEECH))
+    else:
+        speech = synthesize(narrative, out_dir / "speech.wav", voice)
     n = max(1, math.ceil(speech.duration * fps))
     loudness = loudness_envelope(speech.path, fps, n)
     checkpoint("scene", _SPEECH)

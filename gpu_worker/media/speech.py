@@ -20,6 +20,7 @@ _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
 _SENTENCE_PAUSE_S = 0.35
 _EDGE_PAD_S = 0.04
 _SILENCE_LEVEL = 200  # int16 amplitude below which a sample counts as silence
+_PHONEMES_IPA = 0x02  # espeak_TextToPhonemes mode: IPA, no separator between phonemes
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 # espeak-ng keeps global state and is not thread-safe: one lock guards every call into it.
@@ -77,6 +78,8 @@ class _Engine:
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
         self.lib.espeak_Synth.argtypes = [
             ctypes.c_void_p,
             ctypes.c_size_t,
@@ -124,6 +127,16 @@ class _Engine:
             raise RuntimeError(f"espeak_Synth failed with code {err}")
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
 
+    def phonemes(self, text: str) -> str:
+        buf = ctypes.create_string_buffer(text.encode())
+        cursor = ctypes.c_void_p(ctypes.addressof(buf))
+        clauses: list[str] = []
+        while cursor.value:  # one clause per call; espeak-ng advances the cursor (NULL at the end)
+            out = self.lib.espeak_TextToPhonemes(ctypes.byref(cursor), _CHARS_UTF8, _PHONEMES_IPA)
+            if out:
+                clauses.append(out.decode().strip())
+        return " ".join(c for c in clauses if c)
+
 
 def _engine_once() -> _Engine:
     global _engine
@@ -145,8 +158,28 @@ def split_sentences(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def _trim(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Cut leading and trailing silence, keeping a short pad so onsets are not clipped."""
+def to_ipa(text: str, language: str) -> str:
+    """IPA phonemes of `text` from libespeak-ng (what the `espeak-ng --ipa` program prints, without its separators).
+
+    Args:
+        text: words to transcribe (one clause or more).
+        language: espeak-ng language or voice name (`en-us`, `de`, ...).
+
+    Returns:
+        The phonemes, clauses joined with a space.
+
+    Raises:
+        ValueError: the language is unknown to espeak-ng.
+    """
+    with _lock:
+        engine = _engine_once()
+        if engine.lib.espeak_SetVoiceByName(language.encode()) != _EE_OK:
+            raise ValueError(f"unknown speech language: {language!r}")
+        return engine.phonemes(text)
+
+
+def trim_silence(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Cut leading and trailing silence of 16-bit samples, keeping a short pad so onsets are not clipped."""
     loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > _SILENCE_LEVEL)
     if loud.size == 0:
         return samples[:0]
@@ -178,7 +211,23 @@ def synthesize(text: str, out_wav: Path, voice: VoiceParams) -> SpeechResult:
         engine = _engine_once()
         engine.set_voice(voice)
         rate = engine.sample_rate
-        clips = [(s, _trim(engine.say(s), rate)) for s in sentences]
+        clips = [(s, trim_silence(engine.say(s), rate)) for s in sentences]
+    return write_speech(clips, rate, out_wav)
+
+
+def write_speech(clips: list[tuple[str, np.ndarray]], rate: int, out_wav: Path) -> SpeechResult:
+    """Join trimmed per-sentence clips with short pauses into a 16-bit mono WAV, one segment per audible clip.
+
+    Every speech runtime writes its narration this way, so captions and mouth timing do not depend on which spoke.
+
+    Args:
+        clips: `(sentence, int16 samples)` in order; empty clips are skipped.
+        rate: their sample rate (the WAV's).
+        out_wav: where to write the WAV file (parent directories are created).
+
+    Returns:
+        The WAV path, its duration, sample rate and per-sentence segments.
+    """
     pause = np.zeros(int(_SENTENCE_PAUSE_S * rate), np.int16)
     pieces: list[np.ndarray] = [pause[: len(pause) // 2]]
     segments: list[Segment] = []

@@ -33,7 +33,7 @@ LONGER = (
     "Hello, and welcome. Today we visit a library. The shelves are tall and full of stories. "
     "Every book waits for a reader. Let us open one together, and see where it takes us."
 )
-SILENCE = 200  # int16 amplitude under which espeak-ng output counts as silence (as in speech._trim)
+SILENCE = 200  # int16 amplitude under which espeak-ng output counts as silence (as in speech.trim_silence)
 
 
 class FakeStore:

@@ -18,7 +18,7 @@ from gpu_worker.training.lora import PRESETS, LoraTrainer
 from schemas.tasks import TrainLoraInput
 from tests.gpu_worker.training.helpers import FakeStore, encode_image
 
-from .fakes import save_tiny_esrgan, save_tiny_svd
+from .fakes import save_tiny_esrgan, save_tiny_svd, save_tiny_vits
 
 PROFILE = "prof-0a1b2c3d"
 
@@ -52,6 +52,12 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def esrgan_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_esrgan(tmp_path_factory.mktemp("esrgan") / "RealESRGAN_x4plus.pth")
+
+
+@pytest.fixture(scope="session")
+def coqui_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`APP_GPU__COQUI_MODEL_DIR`: a tiny random VITS with two speakers (`alice`, `bob`), graphemes, 16 kHz."""
+    return save_tiny_vits(tmp_path_factory.mktemp("coqui") / "vits")
 
 
 class _Beats:

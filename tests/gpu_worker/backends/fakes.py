@@ -1,4 +1,4 @@
-"""Tiny models built from configs (random weights) and fake Wav2Lip/SadTalker checkouts for the backend tests.
+"""Tiny random-weight models built from configs (SVD, RRDBNet, VITS) and fake Wav2Lip/SadTalker checkouts for the tests.
 
 The fake checkouts' `inference.py` honour the real command lines (same arguments, same output
 locations, `ffmpeg` called through the shell from the PATH as the real scripts do) and draw a
@@ -208,3 +208,62 @@ def save_tiny_esrgan(path: Path, scale: int = 4, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"params_ema": model.state_dict()}, path)
     return path
+
+
+VITS_SPEAKERS = ("alice", "bob")
+
+
+def save_tiny_vits(model_dir: Path, mode: str = "embedding", seed: int = 0) -> Path:
+    """A tiny VITS with random weights saved as a Coqui model folder (`config.json` + `model.pth`), 16 kHz.
+
+    `embedding`: two speakers named in the config, graphemes (no phonemizer). `dvector`: the same
+    speakers as d-vectors in `speakers.pth` beside it (the config names that file by absolute path,
+    as Coqui's model manager writes it). `phonemes`: one speaker, espeak phonemes.
+    """
+    from TTS.tts.configs.shared_configs import BaseAudioConfig, CharactersConfig
+    from TTS.tts.configs.vits_config import VitsArgs, VitsConfig
+    from TTS.tts.models.vits import Vits, VitsCharacters
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    speaker_args: dict[str, object] = {}
+    extra: dict[str, object] = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if mode == "embedding":
+            speaker_args = {"use_speaker_embedding": True, "speaker_embedding_channels": 16}
+            extra = {"speakers": list(VITS_SPEAKERS)}
+        elif mode == "dvector":
+            vectors = {f"{s}.wav": {"name": s, "embedding": torch.randn(8).tolist()} for s in VITS_SPEAKERS}
+            torch.save(vectors, model_dir / "speakers.pth")
+            files = {"use_d_vector_file": True, "d_vector_file": str(model_dir / "speakers.pth"), "d_vector_dim": 8}
+            speaker_args, extra = files, files
+        if mode == "phonemes":  # VITS's own symbol set holds letters and IPA alike, so the weights fit either way
+            text: dict[str, object] = {"text_cleaner": "phoneme_cleaners", "characters": VitsCharacters().to_config()}
+        else:
+            characters = CharactersConfig(
+                characters_class="TTS.tts.models.vits.VitsCharacters", pad="_", eos="", bos="", blank=None,
+                characters="abcdefghijklmnopqrstuvwxyz", punctuations="!'(),-.:;? ", phonemes="", is_unique=True,
+                is_sorted=True,
+            )  # fmt: skip
+            text = {"text_cleaner": "english_cleaners", "characters": characters}
+        config = VitsConfig(
+            audio=BaseAudioConfig(sample_rate=16000, fft_size=512, win_length=512, hop_length=128, num_mels=40,
+                                  mel_fmin=0, mel_fmax=None, do_trim_silence=False),
+            model_args=VitsArgs(
+                out_channels=257, hidden_channels=32, hidden_channels_ffn_text_encoder=64, num_heads_text_encoder=2,
+                num_layers_text_encoder=2, num_layers_posterior_encoder=2, num_layers_flow=2,
+                resblock_type_decoder="2", resblock_kernel_sizes_decoder=[3], resblock_dilation_sizes_decoder=[[1, 3]],
+                upsample_rates_decoder=[8, 4, 4], upsample_kernel_sizes_decoder=[16, 8, 8],  # product: hop_length
+                upsample_initial_channel_decoder=32, use_sdp=False, init_discriminator=False, **speaker_args,
+            ),
+            add_blank=True,
+            use_phonemes=False,
+            **text,
+            **extra,
+        )  # fmt: skip
+        model = Vits(config).eval()  # built on graphemes: building it needs no phonemizer
+    if mode == "phonemes":
+        config.use_phonemes, config.phonemizer, config.phoneme_language = True, "espeak", "en-us"
+    config.save_json(str(model_dir / "config.json"))
+    torch.save({"model": model.state_dict()}, model_dir / "model.pth")
+    return model_dir
