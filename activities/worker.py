@@ -27,6 +27,7 @@ from activities.script_writer import OfflineScriptWriter, OllamaScriptWriter, Sc
 from core.capabilities import publish, publish_forever
 from core.db import create_async_engine, migrate, session_factory
 from core.settings import Settings, get_settings
+from core.shutdown import run_until_signalled
 from core.storage import ObjectStore
 from core.telemetry import (
     StageMetricsInterceptor,
@@ -139,7 +140,7 @@ async def main() -> None:
         "CPU worker %s polling %s (script writer: %s)", worker_id, settings.temporal.cpu_task_queue, writer.source
     )
     try:
-        await build_worker(client, settings, ControlActivities(sessions, store, writer)).run()
+        await run_until_signalled(build_worker(client, settings, ControlActivities(sessions, store, writer)))
     finally:
         advertiser.cancel()
 

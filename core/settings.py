@@ -54,6 +54,7 @@ class GpuSettings(BaseModel):
     resolutions: list[str] = Field(default_factory=lambda: ["480p", "576p", "720p", "1080p"])
     max_concurrent_activities: int = 1
     heartbeat_throttle_seconds: float = 1.0
+    shutdown_grace_seconds: float = 5  # on SIGTERM, then running activities are cancelled (training checkpoints)
     # Model backends (gpu_worker/backends/README.md): each is used and advertised only when configured.
     # Stable Diffusion and SVD come from `models_dir` (`stable-diffusion/`, `stable-video-diffusion/`).
     sd_steps: int = 30

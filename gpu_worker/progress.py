@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from core.telemetry import HEARTBEAT_PROGRESS, HEARTBEATS
 
@@ -86,3 +87,14 @@ class Heartbeater:
                 stalled = time.monotonic() - self._last_moved > STALL_SECONDS
             if not stalled:
                 self._send()
+
+
+def stop_error(message: str) -> Exception:
+    """What an activity raises after stopping early: the job's cancellation, or a retryable failure.
+
+    The failure is for when only this worker is going away (SIGTERM): the server then retries
+    the activity on another worker at once instead of waiting for the heartbeat timeout.
+    """
+    if activity.in_activity() and activity.is_worker_shutdown() and not activity.is_cancelled():
+        return ApplicationError(f"{message}: the worker is shutting down", type="WorkerShutdown")
+    return CancelledError(message)

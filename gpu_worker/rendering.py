@@ -12,7 +12,7 @@ from core.storage import ObjectStore
 from gpu_worker.backends import Backends
 from gpu_worker.media.pipeline import RenderCancelled, RenderOutputs, render_still_video
 from gpu_worker.media.speech import VoiceParams
-from gpu_worker.progress import Heartbeater
+from gpu_worker.progress import Heartbeater, stop_error
 from gpu_worker.training.voice import load_voice_params
 from schemas import names
 from schemas.media import frame_size
@@ -88,7 +88,7 @@ class RenderActivities:
                 backends=self._backends.bind(self._store, inp.profile.lora_id),
             )
         except RenderCancelled as err:
-            raise CancelledError("render cancelled") from err
+            raise stop_error("render stopped") from err
         except CancelledError:  # raised by a heartbeat once Temporal delivered the cancellation
             raise
         except Exception as err:

@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 from core.capabilities import publish, publish_forever
 from core.db import create_async_engine, migrate, session_factory
 from core.settings import Settings, get_settings
+from core.shutdown import run_until_signalled
 from core.storage import ObjectStore
 from core.telemetry import (
     StageMetricsInterceptor,
@@ -82,6 +83,8 @@ def build_worker(
         max_heartbeat_throttle_interval=timedelta(seconds=settings.gpu.heartbeat_throttle_seconds),
         default_heartbeat_throttle_interval=timedelta(seconds=settings.gpu.heartbeat_throttle_seconds),
         interceptors=[StageMetricsInterceptor()],
+        # On SIGTERM running activities get this long, then are cancelled (training checkpoints).
+        graceful_shutdown_timeout=timedelta(seconds=settings.gpu.shutdown_grace_seconds),
     )
 
 
@@ -107,7 +110,7 @@ async def main() -> None:
     logger.info("GPU worker %s polling %s", worker_id, settings.temporal.gpu_task_queue)
     with ThreadPoolExecutor(max_workers=settings.gpu.max_concurrent_activities + 1) as executor:
         try:
-            await build_worker(client, settings, store, executor, backends).run()
+            await run_until_signalled(build_worker(client, settings, store, executor, backends))
         finally:
             advertiser.cancel()
 

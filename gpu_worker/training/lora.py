@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from temporalio.exceptions import CancelledError
-
 from core.storage import parse_s3_uri
+from gpu_worker.progress import stop_error
 from gpu_worker.training.checkpoints import checkpoint_uri, resume_candidates, step_of
 from gpu_worker.training.components import SdComponents, build_tiny_sd, load_sd
 from gpu_worker.training.errors import InvalidInputError, MissingWeightsError
@@ -318,7 +317,7 @@ class LoraTrainer:
                 if step_of(last_ckpt or "") != step:
                     save(step)
                 heartbeater.update(STAGE, percent, step=step, loss=round(loss, 6), checkpoint_uri=last_ckpt, **progress)
-                raise CancelledError(f"train_lora cancelled at step {step}/{total}; checkpoint {last_ckpt}")
+                raise stop_error(f"train_lora stopped at step {step}/{total}; checkpoint {last_ckpt}")
         uri = _upload_lora(session, store, inp, work_dir, parts, preset)
         final = round(session.loss_ema, 6) if session.loss_ema is not None else None
         heartbeater.update(STAGE, 100, step=total, loss=final, checkpoint_uri=last_ckpt, lora_uri=uri, **progress)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from temporalio.exceptions import CancelledError
 
 from core.storage import parse_s3_uri
 from gpu_worker.media.speech import VoiceParams
+from gpu_worker.progress import stop_error
 from gpu_worker.training.audio import ClipStats, analyse, decode
 from gpu_worker.training.checkpoints import checkpoint_uri, resume_candidates
 from gpu_worker.training.errors import InvalidInputError
@@ -166,7 +166,7 @@ def train_voice(
         )
         heartbeater.update(STAGE, 95.0 * (index + 1) / total, step=index + 1, checkpoint_uri=last_ckpt, **progress)
         if index + 1 < total and heartbeater.cancelled():
-            raise CancelledError(f"train_voice cancelled after clip {index + 1}/{total}; checkpoint {last_ckpt}")
+            raise stop_error(f"train_voice stopped after clip {index + 1}/{total}; checkpoint {last_ckpt}")
     clips = [ClipStats(**{k: v for k, v in c.items() if k != "uri"}) for c in done]
     pooled = summarise(clips)
     params = fit_voice(pooled["f0_median_hz"], pooled["f0_spread_semitones"], pooled["syllable_rate"])

@@ -99,3 +99,45 @@ async def test_sigkilled_gpu_worker_resumes_training_from_its_checkpoint(stack_f
         finally:
             worker.kill()
             worker.wait(timeout=10)
+
+
+async def test_sigtermed_gpu_worker_checkpoints_and_hands_training_over(stack_factory, tmp_path) -> None:
+    """`docker stop`: the worker checkpoints where it is, exits, and the next worker resumes there."""
+    log = tmp_path / "gpu-worker.log"
+    async with stack_factory(gpu=False) as stack:
+        worker = start_gpu_worker(stack, log)
+        try:
+            image = await upload(stack.api, astronaut_png(tmp_path / "face.png"))
+            body = {"mode": "train_only", "profileName": "sigterm-test", "consent": True, "images": [image],
+                    "trainingPreset": "tiny-long"}  # fmt: skip
+            job_id = (await stack.api.post("/api/train", json=body)).json()["jobId"]
+            for _ in range(1200):  # past the first periodic checkpoint, so a shutdown one is distinguishable
+                progress = (await lora_node(stack.api, job_id))["progress"] or {}
+                if progress.get("checkpoint_uri") and progress.get("step", 0) > step_of(progress["checkpoint_uri"]) + 5:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"training never got going; worker log:\n{log.read_text()[-3000:]}")
+            periodic = step_of(progress["checkpoint_uri"])
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0, log.read_text()[-3000:]
+            prefix = f"jobs/{job_id}/train_lora/checkpoints/"
+            at_shutdown = max(step_of(k) for k in stack.store.list_keys(ARTIFACTS_BUCKET, prefix))
+            assert at_shutdown > periodic  # written on the way out, not just the last periodic one
+
+            worker = start_gpu_worker(stack, log)
+            resumed: dict = {}
+            for _ in range(2400):
+                node = await lora_node(stack.api, job_id)
+                if node["attempt"] == 2 and (node["progress"] or {}).get("start_step"):
+                    resumed = node["progress"]
+                    break
+                await asyncio.sleep(0.1)
+            assert resumed.get("start_step") == at_shutdown, (resumed, at_shutdown)
+            # Handed over by the worker's own report, not by the server's heartbeat timeout.
+            assert "the worker is shutting down" in (node["error"] or {}).get("message", ""), node
+            status = await wait_for_status(stack.api, job_id, timeout=240)
+            assert status["status"] == "completed", status
+        finally:
+            worker.kill()
+            worker.wait(timeout=10)
