@@ -61,6 +61,9 @@ _TEMPORAL_DYNAMIC_CONFIG = (
 )
 
 
+PORT_ATTEMPTS = 3  # start-up attempts with freshly picked ports
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -235,8 +238,18 @@ def start_temporal(data_dir: Path, port: int | None = None, ui_port: int | None 
         RuntimeError: If the server exits during start-up.
         TimeoutError: If it does not answer within `READY_TIMEOUT`.
     """
+    if port is None or ui_port is None:
+        # A port that was free when picked can be taken before the server binds it (another
+        # process's outgoing connection); with ports of our own choosing, just pick again.
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                return start_temporal(data_dir, port or free_port(), ui_port or free_port())
+            except RuntimeError as err:
+                if "address already in use" not in str(err) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                logger.warning("temporal: a picked port was taken meanwhile; retrying with new ports")
+    assert port is not None and ui_port is not None
     data_dir.mkdir(parents=True, exist_ok=True)
-    port, ui_port = port or free_port(), ui_port or free_port()
     address = f"127.0.0.1:{port}"
     cmd = [
         _binary("temporal"), "server", "start-dev",

@@ -205,3 +205,24 @@ async def test_the_development_key_is_kept_reused_and_replaced_when_revoked(sett
         await session.execute(delete(Credential).where(Credential.user_id == "local"))
     second = await asyncio.to_thread(ensure_dev_api_key, tmp_path, settings.database.url)
     assert second != first and key_file.read_text().strip() == second
+
+
+def test_temporal_picks_new_ports_when_a_picked_one_was_taken(tmp_path, monkeypatch) -> None:
+    import socket
+
+    from core import stack
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    # The Web UI port (the second pick) is taken between picking and binding, as happened in CI.
+    picks = iter([stack.free_port(), taken.getsockname()[1], stack.free_port(), stack.free_port()])
+    monkeypatch.setattr(stack, "free_port", lambda: next(picks))
+    try:
+        service = stack.start_temporal(tmp_path / "temporal")
+        try:
+            assert service.env["APP_TEMPORAL__UI_URL"] != f"http://127.0.0.1:{taken.getsockname()[1]}"
+        finally:
+            service.stop()
+    finally:
+        taken.close()
