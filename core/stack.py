@@ -64,6 +64,11 @@ _TEMPORAL_DYNAMIC_CONFIG = (
 PORT_ATTEMPTS = 3  # start-up attempts with freshly picked ports
 
 
+def _port_taken(error: str) -> bool:
+    """Whether a server's start-up error (with its log tail) says a port was already in use."""
+    return "address already in use" in error or "is not available" in error  # Temporal / SeaweedFS
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -245,7 +250,7 @@ def start_temporal(data_dir: Path, port: int | None = None, ui_port: int | None 
             try:
                 return start_temporal(data_dir, port or free_port(), ui_port or free_port())
             except RuntimeError as err:
-                if "address already in use" not in str(err) or attempt == PORT_ATTEMPTS - 1:
+                if not _port_taken(str(err)) or attempt == PORT_ATTEMPTS - 1:
                     raise
                 logger.warning("temporal: a picked port was taken meanwhile; retrying with new ports")
     assert port is not None and ui_port is not None
@@ -400,8 +405,18 @@ def start_s3(
     Returns:
         The service; `url` is the endpoint `127.0.0.1:<port>` (no scheme, as `minio` wants it).
     """
+    for attempt in range(PORT_ATTEMPTS):  # its internal ports are picked afresh each time
+        try:
+            return _start_s3_once(data_dir, port or free_port(), access_key, secret_key)
+        except RuntimeError as err:
+            if not _port_taken(str(err)) or attempt == PORT_ATTEMPTS - 1:
+                raise
+            logger.warning("s3: a picked port was taken meanwhile; retrying with new ports")
+    raise AssertionError("unreachable")
+
+
+def _start_s3_once(data_dir: Path, port: int, access_key: str, secret_key: str) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
     identities = {
         "identities": [
             {

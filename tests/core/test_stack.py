@@ -226,3 +226,21 @@ def test_temporal_picks_new_ports_when_a_picked_one_was_taken(tmp_path, monkeypa
             service.stop()
     finally:
         taken.close()
+
+
+def test_s3_picks_new_ports_when_a_picked_one_was_taken(tmp_path, monkeypatch) -> None:
+    import socket
+
+    from core import stack
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    fresh = [stack.free_port() for _ in range(40)]
+    picks = iter([fresh[0], taken.getsockname()[1], *fresh[1:]])  # the master port is taken
+    monkeypatch.setattr(stack, "free_port", lambda: next(picks))
+    try:
+        service = stack.start_s3(tmp_path / "s3")
+        service.stop()
+    finally:
+        taken.close()
