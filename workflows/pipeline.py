@@ -1,5 +1,6 @@
 """`PipelineWorkflow`: runs a planner graph as a LangGraph graph whose nodes are activities."""
 
+import asyncio
 from typing import Any
 
 from temporalio import workflow
@@ -20,6 +21,10 @@ PARTIAL_REGISTER_ID = "register_partial"
 # Runs started before this change wait for every cancelled activity, so a cancel that reached a
 # short CPU activity was swallowed when it completed anyway and the job went on.
 CANCEL_CPU_AT_ONCE = "cancel-cpu-nodes-at-once"
+# Runs started before this change left a profile whose training was cancelled in `training`.
+RELEASE_PROFILE_ON_CANCEL = "release-profile-on-cancel"
+CANCELLED_REGISTER_ID = "register_cancelled"
+TRAINING_TASKS = frozenset({names.TRAIN_LORA, names.TRAIN_VOICE})
 CALLBACK_ID = "notify_callback"
 
 
@@ -37,9 +42,13 @@ class PipelineWorkflow:
         graph = compile_graph(job.graph, self._node_fn)
         try:
             await graph.ainvoke({"outputs": {}})
+        except asyncio.CancelledError:
+            await self._release_profile()
+            raise  # the job was cancelled: the run ends cancelled
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
-                raise  # the job was cancelled: nothing to register, the run ends cancelled
+                await self._release_profile()
+                raise
             await self._fail(err)
         await self._notify()
         artifacts: RegisterResult | None = self._state.get("artifacts")
@@ -84,6 +93,28 @@ class PipelineWorkflow:
             return update
 
         return run_node
+
+    async def _release_profile(self) -> None:
+        """A training cancelled halfway leaves a profile nobody can use: mark it failed, saying why."""
+        profile = self._state.get("profile")
+        unfinished = [
+            n.id for n in self._job.graph.nodes if n.task in TRAINING_TASKS and n.id not in self._state["outputs"]
+        ]
+        if not unfinished or profile is None or profile.id is None:
+            return
+        if not workflow.patched(RELEASE_PROFILE_ON_CANCEL):
+            return
+        register = TASKS[names.REGISTER_OUTPUTS]
+        await workflow.execute_activity(
+            register.name,
+            register_input(self._job, self._state, error="training was cancelled", stage=unfinished[0]),
+            task_queue=self._job.cpu_task_queue,
+            activity_id=CANCELLED_REGISTER_ID,
+            summary=f"{CANCELLED_REGISTER_ID} · {register.name}",
+            result_type=register.output_model,
+            start_to_close_timeout=register.start_to_close,
+            retry_policy=register.retry,
+        )
 
     async def _fail(self, err: ActivityError) -> None:
         """Register what the failed job produced (seed §6), then fail with the node's reason."""

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from core import repo
 from gpu_worker.media.speech import VoiceParams, synthesize
 from gpu_worker.training.audio import analyse, decode
 from schemas.names import ARTIFACTS_BUCKET
@@ -107,5 +108,8 @@ async def test_cancelling_training_keeps_a_checkpoint_and_stops_the_gpu(stack_fa
         description = await stack.client.get_workflow_handle(job_id).describe()
         assert not description.raw_description.pending_activities, "no GPU activity keeps running"
         profile = next(p for p in (await stack.api.get("/api/profiles")).json()["data"] if p["name"] == "cancel-me")
+        assert profile["status"] == "failed", profile  # not left "training" forever
+        async with stack.sessions() as session:
+            assert (await repo.get_profile(session, stack.user_id, profile["id"])).error == "training was cancelled"
         refused = await stack.api.post("/api/generate", json={"topic": "t", "profileId": profile["id"]})
         assert refused.status_code == 422 and "not ready" in refused.json()["detail"][0]["msg"]
