@@ -1,5 +1,6 @@
 """Helpers shared by tests (not fixtures)."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -7,10 +8,13 @@ import httpx
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
 
 from core.auth import create_user_with_key
 from core.settings import StorageSettings
 from core.stack import Service
+from schemas import names
+from schemas.tasks import RenderInput, RenderResult
 
 
 def storage_settings(s3: Service, **overrides: object) -> StorageSettings:
@@ -44,3 +48,16 @@ async def api_client(
         transport=httpx.ASGITransport(app=app), base_url="http://test", headers={"Authorization": f"Bearer {key}"}
     ) as client:
         yield client
+
+
+def gated_render(release: asyncio.Event) -> object:
+    """A `render_video` stub that heartbeats until `release` is set or the job is cancelled."""
+
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def render_video(_inp: RenderInput) -> RenderResult:
+        while not release.is_set():
+            activity.heartbeat({"stage": "animate", "percent": 50})
+            await asyncio.sleep(0.1)
+        raise asyncio.CancelledError
+
+    return render_video

@@ -104,13 +104,17 @@ class PipelineWorkflow:
             return
         if not workflow.patched(RELEASE_PROFILE_ON_CANCEL):
             return
+        await self._register_outcome(CANCELLED_REGISTER_ID, error="training was cancelled", stage=unfinished[0])
+
+    async def _register_outcome(self, activity_id: str, *, error: str, stage: str) -> None:
+        """Run `artifacts.registerOutputs` outside the graph: what the job made, and why it stopped."""
         register = TASKS[names.REGISTER_OUTPUTS]
         await workflow.execute_activity(
             register.name,
-            register_input(self._job, self._state, error="training was cancelled", stage=unfinished[0]),
+            register_input(self._job, self._state, error=error, stage=stage),
             task_queue=self._job.cpu_task_queue,
-            activity_id=CANCELLED_REGISTER_ID,
-            summary=f"{CANCELLED_REGISTER_ID} · {register.name}",
+            activity_id=activity_id,
+            summary=f"{activity_id} · {register.name}",
             result_type=register.output_model,
             start_to_close_timeout=register.start_to_close,
             retry_policy=register.retry,
@@ -123,17 +127,7 @@ class PipelineWorkflow:
         message = str(getattr(cause, "message", "") or err)
         if partial := _partial_outputs(cause):
             self._state["outputs"] = {**self._state["outputs"], stage: partial}
-        register = TASKS[names.REGISTER_OUTPUTS]
-        await workflow.execute_activity(
-            register.name,
-            register_input(self._job, self._state, error=message, stage=stage),
-            task_queue=self._job.cpu_task_queue,
-            activity_id=PARTIAL_REGISTER_ID,
-            summary=f"{PARTIAL_REGISTER_ID} · {register.name}",
-            result_type=register.output_model,
-            start_to_close_timeout=register.start_to_close,
-            retry_policy=register.retry,
-        )
+        await self._register_outcome(PARTIAL_REGISTER_ID, error=message, stage=stage)
         await self._notify(error=message, stage=stage)
         raise ApplicationError(
             f"{stage} failed: {message}",

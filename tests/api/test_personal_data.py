@@ -5,7 +5,6 @@ import asyncio
 import uuid
 from datetime import timedelta
 
-from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
@@ -14,8 +13,9 @@ from core import repo
 from core.db import utcnow
 from core.retention import expire_uploads
 from schemas import names
-from schemas.tasks import ExpireResult, RenderInput, RenderResult
+from schemas.tasks import ExpireResult
 from tests.conftest import astronaut_png, wait_for_status
+from tests.helpers import gated_render
 
 QUICK = {"topic": "two seconds", "options": {"durationSeconds": 2}}
 
@@ -46,17 +46,6 @@ async def test_deleting_a_job_removes_its_video_rows_and_history(stack_factory) 
         else:
             raise AssertionError("the workflow history was not deleted")
         assert (await stack.api.delete(f"/api/jobs/{job_id}")).status_code == 404
-
-
-def gated_render(release: asyncio.Event):
-    @activity.defn(name=names.RENDER_VIDEO)
-    async def render_video(_inp: RenderInput) -> RenderResult:
-        while not release.is_set():
-            activity.heartbeat({"stage": "animate", "percent": 50})
-            await asyncio.sleep(0.1)
-        raise asyncio.CancelledError
-
-    return render_video
 
 
 async def _ready_profile(stack, tmp_path) -> tuple[str, list[str], str]:

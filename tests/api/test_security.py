@@ -16,6 +16,7 @@ from core.db import Credential
 from schemas import names
 from schemas.tasks import RenderInput, RenderResult
 from tests.conftest import astronaut_png, wait_for_status
+from tests.helpers import gated_render
 
 QUICK = {"topic": "two seconds", "options": {"durationSeconds": 2}}
 
@@ -141,17 +142,6 @@ async def test_admin_endpoints_need_an_admin_key(stack_factory) -> None:
         gpu_worker = queues[stack.settings.temporal.gpu_task_queue]["workerId"]
         assert (await admin.delete(f"/api/admin/workers/{gpu_worker}")).status_code == 204
         assert (await admin.delete(f"/api/admin/workers/{gpu_worker}")).status_code == 404
-
-
-def gated_render(release: asyncio.Event):
-    @activity.defn(name=names.RENDER_VIDEO)
-    async def render_video(_inp: RenderInput) -> RenderResult:
-        while not release.is_set():
-            activity.heartbeat({"stage": "animate", "percent": 50})
-            await asyncio.sleep(0.1)
-        raise asyncio.CancelledError
-
-    return render_video
 
 
 async def test_a_user_gets_429_beyond_their_open_job_cap(stack_factory) -> None:
