@@ -178,6 +178,9 @@ class Video(Contract):
     thumbnail_uri: str | None = None
     duration: float
     variant: Variant
+    # Which runtime rendered each stage, ids exactly as the GPU manifest advertises them
+    # (`{"speech": "piper:en_US-joe-medium", "talking_head": "embedded-face"}`); empty in old histories.
+    rendering: dict[str, str] = Field(default_factory=dict)
 
 
 class RenderResult(Contract):
