@@ -8,7 +8,6 @@ from pydantic import Field
 from schemas.base import Contract
 from schemas.plan import Plane
 
-
 Commercial = Literal["yes", "no", "unclear"]
 # A stage's runtimes per variant: `{"sadtalker": {"speech": ["piper:en_US-joe-medium", "espeak-ng"], ...}}`.
 VariantRuntimes = dict[str, dict[str, list[str]]]
