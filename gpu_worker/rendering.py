@@ -12,6 +12,7 @@ from core.storage import ObjectStore
 from gpu_worker.backends import Backends
 from gpu_worker.media.pipeline import RenderCancelled, RenderOutputs, render_still_video
 from gpu_worker.media.speech import VoiceParams
+from gpu_worker.media.voices import Narrator
 from gpu_worker.progress import Heartbeater, stop_error
 from gpu_worker.training.voice import load_voice_params
 from schemas import names
@@ -20,7 +21,7 @@ from schemas.tasks import Asset, RenderInput, RenderResult, Video
 
 logger = logging.getLogger(__name__)
 
-RENDER_STAGES = ("speech", "scene", "animate", "encode", "thumbnail", "upload")
+RENDER_STAGES = ("speech", "scene", "animate", "encode", "thumbnail", "upload")  # heartbeat `stage` values
 
 _CONTENT_TYPES = {
     ".mp4": "video/mp4",
@@ -34,10 +35,13 @@ _CONTENT_TYPES = {
 class RenderActivities:
     """The render activity with its storage, scratch directory and model backends injected."""
 
-    def __init__(self, store: ObjectStore, work_dir: Path, backends: Backends | None = None) -> None:
+    def __init__(
+        self, store: ObjectStore, work_dir: Path, backends: Backends | None = None, narrator: Narrator | None = None
+    ) -> None:
         self._store = store
         self._work_dir = work_dir
         self._backends = backends or Backends()
+        self._narrator = narrator or Narrator(coqui=self._backends.speech)
 
     @activity.defn(name=names.RENDER_VIDEO)
     def render_video(self, inp: RenderInput) -> RenderResult:
@@ -60,7 +64,6 @@ class RenderActivities:
             shutil.rmtree(out_dir, ignore_errors=True)
 
     def _render(self, inp: RenderInput, out_dir: Path, hb: Heartbeater) -> RenderResult:
-        params = inp.pipeline.params
         options = inp.options
         stage_count = len(RENDER_STAGES)
 
@@ -69,7 +72,7 @@ class RenderActivities:
             index = RENDER_STAGES.index(stage) if stage in RENDER_STAGES else hb.details.get("stage_index", 0)
             hb.update(stage, fraction * 95, stage_index=index, stage_count=stage_count)
 
-        portrait = self._portrait(params.get("portrait_uri"), out_dir)
+        portrait = self._portrait(inp.pipeline.params.get("portrait_uri"), out_dir)
         voice = self._voice(inp)
         size = frame_size(options.resolution, options.aspect_ratio)
         try:
@@ -86,6 +89,8 @@ class RenderActivities:
                 progress=progress,
                 cancelled=hb.cancelled,
                 backends=self._backends.bind(self._store, inp.profile.lora_id),
+                narrator=self._narrator,
+                duration_seconds=options.duration_seconds,
             )
         except RenderCancelled as err:
             raise stop_error("render stopped") from err
@@ -124,16 +129,19 @@ class RenderActivities:
             ) from err
 
     def _voice(self, inp: RenderInput) -> VoiceParams:
+        # `voice` is an advertised voice id (`piper:…`, `espeak-ng:de`); histories from before voices were
+        # advertised carry None or an eSpeak NG variant (`f3`), which eSpeak NG still speaks.
+        voice_id = inp.voice if inp.voice and ":" in inp.voice else None
+        variant = inp.voice if inp.voice and voice_id is None else None
         if inp.profile.voice_id:
             trained = load_voice_params(self._store, inp.profile.voice_id)
+            # The profile's fitted pace applies to every engine; its eSpeak NG variant and pitch only when
+            # eSpeak NG speaks (neural voices have no pitch knob here).
             return VoiceParams(
-                language=inp.language,
-                voice=trained.voice,
-                rate_wpm=trained.rate_wpm,
-                pitch=trained.pitch,
-                pitch_range=trained.pitch_range,
-            )
-        return VoiceParams(language=inp.language, voice=inp.voice)
+                language=inp.language, voice=variant or trained.voice, rate_wpm=trained.rate_wpm, pitch=trained.pitch,
+                pitch_range=trained.pitch_range, voice_id=voice_id,
+            )  # fmt: skip
+        return VoiceParams(language=inp.language, voice=variant, voice_id=voice_id)
 
     def _key(self, inp: RenderInput, name: str) -> str:
         return f"jobs/{inp.job_id}/{inp.node_id}/{name}"
@@ -152,6 +160,7 @@ class RenderActivities:
             thumbnail_uri=assets["thumbnail"].uri,
             duration=outputs.duration,
             variant=inp.pipeline.variant,
+            rendering=outputs.rendering,
         )
         return RenderResult(video=video, assets=list(assets.values()))
 

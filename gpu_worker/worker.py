@@ -24,6 +24,8 @@ from core.telemetry import (
 )
 from core.temporal import connect
 from gpu_worker.backends import Backends, build_backends
+from gpu_worker.backends.render import EMBEDDED_RUNTIMES
+from gpu_worker.media.voices import Narrator
 from gpu_worker.rendering import RenderActivities
 from gpu_worker.training.activities import TrainingActivities, presets_available
 from gpu_worker.training.components import warm_up
@@ -33,28 +35,24 @@ from schemas.capabilities import WorkerManifest
 
 logger = logging.getLogger(__name__)
 
-# The embedded CPU runtimes need no weights, so every GPU worker has them.
-EMBEDDED_RUNTIMES = {
-    "scene": ["procedural"],
-    "image_to_video": ["ken_burns"],
-    "speech": ["espeak-ng"],
-    "lipsync": ["embedded"],
-    "talking_head": ["embedded"],
-    "upscale": ["ffmpeg-lanczos"],
-    "captions": ["segment-timed"],
-    "mux": ["ffmpeg"],
-}
 
-
-def manifest(settings: Settings, worker_id: str, backends: Backends | None = None) -> WorkerManifest:
-    """What this GPU worker advertises: tasks, variants it can render, runtimes (model backends first), presets, limits."""
+def manifest(
+    settings: Settings, worker_id: str, backends: Backends | None = None, narrator: Narrator | None = None
+) -> WorkerManifest:
+    """What this GPU worker advertises: tasks, variants, runtimes per variant and stage (preferred first), voices, limits."""
+    backends = backends or Backends()
+    narrator = narrator or Narrator(coqui=backends.speech)
+    runtimes = backends.runtimes(EMBEDDED_RUNTIMES)
+    for stages in runtimes.values():
+        stages["speech"] = narrator.runtime_ids()
     return WorkerManifest(
         worker_id=worker_id,
         plane="gpu",
         task_queue=settings.temporal.gpu_task_queue,
         tasks=list(names.GPU_TASKS),
-        variants=["svd", "sadtalker"],
-        runtimes=(backends or Backends()).runtimes(EMBEDDED_RUNTIMES),
+        variants=list(runtimes),
+        runtimes=runtimes,
+        voices=narrator.voices(),
         training_presets=presets_available(settings.gpu.models_dir),
         resolutions=settings.gpu.resolutions,
         max_duration_seconds=settings.gpu.max_duration_seconds,
@@ -70,7 +68,8 @@ def build_worker(
 ) -> Worker:
     """The worker polling the GPU queue; sync activities run in `executor` (backends: built from settings if None)."""
     work_dir = settings.gpu.work_dir.resolve()
-    render = RenderActivities(store, work_dir, backends if backends is not None else build_backends(settings))
+    backends = backends if backends is not None else build_backends(settings)
+    render = RenderActivities(store, work_dir, backends, Narrator(coqui=backends.speech))
     training = TrainingActivities(store, work_dir, default_components_factory(settings.gpu.models_dir))
     return Worker(
         client,

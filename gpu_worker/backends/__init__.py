@@ -53,7 +53,6 @@ class Backends:
     def available(self) -> dict[str, list[str]]:
         """Runtime names per stage of the backends usable now (e.g. `{"scene": ["diffusers-sd"]}`)."""
         found = {
-            "speech": [self.speech.name] if self.speech else [],
             "scene": [backend.name for backend in self.scenes if backend.available()],
             "image_to_video": [self.image_to_video.name] if self.image_to_video else [],
             "lipsync": [self.lipsync.name] if self.lipsync else [],
@@ -62,18 +61,25 @@ class Backends:
         }
         return {stage: names for stage, names in found.items() if names}
 
-    def runtimes(self, embedded: Mapping[str, list[str]]) -> dict[str, list[str]]:
-        """The manifest's runtimes: available backends first, then the embedded runtime of each stage."""
-        merged = {stage: list(names) for stage, names in embedded.items()}
-        for stage, names in self.available().items():
-            merged[stage] = names + [name for name in merged.get(stage, []) if name not in names]
+    def runtimes(self, embedded: Mapping[str, Mapping[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
+        """The manifest's runtimes per variant: available backends first, then each stage's embedded runtime."""
+        used_by = {
+            "svd": ("scene", "image_to_video", "lipsync", "upscale"),
+            "sadtalker": ("talking_head", "upscale"),
+        }
+        merged: dict[str, dict[str, list[str]]] = {}
+        for variant, stages in embedded.items():
+            merged[variant] = {stage: list(names) for stage, names in stages.items()}
+            for stage, names in self.available().items():
+                if stage in used_by.get(variant, ()):
+                    merged[variant][stage] = names + [n for n in merged[variant].get(stage, []) if n not in names]
         return merged
 
-    def bind(self, store: LoraStore, lora_id: str | None) -> RenderBackends | None:
-        """These backends for one render (None when none is configured: the embedded path runs untouched)."""
+    def bind(self, store: LoraStore, lora_id: str | None) -> RenderBackends:
+        """These backends for one render (stages without one run on their embedded runtime)."""
         from gpu_worker.backends.render import RenderBackends
 
-        return RenderBackends(self, store, lora_id) if self.configured else None
+        return RenderBackends(self, store, lora_id)
 
 
 def build_backends(settings: Settings) -> Backends:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from PIL import Image, ImageOps
 
-from gpu_worker.media.speech import SpeechResult, VoiceParams
+from gpu_worker.media.speech import SpokenSentence, VoiceParams
 
 Progress = Callable[[float], None]
 
@@ -40,12 +40,14 @@ class SceneRequest:
 
 
 class SpeechBackend(Protocol):
-    """Narrative → speech (`speech` stage), timed per sentence like the embedded espeak-ng runtime."""
+    """Sentences → speech (`speech` stage); the narrator times, fits and assembles them like every runtime's."""
 
     name: str
 
-    def synthesize(self, text: str, out_wav: Path, voice: VoiceParams, seed: int, progress: Progress) -> SpeechResult:
-        """Write the narration to `out_wav` (16-bit mono WAV) with one segment per sentence."""
+    def speak_sentences(
+        self, sentences: list[str], voice: VoiceParams, speed: float, seed: int, progress: Progress
+    ) -> tuple[list[SpokenSentence], int]:
+        """Speak each sentence (int16 samples, silence trimmed) at `speed` × the model's pace; return them and the rate."""
         ...
 
 

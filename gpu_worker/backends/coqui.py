@@ -28,7 +28,7 @@ import numpy as np
 
 from gpu_worker.backends.base import Progress
 from gpu_worker.backends.errors import backend_failed, missing_weights
-from gpu_worker.media.speech import SpeechResult, VoiceParams, split_sentences, trim_silence, write_speech
+from gpu_worker.media.speech import SpokenSentence, VoiceParams, estimate_timeline, trim_silence
 
 logger = logging.getLogger(__name__)
 
@@ -161,27 +161,25 @@ class CoquiSpeech:
         self._device = "cpu"
         self._lock = threading.Lock()
 
-    def synthesize(self, text: str, out_wav: Path, voice: VoiceParams, seed: int, progress: Progress) -> SpeechResult:
-        """Speak `text` sentence by sentence into a 16-bit mono WAV at the model's sample rate.
+    def speak_sentences(
+        self, sentences: list[str], voice: VoiceParams, speed: float, seed: int, progress: Progress
+    ) -> tuple[list[SpokenSentence], int]:
+        """Speak each sentence at the model's sample rate; words are spread over each sentence (estimated timing).
 
         Args:
-            text: The narrative; must contain at least one word.
-            out_wav: Where to write the WAV.
-            voice: Its `rate_wpm` sets the pace (`length_scale`); language picks one of a multilingual model's.
+            sentences: The sentences, in order (at least one).
+            voice: Its language picks one of a multilingual model's.
+            speed: 1 = the model's pace; 1.1 = 10 % faster (`length_scale` / 1.1, when the model has one).
             seed: Seeds the model's noise (sentence `i` uses `seed + i`), so the same input gives the same audio.
             progress: Called before the first and after every sentence; raising from it stops between sentences.
 
         Returns:
-            The WAV with one segment per sentence (captions and mouth timing), as the embedded runtime's.
+            The spoken sentences (silence trimmed) and their sample rate.
 
         Raises:
             ApplicationError: `MissingWeights` when the model cannot be loaded; `BackendFailed` when it fails
-                on a sentence (non-retryable for a speaker or language the model lacks).
-            ValueError: The text is empty.
+                on a sentence (non-retryable for a speaker or language the model lacks) or speaks only silence.
         """
-        sentences = split_sentences(text)
-        if not sentences:
-            raise ValueError("nothing to say: the narrative is empty")
         progress(0.0)
         with self._lock:
             tts = self._model()
@@ -189,11 +187,11 @@ class CoquiSpeech:
             model = tts.synthesizer.tts_model
             own_scale = getattr(model, "length_scale", None)
             if own_scale is None:
-                logger.info("Coqui model at %s has no length_scale: the voice's rate is not applied", self.model_dir)
+                logger.info("Coqui model at %s has no length_scale: the voice's pace is not applied", self.model_dir)
             waves = []
             try:
                 if own_scale is not None:
-                    model.length_scale = own_scale * length_scale(voice.rate_wpm)
+                    model.length_scale = own_scale / speed
                 for i, sentence in enumerate(sentences):
                     waves.append(self._say(tts, sentence, speaker, language, seed + i))
                     progress((i + 1) / len(sentences))
@@ -201,10 +199,10 @@ class CoquiSpeech:
                 if own_scale is not None:
                     model.length_scale = own_scale
             rate = int(tts.synthesizer.output_sample_rate)
-        clips = [(s, trim_silence(w, rate)) for s, w in zip(sentences, _pcm16(waves), strict=True)]
-        if not any(clip.size for _, clip in clips):
+        clips = [trim_silence(w, rate)[0] for w in _pcm16(waves)]
+        if not any(clip.size for clip in clips):
             raise backend_failed(f"the Coqui TTS model at {self.model_dir} produced only silence", non_retryable=True)
-        return write_speech(clips, rate, out_wav)
+        return [estimate_timeline(s, clip, rate) for s, clip in zip(sentences, clips, strict=True)], rate
 
     def _say(self, tts: Any, sentence: str, speaker: str | None, language: str | None, seed: int) -> np.ndarray:
         import torch

@@ -16,7 +16,7 @@ from TTS.tts.utils.text import phonemizers
 from TTS.tts.utils.text.phonemizers.base import BasePhonemizer
 from TTS.tts.utils.text.punctuation import Punctuation
 
-from gpu_worker.media.speech import to_ipa
+from gpu_worker.media.espeak import to_ipa
 
 logger = logging.getLogger(__name__)
 

@@ -1,17 +1,18 @@
-"""The model backends inside one render: which stages they take over and how their outputs become our frames.
+"""The one render composition: each variant's stages, each on its model backend when configured, else embedded.
 
-Speech comes from the speech backend (Coqui TTS) for both variants when one is configured, else
-from the embedded espeak-ng (`RenderBackends.synthesize`). `render_still_video` then hands a
-variant's frames over to `RenderBackends.frames` when a backend is configured for one of its
-stages; every stage without a backend still runs on the embedded runtime, so any mix works (e.g.
-Stable Diffusion scene + Ken Burns + embedded mouth):
+Speech comes first (`gpu_worker.media.voices.Narrator`); then `RenderBackends.frames` makes a
+variant's frames, every stage on its model backend when one is configured and usable, else on
+its embedded CPU runtime, so any mix works (e.g. Stable Diffusion scene + Ken Burns + embedded mouth):
 
-- svd: scene (SD or ComfyUI, else procedural) → presenter composed in → image_to_video (SVD
-  clip looped to the speech, else Ken Burns) = `base.mp4` → lipsync (Wav2Lip on `base.mp4`,
-  else the embedded mouth and blinks).
-- sadtalker: the framed portrait → talking_head (SadTalker).
+- svd: scene (SD or ComfyUI, else `procedural`) → presenter composed in → image_to_video (SVD
+  clip looped to the speech, else `ken-burns`) = `base.mp4` → lipsync (Wav2Lip on `base.mp4`,
+  else `embedded-mouth` when a face was found).
+- sadtalker: the framed portrait → talking_head (SadTalker, else `embedded-face`: mouth, blinks
+  and head motion on the portrait).
 
 Frames from a model smaller than the video go through `upscale` (Real-ESRGAN, then Lanczos).
+Every stage that ran is recorded with its runtime id (`StageFrames.rendering`), exactly as the
+manifest advertises it (`EMBEDDED_RUNTIMES` and the backends' names).
 """
 
 from __future__ import annotations
@@ -30,12 +31,11 @@ from PIL import Image
 
 from gpu_worker.backends.base import LoraWeights, Progress, SceneRequest, cover_box, fit
 from gpu_worker.backends.frames import pingpong, read_frames
-from gpu_worker.media.animate import camera_path, ken_burns, map_box, talking_frames
+from gpu_worker.media.animate import camera_path, head_motion, ken_burns, map_box, talking_frames
 from gpu_worker.media.encode import VideoWriter, encode_frames
 from gpu_worker.media.faces import Box
 from gpu_worker.media.presenter import frame_portrait
 from gpu_worker.media.scene import compose_presenter, render_backdrop
-from gpu_worker.media.speech import SpeechResult, VoiceParams, synthesize
 
 if TYPE_CHECKING:
     from gpu_worker.backends import Backends
@@ -43,8 +43,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Checkpoint = Callable[[str, float], None]
-_SCENE_MARGIN = 1.1  # as the embedded svd path: the scene is larger than the frame so the camera can move
+_SCENE_MARGIN = 1.1  # the scene is painted larger than the frame so the camera can zoom in crisply
 _ZOOM = 0.08
+
+# The embedded CPU runtimes need no weights, so every GPU worker has them; per variant, then stage.
+# (`speech` comes from the narrator, `upscale` only from a configured upscaler: nothing to upscale here.)
+EMBEDDED_RUNTIMES: dict[str, dict[str, list[str]]] = {
+    "svd": {
+        "scene": ["procedural"],
+        "image_to_video": ["ken-burns"],
+        "lipsync": ["embedded-mouth"],
+        "captions": ["sentence-timed"],
+        "mux": ["ffmpeg"],
+    },
+    "sadtalker": {"talking_head": ["embedded-face"], "captions": ["sentence-timed"], "mux": ["ffmpeg"]},
+}
 
 
 class LoraStore(Protocol):
@@ -66,6 +79,7 @@ class StageFrames:
     frames: Iterator[np.ndarray]
     scene_path: Path
     base_path: Path | None
+    rendering: dict[str, str]  # stage → runtime id of the stages that made these frames
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,8 @@ class FrameInputs:
     size: tuple[int, int]
     fps: int
     speech: Path
-    mouth: np.ndarray  # per-frame mouth opening (its length is the frame count)
+    loudness: np.ndarray  # per-frame loudness 0..1 (its length is the frame count)
+    mouth: np.ndarray  # per-frame mouth opening (zero without a detected face)
     blinks: np.ndarray | None
     seed: int
     out_dir: Path
@@ -108,44 +123,16 @@ def _reporter(checkpoint: Checkpoint, span: tuple[float, float]) -> Callable[[st
 class RenderBackends:
     """The worker's backends bound to one render (its object store and the profile's LoRA)."""
 
-    def __init__(self, backends: Backends, store: LoraStore, lora_id: str | None) -> None:
+    def __init__(self, backends: Backends, store: LoraStore | None = None, lora_id: str | None = None) -> None:
         self.backends = backends
         self._store = store
         self._lora_id = lora_id
-
-    def synthesize(
-        self, text: str, out_wav: Path, voice: VoiceParams, seed: int, checkpoint: Checkpoint, span: tuple[float, float]
-    ) -> SpeechResult:
-        """Speak the narrative with the speech backend (Coqui TTS) when configured, else with the embedded espeak-ng.
-
-        Args:
-            text: The narrative.
-            out_wav: Where the WAV goes.
-            voice: The profile's (or job's) voice.
-            seed: The render's seed (a model's sampling noise).
-            checkpoint: The renderer's `(stage, overall fraction)` reporter; raises once cancelled.
-            span: The overall fractions the speech stage reports between.
-
-        Returns:
-            The speech with its per-sentence segments.
-        """
-        speech = self.backends.speech
-        if speech is None:
-            return synthesize(text, out_wav, voice)
-        return speech.synthesize(text, out_wav, voice, seed, _reporter(checkpoint, span)("speech", 0.0, 1.0))
-
-    def handles(self, variant: str, face_found: bool) -> bool:
-        """Whether a backend takes over a stage of `variant` (lip-sync and talking heads need a detected face)."""
-        b = self.backends
-        if variant == "svd":
-            return b.scene is not None or b.image_to_video is not None or (b.lipsync is not None and face_found)
-        return variant == "sadtalker" and b.talking_head is not None and face_found
 
     @contextmanager
     def frames(
         self, variant: str, inputs: FrameInputs, checkpoint: Checkpoint, span: tuple[float, float]
     ) -> Iterator[StageFrames]:
-        """Run the variant's model stages and yield its frames; leaving the block finishes or aborts `base.mp4`.
+        """Run the variant's stages and yield its frames; leaving the block finishes or aborts `base.mp4`.
 
         Args:
             variant: `svd` or `sadtalker`.
@@ -166,19 +153,22 @@ class RenderBackends:
     def _svd(self, inp: FrameInputs, report: Callable[[str, float, float], Progress], stack: ExitStack) -> StageFrames:
         b, (w, h), n = self.backends, inp.size, len(inp.mouth)
         scene_size = (math.ceil(w * _SCENE_MARGIN), math.ceil(h * _SCENE_MARGIN))
+        rendering: dict[str, str] = {}
         scene_backend = b.scene
         if scene_backend is not None:
             lora = self.fetch_lora(inp.out_dir) if scene_backend.uses_lora else None
             if self._lora_id and not scene_backend.uses_lora:
                 logger.warning("scene runtime %s cannot apply the profile's LoRA %s", scene_backend.name, self._lora_id)
             request = SceneRequest(inp.stage, scene_size, inp.seed, lora)
-            backdrop = fit(scene_backend.generate(request, report("scene", 0.0, 0.3)), scene_size, b.upscaler)
+            backdrop = self._fit(scene_backend.generate(request, report("scene", 0.0, 0.3)), scene_size, rendering)
+            rendering["scene"] = scene_backend.name
         else:
             backdrop = render_backdrop(inp.stage, scene_size, inp.seed)
+            rendering["scene"] = "procedural"
         scene, scene_face = compose_presenter(backdrop, inp.face, inp.face_box)
         scene_path = inp.out_dir / "scene.png"
         scene.save(scene_path)
-        progress = report("image_to_video", 0.3, 0.5)  # its embedded runtime is the Ken Burns camera
+        progress = report("image_to_video", 0.3, 0.5)
         progress(0.0)
         if b.image_to_video is not None:
             clip = b.image_to_video.generate(scene, inp.seed, progress)
@@ -187,40 +177,67 @@ class RenderBackends:
             arrays = []
             for i, frame in enumerate(clip):
                 resize(i / len(clip))
-                arrays.append(np.asarray(fit(frame, inp.size, b.upscaler)))
+                arrays.append(np.asarray(self._fit(frame, inp.size, rendering)))
             base: Iterator[np.ndarray] = pingpong(arrays, n, inp.fps, b.image_to_video.fps)
+            rendering["image_to_video"] = b.image_to_video.name
         else:
             focus = (scene_face[0] + scene_face[2] / 2, scene_face[1] + scene_face[3] / 2)
             paths = camera_path(scene_size, inp.size, n, inp.seed, zoom=_ZOOM, focus=focus)
             boxes = [map_box(scene_face, m) for m in paths]
             base = ken_burns(scene, inp.size, n, inp.seed, zoom=_ZOOM, focus=focus)
+            rendering["image_to_video"] = "ken-burns"
         base_path = inp.out_dir / "base.mp4"
         if b.lipsync is not None and inp.face_found:
             encode_frames(base, inp.size, inp.fps, base_path, crf=inp.crf + 3, preset="ultrafast")
             progress = report("lipsync", 0.6, 1.0)
             progress(0.0)
             synced = b.lipsync.lipsync(base_path, inp.speech, inp.out_dir, progress)
-            return StageFrames(read_frames(synced, inp.size, inp.fps, n, b.upscaler), scene_path, base_path)
+            rendering["lipsync"] = b.lipsync.name
+            frames = read_frames(synced, inp.size, inp.fps, n, b.upscaler)
+            return StageFrames(frames, scene_path, base_path, rendering | self._upscaled(synced, inp.size))
         writer = stack.enter_context(VideoWriter(base_path, inp.size, inp.fps, crf=inp.crf + 3, preset="ultrafast"))
+        if inp.face_found:  # without a real face, a mouth edit would smear a guessed region: camera motion only
+            rendering["lipsync"] = "embedded-mouth"
         frames = talking_frames(_tee(base, writer), boxes, inp.mouth, inp.blinks)
-        return StageFrames(frames, scene_path, base_path)
+        return StageFrames(frames, scene_path, base_path, rendering)
 
     def _talking_head(self, inp: FrameInputs, report: Callable[[str, float, float], Progress]) -> StageFrames:
-        talking_head = self.backends.talking_head
-        assert talking_head is not None
-        framed, _ = frame_portrait(inp.face, inp.size, face_height=0.32, face_top=0.2, face=inp.face_box)
+        framed, face_box = frame_portrait(inp.face, inp.size, face_height=0.32, face_top=0.2, face=inp.face_box)
         portrait_path = inp.out_dir / "portrait.png"
         framed.save(portrait_path)
-        progress = report("talking_head", 0.0, 1.0)
-        progress(0.0)
-        video = talking_head.animate(portrait_path, inp.speech, inp.out_dir, progress)
-        frames = read_frames(video, inp.size, inp.fps, len(inp.mouth), self.backends.upscaler)
-        return StageFrames(frames, portrait_path, None)
+        talking_head = self.backends.talking_head
+        if talking_head is not None and inp.face_found:
+            progress = report("talking_head", 0.0, 1.0)
+            progress(0.0)
+            video = talking_head.animate(portrait_path, inp.speech, inp.out_dir, progress)
+            frames = read_frames(video, inp.size, inp.fps, len(inp.mouth), self.backends.upscaler)
+            rendering = {"talking_head": talking_head.name} | self._upscaled(video, inp.size)
+            return StageFrames(frames, portrait_path, None, rendering)
+        motion = head_motion(inp.size, face_box, len(inp.loudness), inp.fps, inp.seed, inp.loudness)
+        frames = talking_frames(framed, face_box, inp.mouth, inp.blinks, motion)
+        return StageFrames(frames, portrait_path, None, {"talking_head": "embedded-face"})
+
+    def _fit(self, image: Image.Image, size: tuple[int, int], rendering: dict[str, str]) -> Image.Image:
+        """A model's image at the render's size; records `upscale` when the upscaler enlarged it."""
+        upscaler = self.backends.upscaler
+        if upscaler is not None and (image.width < size[0] or image.height < size[1]):
+            rendering["upscale"] = upscaler.name
+        return fit(image, size, upscaler)
+
+    def _upscaled(self, video: Path, size: tuple[int, int]) -> dict[str, str]:
+        """`{"upscale": name}` when a model's video is smaller than the render and an upscaler is configured."""
+        upscaler = self.backends.upscaler
+        if upscaler is None:
+            return {}
+        from gpu_worker.media.encode import probe
+
+        found = probe(video)
+        return {"upscale": upscaler.name} if (found.width < size[0] or found.height < size[1]) else {}
 
     def fetch_lora(self, out_dir: Path) -> LoraWeights | None:
         """Download the profile's LoRA and its `lora.json` (a missing object is skipped with a warning)."""
         uri = self._lora_id
-        if not uri:
+        if not uri or self._store is None:
             return None
         if not self._store.exists(uri):
             logger.warning("profile LoRA %s does not exist; rendering without it", uri)

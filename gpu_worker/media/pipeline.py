@@ -4,35 +4,25 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from gpu_worker.backends import Backends
 from gpu_worker.backends.render import FrameInputs, RenderBackends
-from gpu_worker.media.animate import (
-    blink_schedule,
-    camera_path,
-    head_motion,
-    ken_burns,
-    loudness_envelope,
-    map_box,
-    talking_frames,
-)
+from gpu_worker.media.animate import blink_schedule, loudness_envelope
 from gpu_worker.media.captions import caption_frames, to_srt
-from gpu_worker.media.encode import EncodeError, VideoWriter, encode_frames, thumbnail
-from gpu_worker.media.faces import Box
-from gpu_worker.media.presenter import builtin_portrait, find_face, frame_portrait
-from gpu_worker.media.scene import compose_presenter, render_backdrop
-from gpu_worker.media.speech import Segment, VoiceParams, synthesize
+from gpu_worker.media.encode import EncodeError, encode_frames, thumbnail
+from gpu_worker.media.presenter import builtin_portrait, find_face
+from gpu_worker.media.speech import Segment, SpeechResult, VoiceParams
+from gpu_worker.media.voices import Narrator, default_narrator
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
 _CHECK_EVERY = 25  # frames between progress reports and cancellation checks
-_SCENE_MARGIN = 1.1  # the svd scene is painted larger than the frame so the camera can zoom in crisply
 # Share of the whole render each stage takes, for the overall progress fraction.
 _SPEECH, _SCENE, _FRAMES = 0.08, 0.04, 0.86
 
@@ -57,6 +47,8 @@ class RenderOutputs:
     captions_srt: Path | None
     duration: float
     face_found: bool = True
+    rendering: dict[str, str] = field(default_factory=dict)  # stage → runtime id, as advertised
+    speech: SpeechResult | None = None
 
 
 def _watch(
@@ -79,56 +71,6 @@ def _watch(
     progress("encode", _SPEECH + _SCENE + _FRAMES)
 
 
-def _tee(frames: Iterable[np.ndarray], writer: VideoWriter) -> Iterator[np.ndarray]:
-    for frame in frames:
-        writer.write(frame)
-        yield frame
-
-
-def _svd_frames(
-    stage: str,
-    face: Image.Image,
-    face_box: Box,
-    size: tuple[int, int],
-    mouth: np.ndarray,
-    blinks: np.ndarray | None,
-    seed: int,
-    out_dir: Path,
-    base: VideoWriter,
-) -> tuple[Iterator[np.ndarray], Path]:
-    """Scene with the presenter composed in → Ken Burns base clip (also written to `base`) → mouth and blinks."""
-    scene_size = (math.ceil(size[0] * _SCENE_MARGIN), math.ceil(size[1] * _SCENE_MARGIN))
-    n = len(mouth)
-    scene, scene_face = compose_presenter(render_backdrop(stage, scene_size, seed), face, face_box)
-    scene_path = out_dir / "scene.png"
-    scene.save(scene_path)
-    # Push in slowly towards the presenter, so the zoom never crops their card.
-    focus = (scene_face[0] + scene_face[2] / 2, scene_face[1] + scene_face[3] / 2)
-    boxes = [map_box(scene_face, m) for m in camera_path(scene_size, size, n, seed, zoom=0.08, focus=focus)]
-    base_frames = _tee(ken_burns(scene, size, n, seed, zoom=0.08, focus=focus), base)
-    return talking_frames(base_frames, boxes, mouth, blinks), scene_path
-
-
-def _sadtalker_frames(
-    face: Image.Image,
-    face_box: Box,
-    size: tuple[int, int],
-    fps: int,
-    loudness: np.ndarray,
-    mouth: np.ndarray,
-    blinks: np.ndarray | None,
-    seed: int,
-    out_dir: Path,
-) -> tuple[Iterator[np.ndarray], Path]:
-    """The portrait framed around the face → mouth, blinks and head motion (nodding with the voice)."""
-    n = len(loudness)
-    framed, face_box = frame_portrait(face, size, face_height=0.32, face_top=0.2, face=face_box)
-    scene_path = out_dir / "portrait.png"
-    framed.save(scene_path)
-    motion = head_motion(size, face_box, n, fps, seed, loudness)
-    return talking_frames(framed, face_box, mouth, blinks, motion), scene_path
-
-
 def render_still_video(
     script_stage: str,
     narrative: str,
@@ -145,13 +87,14 @@ def render_still_video(
     crf: int = 23,
     preset: str = "veryfast",
     backends: RenderBackends | None = None,
+    narrator: Narrator | None = None,
+    duration_seconds: float | None = None,
 ) -> RenderOutputs:
-    """Render a narrated talking-presenter video on the CPU.
+    """Render a narrated talking-presenter video: speech, the variant's stages, captions, H.264/AAC MP4.
 
-    `svd`: procedural backdrop for the stage with the presenter composed in → Ken Burns base
-    clip (`base.mp4`) → speech-driven mouth and blinks. `sadtalker`: the portrait framed around
-    the face → mouth, blinks and head motion. Both: espeak-ng speech (or the speech backend's),
-    H.264/AAC MP4 whose length is the speech's, optional captions (SRT file and burned in), JPEG thumbnail.
+    The narration is fitted to `duration_seconds` (see `Narrator.speak`) and the picture lasts as
+    long as the audio, so the video lasts what was asked; the presenter keeps blinking and moving
+    through the closing silence. See `gpu_worker.backends.render` for the stages of each variant.
 
     Args:
         script_stage: the stage description (scene of the svd variant).
@@ -159,7 +102,7 @@ def render_still_video(
         out_dir: directory for every output file (created).
         size: `(width, height)`, both even (see `schemas.media.frame_size`).
         fps: frame rate.
-        voice: speech parameters.
+        voice: the voice (id, language, a profile's pace).
         portrait: the presenter photo; None uses the built-in presenter.
         variant: `svd` or `sadtalker`.
         captions: write `captions.srt` and burn the captions into the video.
@@ -168,11 +111,12 @@ def render_still_video(
         seed: variation of scene, camera, blinks and head motion (and of a speech model's sampling).
         crf: x264 quality of the final video.
         preset: x264 speed preset.
-        backends: model backends for this render; a stage they cover runs on its model instead of the
-            embedded runtime (see `gpu_worker.backends.render`).
+        backends: the worker's model backends bound to this render; None: embedded runtimes only.
+        narrator: speaks the narration; None: the default voices (Piper, eSpeak NG).
+        duration_seconds: how long the video must last; None: as long as the speech.
 
     Returns:
-        The paths of the outputs and the video duration.
+        The paths of the outputs, the video duration and which runtime rendered each stage.
 
     Raises:
         RenderCancelled: `cancelled()` returned True; the partial video is deleted.
@@ -188,10 +132,9 @@ def render_still_video(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint("speech", 0.0)
-    if backends is not None:  # Coqui TTS when configured, else espeak-ng
-        speech = backends.synthesize(narrative, out_dir / "speech.wav", voice, seed, checkpoint, (0.0, _SPEECH))
-    else:
-        speech = synthesize(narrative, out_dir / "speech.wav", voice)
+    speech = (narrator or default_narrator()).speak(
+        narrative, out_dir / "speech.wav", voice, duration_seconds, seed, lambda f: checkpoint("speech", f * _SPEECH)
+    )
     n = max(1, math.ceil(speech.duration * fps))
     loudness = loudness_envelope(speech.path, fps, n)
     checkpoint("scene", _SPEECH)
@@ -204,27 +147,35 @@ def render_still_video(
     if captions:
         srt = out_dir / "captions.srt"
         srt.write_text(to_srt(speech.segments), encoding="utf-8")
-    video, base_path = out_dir / "video.mp4", None
-    with ExitStack() as stack:
-        if backends is not None and backends.handles(variant, face_found):
-            inputs = FrameInputs(
-                script_stage, face, face_box, face_found, size, fps, speech.path, mouth, blinks, seed, out_dir, crf
-            )
-            staged = stack.enter_context(backends.frames(variant, inputs, checkpoint, (_SPEECH, _SPEECH + _SCENE)))
-            frames, scene_path, base_path = staged.frames, staged.scene_path, staged.base_path
-        elif variant == "svd":
-            base_path = out_dir / "base.mp4"
-            base = stack.enter_context(VideoWriter(base_path, size, fps, crf=crf + 3, preset="ultrafast"))
-            frames, scene_path = _svd_frames(script_stage, face, face_box, size, mouth, blinks, seed, out_dir, base)
-        else:
-            frames, scene_path = _sadtalker_frames(face, face_box, size, fps, loudness, mouth, blinks, seed, out_dir)
+    video = out_dir / "video.mp4"
+    inputs = FrameInputs(
+        script_stage, face, face_box, face_found, size, fps, speech.path, loudness, mouth, blinks, seed, out_dir, crf
+    )
+    stages = backends or RenderBackends(Backends())
+    with stages.frames(variant, inputs, checkpoint, (_SPEECH, _SPEECH + _SCENE)) as staged:
         segments = speech.segments if captions else None
-        _encode(frames, segments, size, fps, n, video, speech.path, crf, preset, progress, cancelled)
+        _encode(staged.frames, segments, size, fps, n, video, speech.path, crf, preset, progress, cancelled)
     checkpoint("thumbnail", _SPEECH + _SCENE + _FRAMES)
     thumb = thumbnail(video, out_dir / "thumbnail.jpg")
     progress("done", 1.0)
-    logger.info("rendered %s: %d frames, %.2f s of speech, face at %s", variant, n, speech.duration, face_box)
-    return RenderOutputs(video, thumb, speech.path, scene_path, base_path, srt, speech.duration, face_found)
+    rendering = {"speech": speech.runtime, **staged.rendering, "mux": "ffmpeg"}
+    if captions:
+        rendering["captions"] = "sentence-timed"
+    logger.info(
+        "rendered %s: %d frames, %.2f s of audio, face at %s, %s", variant, n, speech.duration, face_box, rendering
+    )
+    return RenderOutputs(
+        video,
+        thumb,
+        speech.path,
+        staged.scene_path,
+        staged.base_path,
+        srt,
+        speech.duration,
+        face_found,
+        rendering,
+        speech,
+    )
 
 
 def _encode(

@@ -2,6 +2,7 @@
 
 import functools
 import logging
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -11,15 +12,17 @@ from gpu_worker.media.faces import Box, detect_face
 logger = logging.getLogger(__name__)
 
 
+ASTRONAUT = Path(__file__).parent / "assets" / "astronaut.jpg"  # provenance: assets/PROVENANCE.md
+
+
 @functools.cache
 def _astronaut() -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(data.astronaut())  # type: ignore[no-untyped-call]
+    with Image.open(ASTRONAUT) as img:
+        return img.convert("RGB")
 
 
 def builtin_portrait() -> Image.Image:
-    """The built-in presenter: a real photo that ships inside scikit-image (`skimage.data.astronaut()`).
+    """The built-in presenter: NASA's public-domain portrait of Eileen Collins (vendored from scikit-image's data).
 
     The whole 512x512 photo is returned so that `frame_portrait` can crop it around the face
     for any aspect ratio.

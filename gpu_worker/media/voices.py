@@ -1,0 +1,159 @@
+"""The worker's voices and the one way a narration is spoken: pick the engine, fit the length, assemble the timeline.
+
+Engines: Piper neural voices (the default where one speaks the language), eSpeak NG for every
+other language, and the Coqui TTS backend when configured. A job names a voice id from the
+manifest (`voice`), or gets the first voice for its language.
+"""
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from gpu_worker.backends.base import SpeechBackend
+from gpu_worker.media import espeak
+from gpu_worker.media.piper import PiperModel, PiperVoice, joe_voice
+from gpu_worker.media.speech import SpeechResult, SpokenSentence, Timing, VoiceParams, assemble, spoken_length
+from schemas.capabilities import VoiceInfo
+from schemas.speech import MAX_SLOW_DOWN, MAX_SPEED_UP, MIN_SPEECH_COVERAGE, split_sentences, voices_for
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float], None]
+
+# Measured words per minute of narration (bench/speech.py prints them): what the duration estimate uses.
+PIPER_WPM = 190.0
+ESPEAK_WPM = 185.0
+_TAIL = 0.03  # fitted speech ends this share of the video before its end, so the last word is not cut
+_FILL = 0.85  # speech shorter than MIN_SPEECH_COVERAGE is slowed towards this share of the video
+
+ESPEAK_LICENSE = "GPL-3.0-or-later (eSpeak NG)"
+PIPER_JOE_LICENSE = (
+    "voice: CC0 dataset (joe), fine-tuned from lessac (Blizzard 2011 corpus: non-commercial terms reported)"
+)
+
+
+class Narrator:
+    """Speaks narrations with the worker's voices; Piper models load once, on first use."""
+
+    def __init__(self, coqui: SpeechBackend | None = None, piper_models: list[PiperModel] | None = None) -> None:
+        self._coqui = coqui
+        self._piper_models = {m.voice_id: m for m in (piper_models if piper_models is not None else [joe_voice()])}
+        self._piper: dict[str, PiperVoice] = {}
+        self._lock = threading.Lock()
+        self._voices: list[VoiceInfo] | None = None
+
+    def voices(self) -> list[VoiceInfo]:
+        """Every voice, preferred first: Coqui (configured on purpose), Piper, then eSpeak NG per language."""
+        if self._voices is None:
+            found: list[VoiceInfo] = []
+            if self._coqui is not None:
+                found.append(
+                    VoiceInfo(id="coqui", language="en", engine="coqui", license="the configured model's own",
+                              commercial="unclear", words_per_minute=165.0)
+                )  # fmt: skip
+            found += [
+                VoiceInfo(id=voice_id, language="en-us", engine="piper", license=PIPER_JOE_LICENSE,
+                          commercial="unclear", words_per_minute=PIPER_WPM)
+                for voice_id in self._piper_models
+            ]  # fmt: skip
+            found += [
+                VoiceInfo(id=f"espeak-ng:{tag}", language=tag, engine="espeak-ng", license=ESPEAK_LICENSE,
+                          commercial="yes", words_per_minute=ESPEAK_WPM)
+                for tag in espeak.languages()
+            ]  # fmt: skip
+            self._voices = found
+        return self._voices
+
+    def runtime_ids(self) -> list[str]:
+        """The speech stage's runtime ids for the manifest, preferred first."""
+        ids = ["coqui"] if self._coqui is not None else []
+        return [*ids, *self._piper_models, espeak.RUNTIME_ID]
+
+    def speak(
+        self,
+        text: str,
+        out_wav: Path,
+        voice: VoiceParams,
+        target_seconds: float | None = None,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> SpeechResult:
+        """Speak `text`, fitted to `target_seconds` when given, into a WAV with its timeline.
+
+        Fitting: speech longer than the video (less a short tail) is spoken up to `MAX_SPEED_UP` faster;
+        speech covering less than `MIN_SPEECH_COVERAGE` is spoken up to `MAX_SLOW_DOWN` slower; then
+        pauses and a tail of silence make the audio exactly `target_seconds` long (never cut).
+
+        Raises:
+            ValueError: nothing to say, or a voice or language no engine has (bad input: not retryable).
+        """
+        sentences = split_sentences(text)
+        if not sentences:
+            raise ValueError("nothing to say: the narrative is empty")
+        report = progress or (lambda _f: None)
+        chosen = self._choose(voice)
+        speed = voice.pace
+        spoken, rate, timing = self._say(chosen, sentences, voice, speed, seed, report)
+        if target_seconds is not None:
+            length = spoken_length(spoken, rate)
+            fitted = _fitted_speed(length, target_seconds)
+            if fitted != 1.0:
+                logger.info("speech %.2f s for a %.2f s video: speaking %.2f× as fast", length, target_seconds, fitted)
+                spoken, rate, timing = self._say(chosen, sentences, voice, speed * fitted, seed, report)
+        runtime = chosen.id if chosen.engine != "espeak-ng" else espeak.RUNTIME_ID
+        return assemble(spoken, rate, out_wav, runtime=runtime, timing=timing, target_seconds=target_seconds)
+
+    def _choose(self, voice: VoiceParams) -> VoiceInfo:
+        voices = self.voices()
+        if voice.voice_id is not None:
+            chosen = next((v for v in voices if v.id == voice.voice_id), None)
+            if chosen is None:
+                raise ValueError(f"unknown voice: {voice.voice_id!r}")
+            return chosen
+        if voice.voice is not None:  # an eSpeak NG variant (a trained profile, an old job): eSpeak NG speaks
+            return VoiceInfo(id=f"espeak-ng:{voice.language}", language=voice.language, engine="espeak-ng",
+                             license=ESPEAK_LICENSE, commercial="yes", words_per_minute=ESPEAK_WPM)  # fmt: skip
+        matching = voices_for([v for v in voices if v.engine != "coqui"], voice.language) or voices_for(
+            voices, voice.language
+        )
+        if not matching:
+            raise ValueError(f"unknown speech language: {voice.language!r}")
+        return matching[0]
+
+    def _say(
+        self, chosen: VoiceInfo, sentences: list[str], voice: VoiceParams, speed: float, seed: int, progress: Progress
+    ) -> tuple[list[SpokenSentence], int, Timing]:
+        if chosen.engine == "piper":
+            spoken, rate = self._piper_voice(chosen.id).speak_sentences(sentences, speed, progress)
+            return spoken, rate, "exact"
+        if chosen.engine == "coqui" and self._coqui is not None:
+            spoken, rate = self._coqui.speak_sentences(sentences, voice, speed, seed, progress)
+            return spoken, rate, "estimated"
+        language = chosen.language if chosen.engine == "espeak-ng" else voice.language
+        params = VoiceParams(language, voice.voice, 165, voice.pitch, voice.pitch_range)
+        spoken, rate = espeak.speak_sentences(sentences, params, speed)
+        progress(1.0)
+        return spoken, rate, "exact"
+
+    def _piper_voice(self, voice_id: str) -> PiperVoice:
+        with self._lock:
+            if voice_id not in self._piper:
+                self._piper[voice_id] = PiperVoice(self._piper_models[voice_id])
+            return self._piper[voice_id]
+
+
+@functools.cache
+def default_narrator() -> Narrator:
+    """The embedded voices (Piper, eSpeak NG), shared by every render that is not given a narrator."""
+    return Narrator()
+
+
+def _fitted_speed(length: float, target: float) -> float:
+    """How much faster (> 1) or slower (< 1) to speak `length` seconds of speech for a `target` s video."""
+    if length > target * (1 - _TAIL):
+        return min(length / (target * (1 - _TAIL)), 1 + MAX_SPEED_UP)
+    if length < target * MIN_SPEECH_COVERAGE:
+        return max(length / (target * _FILL), 1 - MAX_SLOW_DOWN)
+    return 1.0
