@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 _EDGE_PAD_S = 0.04
 _LEAD_IN_S = 0.3  # at most this much silence before the first word when there is time to fill
+_MIN_PAUSE_S = 0.15  # the shortest pause between sentences when speech must fit a short video
 _MAX_PAUSE_S = 1.2  # stretched pauses between sentences stay under the 1.5 s a viewer reads as a gap
 _SILENCE_LEVEL = 200  # int16 amplitude below which a sample counts as silence
 
@@ -148,10 +149,15 @@ def assemble(
     """
     audible = [s for s in sentences if s.samples.size]
     pause = int(SENTENCE_PAUSE_SECONDS * rate)
+    if target_seconds is not None and audible and spoken_length(audible, rate) > target_seconds:
+        # Too long even at the fastest allowed pace: shorter pauses, down to a breath, before the video runs long.
+        excess = spoken_length(audible, rate) - target_seconds
+        pause = max(int(_MIN_PAUSE_S * rate), pause - int(excess / len(audible) * rate))
     lead, gap = pause // 2, pause
     spare = 0
     if target_seconds is not None and audible:
-        spare = max(0, int(round(target_seconds * rate)) - int(spoken_length(audible, rate) * rate))
+        spoken = sum(s.samples.size for s in audible) + len(audible) * pause
+        spare = max(0, int(round(target_seconds * rate)) - spoken)
         extra_lead = min(spare // 5, int(_LEAD_IN_S * rate) - lead) if spare else 0
         lead += max(0, extra_lead)
         gaps = len(audible) - 1

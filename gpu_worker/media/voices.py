@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[float], None]
 
 # Measured words per minute of narration (bench/speech.py prints them): what the duration estimate uses.
-PIPER_WPM = 190.0
-ESPEAK_WPM = 185.0
+PIPER_WPM = 200.0
+ESPEAK_WPM = 200.0
 _TAIL = 0.03  # fitted speech ends this share of the video before its end, so the last word is not cut
 _FILL = 0.85  # speech shorter than MIN_SPEECH_COVERAGE is slowed towards this share of the video
 
@@ -115,9 +115,7 @@ class Narrator:
         if voice.voice is not None:  # an eSpeak NG variant (a trained profile, an old job): eSpeak NG speaks
             return VoiceInfo(id=f"espeak-ng:{voice.language}", language=voice.language, engine="espeak-ng",
                              license=ESPEAK_LICENSE, commercial="yes", words_per_minute=ESPEAK_WPM)  # fmt: skip
-        matching = voices_for([v for v in voices if v.engine != "coqui"], voice.language) or voices_for(
-            voices, voice.language
-        )
+        matching = voices_for(voices, voice.language)  # as the API picks when a job names no voice
         if not matching:
             raise ValueError(f"unknown speech language: {voice.language!r}")
         return matching[0]
@@ -151,9 +149,17 @@ def default_narrator() -> Narrator:
 
 
 def _fitted_speed(length: float, target: float) -> float:
-    """How much faster (> 1) or slower (< 1) to speak `length` seconds of speech for a `target` s video."""
+    """How much faster (> 1) or slower (< 1) to speak `length` seconds of speech for a `target` s video.
+
+    At most `MAX_SPEED_UP` shorter and `MAX_SLOW_DOWN` longer: beyond that a voice sounds rushed or dragging.
+    """
     if length > target * (1 - _TAIL):
-        return min(length / (target * (1 - _TAIL)), 1 + MAX_SPEED_UP)
+        return float(min(length / (target * (1 - _TAIL)), 1 / (1 - MAX_SPEED_UP)))
     if length < target * MIN_SPEECH_COVERAGE:
-        return max(length / (target * _FILL), 1 - MAX_SLOW_DOWN)
+        return float(max(length / (target * _FILL), 1 - MAX_SLOW_DOWN))
     return 1.0
+
+
+def synthesize(text: str, out_wav: Path, voice: VoiceParams, target_seconds: float | None = None) -> SpeechResult:
+    """Speak `text` with the default voices (what a render without model backends uses)."""
+    return default_narrator().speak(text, out_wav, voice, target_seconds)

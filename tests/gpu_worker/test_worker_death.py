@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gpu_worker.media.speech import VoiceParams, synthesize
+from gpu_worker.media.speech import VoiceParams
+from gpu_worker.media.voices import synthesize
 from gpu_worker.training.checkpoints import step_of
 from schemas.names import ARTIFACTS_BUCKET
 from tests.conftest import astronaut_png, wait_for_status

@@ -16,10 +16,11 @@ from temporalio.testing import ActivityEnvironment
 
 from core.settings import GpuSettings, Settings
 from gpu_worker.backends import Backends, build_backends
+from gpu_worker.backends.render import EMBEDDED_RUNTIMES
 from gpu_worker.media.encode import probe
 from gpu_worker.rendering import RenderActivities
 from gpu_worker.training.lora import lora_uri
-from gpu_worker.worker import EMBEDDED_RUNTIMES, manifest
+from gpu_worker.worker import manifest
 from schemas.tasks import Pipeline, ProfileRef, RenderInput, RenderResult, RenderSettings, Script
 from tests.gpu_worker.training.helpers import FakeStore
 
@@ -59,25 +60,30 @@ def backends(everything: Settings) -> Backends:
 def test_nothing_configured_means_embedded_runtimes_only(tmp_path: Path) -> None:
     empty = build_backends(settings(models_dir=tmp_path))  # a models dir without SD/SVD folders
     assert not empty.configured and empty.available() == {}
-    assert empty.bind(FakeStore(), None) is None, "the embedded path runs untouched"
-    assert manifest(settings(), "gpu-1").runtimes == EMBEDDED_RUNTIMES
-    assert manifest(settings(), "gpu-1", empty).runtimes == EMBEDDED_RUNTIMES
+    for advertised in (manifest(settings(), "gpu-1").runtimes, manifest(settings(), "gpu-1", empty).runtimes):
+        assert {v: {s: r for s, r in stages.items() if s != "speech"} for v, stages in advertised.items()} == (
+            EMBEDDED_RUNTIMES
+        )
+        assert advertised["svd"]["speech"] == ["piper:en_US-joe-medium", "espeak-ng"]
+        assert "upscale" not in advertised["svd"], "nothing is upscaled without an upscaler"
 
 
 def test_manifest_advertises_configured_backends_before_the_embedded_runtimes(everything, backends) -> None:
     runtimes = manifest(everything, "gpu-1", backends).runtimes
-    assert runtimes["scene"] == ["diffusers-sd", "procedural"]
-    assert runtimes["image_to_video"] == ["diffusers-svd", "ken_burns"]
-    assert runtimes["lipsync"] == ["wav2lip", "embedded"]
-    assert runtimes["talking_head"] == ["sadtalker", "embedded"]
-    assert runtimes["upscale"] == ["realesrgan", "ffmpeg-lanczos"]
-    assert runtimes["speech"] == EMBEDDED_RUNTIMES["speech"] and runtimes["mux"] == ["ffmpeg"]
+    svd, sadtalker = runtimes["svd"], runtimes["sadtalker"]
+    assert svd["scene"] == ["diffusers-sd", "procedural"]
+    assert svd["image_to_video"] == ["diffusers-svd", "ken-burns"]
+    assert svd["lipsync"] == ["wav2lip", "embedded-mouth"]
+    assert sadtalker["talking_head"] == ["sadtalker", "embedded-face"]
+    assert svd["upscale"] == sadtalker["upscale"] == ["realesrgan"]
+    assert "talking_head" not in svd and "scene" not in sadtalker, "each variant lists only its own stages"
+    assert svd["speech"] == ["piper:en_US-joe-medium", "espeak-ng"] and svd["mux"] == ["ffmpeg"]
 
 
 def test_an_unreachable_comfyui_is_not_advertised() -> None:
     backends = build_backends(settings(comfyui_url="http://127.0.0.1:9"))
     assert backends.configured and backends.scene is None
-    assert manifest(settings(), "gpu-1", backends).runtimes["scene"] == ["procedural"]
+    assert manifest(settings(), "gpu-1", backends).runtimes["svd"]["scene"] == ["procedural"]
 
 
 @pytest.mark.parametrize(
@@ -101,7 +107,7 @@ def test_a_configured_but_broken_path_stops_the_worker_naming_it(tmp_path: Path,
 
 
 def render_input(variant: str, lora_id: str | None = None) -> RenderInput:
-    options = RenderSettings(resolution="480p", aspect_ratio="16:9", fps=25, captions=False)
+    options = RenderSettings(duration_seconds=5, resolution="480p", aspect_ratio="16:9", fps=25, captions=False)
     return RenderInput(
         job_id="job-backends",
         node_id="render",

@@ -4,26 +4,29 @@ Random weights make noise-like "speech" of the right shape: per-sentence duratio
 duration predictor, one voice per speaker embedding, a pace set by `length_scale`.
 """
 
+import dataclasses
 import json
 import shutil
 import wave
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from temporalio.exceptions import ApplicationError
 
 from gpu_worker.backends import build_backends
-from gpu_worker.backends.coqui import CoquiSpeech, length_scale
+from gpu_worker.backends.coqui import CoquiSpeech
 from gpu_worker.media.encode import probe
 from gpu_worker.media.pipeline import RenderCancelled
-from gpu_worker.media.speech import VoiceParams, split_sentences
-from gpu_worker.worker import EMBEDDED_RUNTIMES, manifest
+from gpu_worker.media.speech import SpeechResult, VoiceParams, split_sentences
+from gpu_worker.media.voices import Narrator
+from gpu_worker.worker import manifest
 from tests.gpu_worker.training.helpers import FakeStore
 
 from .fakes import VITS_SPEAKERS, save_tiny_vits
-from .test_backends import NARRATIVE, render_input, run, saved, settings
+from .test_backends import render_input, run, saved, settings
 
 TEXT = "Hello there. Books are quiet friends. They never argue!"
 RATE = 16000  # the tiny model's (espeak-ng's is 22050)
@@ -44,13 +47,19 @@ def rms(audio: np.ndarray) -> float:
     return float(np.sqrt(np.mean(audio**2))) if audio.size else 0.0
 
 
+def say(coqui: CoquiSpeech, text: str, out: Path, voice: VoiceParams, seed: int, progress: Any) -> SpeechResult:
+    """Through the narrator, as a render speaks: the Coqui voice chosen by its advertised id."""
+    chosen = dataclasses.replace(voice, voice_id="coqui")
+    return Narrator(coqui=coqui, piper_models=[]).speak(text, out, chosen, None, seed, progress)
+
+
 def speak(coqui: CoquiSpeech, out: Path, voice: VoiceParams | None = None, seed: int = 0) -> np.ndarray:
-    return samples(coqui.synthesize(TEXT, out, voice or VoiceParams(), seed, lambda _f: None).path)[0]
+    return samples(say(coqui, TEXT, out, voice or VoiceParams(), seed, lambda _f: None).path)[0]
 
 
 def test_speaks_each_sentence_into_one_timed_wav(coqui: CoquiSpeech, tmp_path: Path) -> None:
     ticks: list[float] = []
-    result = coqui.synthesize(TEXT, tmp_path / "speech.wav", VoiceParams(), 0, ticks.append)
+    result = say(coqui, TEXT, tmp_path / "speech.wav", VoiceParams(), 0, ticks.append)
     audio, rate = samples(result.path)
     assert rate == result.sample_rate == RATE
     assert result.duration == pytest.approx(audio.size / rate) and result.duration > 0.5
@@ -77,10 +86,9 @@ def test_seed_reproduces_and_speakers_differ(coqui_model_dir: Path, coqui: Coqui
 
 
 def test_a_slower_speaker_rate_gives_longer_audio(coqui: CoquiSpeech, tmp_path: Path) -> None:
-    assert [length_scale(wpm) for wpm in (165, 220, 110, 40, 900)] == pytest.approx([1.0, 0.75, 1.5, 2.0, 0.5])
     spoken = {}
     for wpm in (110, 220):
-        result = coqui.synthesize(TEXT, tmp_path / f"{wpm}.wav", VoiceParams(rate_wpm=wpm), 0, lambda _f: None)
+        result = say(coqui, TEXT, tmp_path / f"{wpm}.wav", VoiceParams(rate_wpm=wpm), 0, lambda _f: None)
         spoken[wpm] = sum(s.end - s.start for s in result.segments)  # without the fixed pauses between sentences
     assert spoken[110] > 1.5 * spoken[220]
     assert coqui._model().synthesizer.tts_model.length_scale == 1.0, "the model's own scale is restored"
@@ -95,7 +103,7 @@ def test_cancellation_stops_between_sentences(coqui: CoquiSpeech, tmp_path: Path
             raise RenderCancelled("cancelled")
 
     with pytest.raises(RenderCancelled):
-        coqui.synthesize(TEXT, tmp_path / "speech.wav", VoiceParams(), 0, progress)
+        say(coqui, TEXT, tmp_path / "speech.wav", VoiceParams(), 0, progress)
     assert ticks == pytest.approx([0, 1 / 3]), "stopped after the first sentence"
     assert not (tmp_path / "speech.wav").exists()
 
@@ -134,12 +142,12 @@ def test_a_moved_model_dir_finds_its_files_and_a_corrupt_checkpoint_fails_at_fir
     moved = model_dir.rename(tmp_path / "models" / "vits")  # as when copied from the machine that downloaded it
     assert json.loads((moved / "config.json").read_text())["d_vector_file"] == str(model_dir / "speakers.pth")
     voice = CoquiSpeech(moved, speaker="bob")
-    result = voice.synthesize(TEXT, tmp_path / "speech.wav", VoiceParams(), 0, lambda _f: None)
+    result = say(voice, TEXT, tmp_path / "speech.wav", VoiceParams(), 0, lambda _f: None)
     assert len(result.segments) == 3, "the config's stale speakers.pth path was found in the folder"
 
     (moved / "model.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ApplicationError) as info:
-        CoquiSpeech(moved).synthesize(TEXT, tmp_path / "again.wav", VoiceParams(), 0, lambda _f: None)
+        say(CoquiSpeech(moved), TEXT, tmp_path / "again.wav", VoiceParams(), 0, lambda _f: None)
     assert info.value.type == "MissingWeights" and str(moved) in info.value.message
 
 
@@ -151,8 +159,13 @@ def test_an_unknown_speaker_fails_non_retryably_listing_the_speakers(coqui_model
 
 
 def test_a_phoneme_model_speaks_without_the_espeak_program(tmp_path: Path) -> None:
-    result = CoquiSpeech(save_tiny_vits(tmp_path / "vits", mode="phonemes")).synthesize(
-        TEXT, tmp_path / "speech.wav", VoiceParams(), 0, lambda _f: None
+    result = say(
+        CoquiSpeech(save_tiny_vits(tmp_path / "vits", mode="phonemes")),
+        TEXT,
+        tmp_path / "speech.wav",
+        VoiceParams(),
+        0,
+        lambda _f: None,
     )
     assert len(result.segments) == 3 and rms(samples(result.path)[0]) > 1000
     if shutil.which("espeak-ng") is None and shutil.which("espeak") is None:
@@ -163,9 +176,12 @@ def test_a_phoneme_model_speaks_without_the_espeak_program(tmp_path: Path) -> No
 
 def test_manifest_advertises_coqui_only_when_configured(coqui_model_dir: Path) -> None:
     configured = settings(coqui_model_dir=coqui_model_dir)
-    assert manifest(configured, "gpu-1", build_backends(configured)).runtimes["speech"] == ["coqui", "espeak-ng"]
-    assert manifest(settings(), "gpu-1", build_backends(settings())).runtimes["speech"] == ["espeak-ng"]
-    assert EMBEDDED_RUNTIMES["speech"] == ["espeak-ng"]
+    with_coqui = manifest(configured, "gpu-1", build_backends(configured))
+    assert with_coqui.runtimes["sadtalker"]["speech"] == ["coqui", "piper:en_US-joe-medium", "espeak-ng"]
+    assert with_coqui.voices[0].id == "coqui", "a configured model is the default voice"
+    without = manifest(settings(), "gpu-1", build_backends(settings()))
+    assert without.runtimes["sadtalker"]["speech"] == ["piper:en_US-joe-medium", "espeak-ng"]
+    assert "coqui" not in {v.id for v in without.voices}
 
 
 @pytest.mark.parametrize("variant", ["svd", "sadtalker"])
@@ -178,8 +194,7 @@ def test_both_variants_render_with_coqui_speech(coqui_model_dir: Path, tmp_path:
     assert rate == RATE, "the narration is Coqui's (espeak-ng speaks at 22050 Hz)"
     speech_seconds = audio.size / rate
     assert result.video.duration == pytest.approx(speech_seconds)
-    expected = backends.speech.synthesize(NARRATIVE, tmp_path / "again.wav", VoiceParams(), 0, lambda _f: None)
-    assert expected.duration == pytest.approx(speech_seconds), "the render spoke with the profile-less default voice"
+    assert result.video.rendering["speech"] == "coqui", "the configured model is the profile-less default voice"
     video = probe(saved(store, result.video.uri, tmp_path / "video.mp4"))
     assert video.audio_codec == "aac" and video.duration == pytest.approx(speech_seconds, rel=0.05)
     assert "speech" in {b["stage"] for b in beats}

@@ -19,7 +19,8 @@ from gpu_worker.backends.sadtalker import SadTalker
 from gpu_worker.backends.wav2lip import Wav2Lip
 from gpu_worker.media.encode import encode_frames, probe
 from gpu_worker.media.pipeline import RenderCancelled
-from gpu_worker.media.speech import VoiceParams, synthesize
+from gpu_worker.media.speech import VoiceParams
+from gpu_worker.media.voices import synthesize
 
 from .fakes import fake_sadtalker, fake_wav2lip
 

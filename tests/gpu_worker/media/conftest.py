@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from gpu_worker.media.pipeline import RenderOutputs, render_still_video
-from gpu_worker.media.speech import SpeechResult, VoiceParams, synthesize
+from gpu_worker.media.speech import SpeechResult, VoiceParams
+from gpu_worker.media.voices import synthesize
 
 SIZE = (426, 240)
 FPS = 25

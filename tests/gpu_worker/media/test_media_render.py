@@ -43,7 +43,7 @@ def _mouth_change(frames: list[np.ndarray], ref: list[np.ndarray] | np.ndarray, 
 
 
 def _speaking(out: RenderOutputs, n: int, margin: float) -> np.ndarray:
-    from gpu_worker.media.speech import synthesize
+    from gpu_worker.media.voices import synthesize
 
     t = np.arange(n) / FPS
     segments = synthesize(NARRATIVE, out.audio.with_name("again.wav"), VoiceParams()).segments

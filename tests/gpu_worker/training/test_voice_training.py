@@ -11,7 +11,8 @@ import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from gpu_worker.media.speech import VoiceParams, synthesize
+from gpu_worker.media.speech import VoiceParams
+from gpu_worker.media.voices import synthesize
 from gpu_worker.training.activities import TrainingActivities
 from gpu_worker.training.audio import SAMPLE_RATE, analyse, decode
 from gpu_worker.training.voice import load_voice_params
