@@ -35,7 +35,8 @@ import numpy as np
 from bench._common import machine, out, quiet_logging, table
 from gpu_worker.media.encode import VideoWriter, ffmpeg_exe, probe
 from gpu_worker.media.pipeline import render_still_video
-from gpu_worker.media.speech import VoiceParams, synthesize
+from gpu_worker.media.speech import VoiceParams
+from gpu_worker.media.voices import synthesize
 from schemas.media import frame_size
 
 logger = logging.getLogger("bench.render")

@@ -28,7 +28,8 @@ from core.settings import Settings
 from core.stack import env_for, start_servers, stop_services
 from core.storage import ObjectStore
 from core.temporal import connect
-from gpu_worker.media.speech import VoiceParams, synthesize
+from gpu_worker.media.speech import VoiceParams
+from gpu_worker.media.voices import synthesize
 from schemas import names
 from schemas.tasks import JobRequest, PipelineInput, TrainLoraInput
 from workflows.planner import plan

@@ -23,6 +23,7 @@ class VoiceInfo(Contract):
     license: str
     commercial: Commercial
     words_per_minute: float  # measured pace at the default speed; the duration estimate uses it
+    captions: bool = True  # whether the caption font can draw this language's script
 
 
 class WorkerManifest(Contract):

@@ -55,10 +55,39 @@ def to_vtt(segments: Sequence[Segment]) -> str:
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
+# A few words in each non-Latin script, by primary language subtag, to test the caption font with.
+_SCRIPT_SAMPLES = {
+    **dict.fromkeys(["ru", "uk", "bg", "be", "mk", "kk", "ky", "tt", "ba", "cv", "mn"], "Привет мир"),
+    **dict.fromkeys(["el", "grc"], "Γειά σου"),
+    **dict.fromkeys(["ar", "fa", "ur", "ps", "sd", "ug"], "مرحبا"),
+    "he": "שלום",
+    **dict.fromkeys(["hi", "mr", "ne", "sa", "kok", "mai"], "नमस्ते"),
+    **dict.fromkeys(["bn", "as", "bpy"], "নমস্কার"),
+    "ta": "வணக்கம்", "te": "నమస్కారం", "kn": "ನಮಸ್ಕಾರ", "ml": "നമസ്കാരം", "gu": "નમસ્તે", "pa": "ਸਤ ਸ੍ਰੀ ਅਕਾਲ",
+    "or": "ନମସ୍କାର", "si": "ආයුබෝවන්", "th": "สวัสดี", "lo": "ສະບາຍດີ", "km": "សួស្តី", "my": "မင်္ဂလာပါ",
+    "ka": "გამარჯობა", "hy": "Բարեւ", "am": "ሰላም", "chr": "ᏏᏲ",
+    **dict.fromkeys(["cmn", "yue", "zh", "hak", "ja"], "你好世界"), "ko": "안녕하세요", "vi": "Tiếng Việt",
+}  # fmt: skip
+
+
+def _caption_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def can_draw(language: str) -> bool:
+    """Whether the caption font has glyphs for the script `language` is written in (Latin unless known otherwise)."""
+    sample = _SCRIPT_SAMPLES.get(language.replace("_", "-").lower().split("-")[0])
+    if sample is None:
+        return True
+    font = _caption_font(32)
+    missing = bytes(font.getmask("\U0010fffd"))  # what the font draws for a character it lacks
+    return all(bytes(font.getmask(ch)) != missing for ch in sample if not ch.isspace())
+
+
 def _overlay(text: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """One caption as an RGB patch and its alpha (both float32), sized to its text."""
     short = min(width, height)
-    font = ImageFont.load_default(size=max(12, int(short * 0.045)))
+    font = _caption_font(max(12, int(short * 0.045)))
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
     chars = max(12, int(len(text) * (width * 0.8) / max(probe.textlength(text, font=font), 1)))
     body = "\n".join(textwrap.wrap(text, chars)[:3])

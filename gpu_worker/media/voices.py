@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gpu_worker.backends.base import SpeechBackend
 from gpu_worker.media import espeak
+from gpu_worker.media.captions import can_draw
 from gpu_worker.media.piper import PiperModel, PiperVoice, joe_voice
 from gpu_worker.media.speech import SpeechResult, SpokenSentence, Timing, VoiceParams, assemble, spoken_length
 from schemas.capabilities import VoiceInfo
@@ -60,7 +61,7 @@ class Narrator:
             ]  # fmt: skip
             found += [
                 VoiceInfo(id=f"espeak-ng:{tag}", language=tag, engine="espeak-ng", license=ESPEAK_LICENSE,
-                          commercial="yes", words_per_minute=ESPEAK_WPM)
+                          commercial="yes", words_per_minute=ESPEAK_WPM, captions=can_draw(tag))
                 for tag in espeak.languages()
             ]  # fmt: skip
             self._voices = found

@@ -122,3 +122,9 @@ def test_the_manifest_voices_put_the_neural_voice_first_for_english() -> None:
     assert voices[0].id == "piper:en_US-joe-medium" and voices[0].language == "en-us"
     assert voices[0].commercial == "unclear", "the joe voice is fine-tuned from lessac (see the licence table)"
     assert all(v.engine == "espeak-ng" and v.license.startswith("GPL-3.0") for v in voices[1:])
+
+
+def test_voices_say_whether_captions_can_be_drawn_in_their_script() -> None:
+    by_language = {v.language: v for v in Narrator().voices()}
+    assert by_language["en-us"].captions and by_language["de"].captions and by_language["pl"].captions
+    assert not by_language["ru"].captions and not by_language["el"].captions, "the caption font is Latin only"
