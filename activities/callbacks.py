@@ -43,7 +43,7 @@ def payload(inp: CallbackInput) -> CallbackPayload:
         job_id=inp.job_id,
         status=inp.status,
         error=JobError(stage=inp.error_stage, message=inp.error) if inp.error is not None else None,
-        video=CallbackVideo(**inp.video.model_dump()) if inp.video else None,
+        video=CallbackVideo(**inp.video.model_dump(exclude={"rendering"})) if inp.video else None,
     )
 
 

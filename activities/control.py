@@ -153,11 +153,17 @@ class ControlActivities:
 
 
 def _summary(inp: RegisterInput) -> dict[str, object]:
+    """The job's final summary fields; `rendering` is `{}` for videos from histories older than the field."""
     fields: dict[str, object] = {"finished_at": utcnow(), "error": inp.error, "failed_stage": inp.failed_stage}
     if inp.script:
         fields |= {"script": inp.script.script.model_dump(), "script_source": inp.script.source}
     if inp.video:
-        fields |= {"video_uri": inp.video.uri, "thumbnail_uri": inp.video.thumbnail_uri, "duration": inp.video.duration}
+        fields |= {
+            "video_uri": inp.video.uri,
+            "thumbnail_uri": inp.video.thumbnail_uri,
+            "duration": inp.video.duration,
+            "rendering": inp.video.rendering,
+        }
     return fields
 
 

@@ -38,7 +38,7 @@ from core.telemetry import (
 )
 from core.temporal import connect
 from schemas import names
-from schemas.capabilities import WorkerManifest
+from schemas.capabilities import ANY_LANGUAGE, WorkerManifest
 from schemas.tasks import ExpireInput
 from workflows.pipeline import PipelineWorkflow
 from workflows.retention import RetentionWorkflow
@@ -56,13 +56,16 @@ def script_writer(settings: Settings) -> ScriptWriter:
 
 
 def manifest(settings: Settings, writer: ScriptWriter, worker_id: str) -> WorkerManifest:
-    """What this CPU worker advertises."""
+    """What this CPU worker advertises: its tasks, and the languages its script writer writes."""
+    llm = writer.source.startswith("ollama")
     return WorkerManifest(
         worker_id=worker_id,
         plane="cpu",
         task_queue=settings.temporal.cpu_task_queue,
         tasks=list(names.CPU_TASKS),
-        llm_mode="ollama" if writer.source.startswith("ollama") else "offline",
+        # An LLM writes whatever language it is asked for; the offline writer's sentences are English.
+        languages=[ANY_LANGUAGE] if llm else ["en"],
+        llm_mode="ollama" if llm else "offline",
     )
 
 

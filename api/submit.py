@@ -19,7 +19,7 @@ from schemas import names
 from schemas.api import GenerateRequest, TrainRequest
 from schemas.plan import GraphSpec
 from schemas.tasks import JobRequest, PipelineInput, RenderSettings, Script
-from workflows.planner import plan
+from workflows.planner import plan, resolve_request
 
 
 def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:
@@ -106,9 +106,25 @@ async def _check_upload(store: ObjectStore, user_id: str, loc: tuple[str | int, 
         raise FieldError(loc, f"{uri} does not exist")
 
 
-async def plan_request(request: JobRequest, services: Services) -> GraphSpec:
-    """The validated graph for `request` under the live capabilities."""
-    return plan(request, await live_capabilities(services.sessions))
+async def plan_request(request: JobRequest, services: Services) -> tuple[JobRequest, GraphSpec]:
+    """A stored request (a resubmission) resolved again under the live capabilities, and its graph."""
+    caps = await live_capabilities(services.sessions)
+    resolved = resolve_request(request, caps)
+    return resolved, plan(resolved, caps)
+
+
+async def plan_submission(
+    body: GenerateRequest | TrainRequest, request: JobRequest, services: Services
+) -> tuple[JobRequest, GraphSpec]:
+    """The request as the workflow will carry it (voice chosen, a user script's duration fitted) and its graph.
+
+    A user script sets the duration only when the body left `durationSeconds` out; one the user
+    chose is checked against the script instead.
+    """
+    caps = await live_capabilities(services.sessions)
+    duration_given = "duration_seconds" in body.options.model_fields_set
+    resolved = resolve_request(request, caps, duration_given=duration_given)
+    return resolved, plan(resolved, caps)
 
 
 async def start_job(

@@ -5,7 +5,7 @@ directory, free ports), then the processes `make up` runs: the API under uvicorn
 worker (`python -m activities.worker`, offline script writer) and `--gpu-workers` GPU workers
 (`python -m gpu_worker.worker`, embedded CPU runtime), all on fresh task queues. It creates
 `--users` users with API keys (the per-user cap on open jobs is raised to jobs ÷ users), submits
-every job at once with a short render preset (3 s, 480p, 12 fps, no captions) and an
+every job at once with a short render preset (5 s, the shortest allowed; 480p, 12 fps, no captions) and an
 `Idempotency-Key` (a 429 is retried after its `Retry-After` with the same key), and while they
 run, a poller reads `GET /api/status/{jobId}` round-robin over the open jobs and times each read.
 
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=100, help="generate jobs submitted at once")
     parser.add_argument("--gpu-workers", type=int, default=1, help="GPU worker processes (one render at a time each)")
     parser.add_argument("--users", type=int, default=25, help="users the jobs are spread over (round-robin)")
-    parser.add_argument("--duration", type=float, default=3, help="durationSeconds of each video")
+    parser.add_argument("--duration", type=float, default=5, help="durationSeconds of each video (at least 5)")
     parser.add_argument("--resolution", default="480p")
     parser.add_argument("--fps", type=int, default=12)
     parser.add_argument("--variant", default="svd", choices=["svd", "sadtalker"])

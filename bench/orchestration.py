@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from bench._common import cpu_seconds, machine, median, ms, out, percentile, quiet_logging, servers, table
     from core.stack import start_temporal
     from schemas import names
-    from schemas.capabilities import CapabilitiesManifest, Constraints, PlaneCapabilities
+    from schemas.capabilities import CapabilitiesManifest, Constraints, PlaneCapabilities, VoiceInfo
     from schemas.plan import GraphSpec, PlanNode
     from schemas.tasks import (
         Asset,
@@ -202,13 +202,25 @@ def bench_graph() -> tuple[JobRequest, GraphSpec]:
         audio=["s3://uploads/bench/voice.wav"],
     )
     caps = CapabilitiesManifest(
-        cpu=PlaneCapabilities(task_queue="cpu", workers=1, tasks=list(names.CPU_TASKS), llm_mode="offline"),
+        cpu=PlaneCapabilities(
+            task_queue="cpu", workers=1, tasks=list(names.CPU_TASKS), languages=["en"], llm_mode="offline"
+        ),
         gpu=PlaneCapabilities(
             task_queue="gpu",
             workers=1,
             tasks=list(names.GPU_TASKS),
             variants=["svd", "sadtalker"],
             training_presets=["tiny"],
+            voices=[
+                VoiceInfo(
+                    id="piper:en_US-joe-medium",
+                    language="en-us",
+                    engine="piper",
+                    license="bench fake",
+                    commercial="unclear",
+                    words_per_minute=170,
+                )
+            ],
         ),
         constraints=Constraints(max_duration_seconds=120, resolutions=["480p", "720p"]),
     )

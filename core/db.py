@@ -147,6 +147,8 @@ class Job(Base):
     duration: Mapped[float | None] = mapped_column(Double())
     error: Mapped[str | None]
     failed_stage: Mapped[str | None]
+    # Which runtime rendered each stage (`schemas.tasks.Video.rendering`); NULL before the render registered.
+    rendering: Mapped[dict[str, str] | None] = mapped_column(JSONB())
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now(), index=True)
     finished_at: Mapped[datetime | None]
     idempotency_key: Mapped[str | None]  # the `Idempotency-Key` header it was submitted with

@@ -36,6 +36,7 @@ JOB_SUMMARY_FIELDS: Final = frozenset(
         "error",
         "failed_stage",
         "finished_at",
+        "rendering",
     }
 )
 PROFILE_FIELDS: Final = frozenset(

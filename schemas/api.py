@@ -208,6 +208,9 @@ class JobRecord(ApiModel):
     error: JobError | None = None
     run_id: str | None = None
     temporal_ui_url: str | None = None
+    # Stage id → runtime id as the GPU manifest advertises it (`{"speech": "piper:en_US-joe-medium"}`);
+    # keys are stage ids, not camelCased; empty until a render registered, and for older jobs.
+    rendering: dict[str, str] = Field(default_factory=dict)
 
 
 class JobSummary(ApiModel):

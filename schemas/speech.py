@@ -75,6 +75,7 @@ def script_length_error(estimated: float, duration: float) -> str | None:
     if estimated * (1 + MAX_SLOW_DOWN) < duration * MIN_SPEECH_COVERAGE:
         return (
             f"the script takes only about {estimated:.1f} s to say, too little for a {duration:g} s video "
-            f"(speech must cover at least {MIN_SPEECH_COVERAGE:.0%} of it): lengthen it or ask for a shorter durationSeconds"
+            f"(speech must cover at least {MIN_SPEECH_COVERAGE:.0%} of it): lengthen it, or ask for a shorter "
+            "durationSeconds if the minimum allows"
         )
     return None

@@ -67,6 +67,9 @@ class ScriptInput(Contract):
     language: str = "en"
     duration_seconds: float = 12
     given: Script | None = None
+    # The chosen voice's pace (the GPU manifest's `words_per_minute`), so the script fills the
+    # duration as that voice speaks; None (old histories) means the writer's default pace.
+    words_per_minute: float | None = Field(default=None, gt=0)
 
 
 class ScriptResult(Contract):

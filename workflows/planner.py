@@ -1,14 +1,23 @@
 """The planner: a request plus the live capabilities become a validated graph spec.
 
-Pure functions (no I/O): the API calls them before starting a job, and operators' hand-written
-graphs pass through the same `validate`.
+Pure functions (no I/O): the API calls them before starting a job (`resolve_request` first, to
+choose the voice and fit the duration to a user script), and operators' hand-written graphs pass
+through the same `validate`.
 """
 
+import math
 from collections.abc import Sequence
 
 from schemas import names
-from schemas.capabilities import CapabilitiesManifest
+from schemas.capabilities import ANY_LANGUAGE, CapabilitiesManifest, VoiceInfo
 from schemas.plan import GraphSpec, PlanEdge, PlanNode
+from schemas.speech import (
+    estimate_spoken_seconds,
+    language_matches,
+    normalize_language,
+    script_length_error,
+    voices_for,
+)
 from schemas.tasks import JobRequest
 from workflows.registry import TASKS
 
@@ -33,10 +42,36 @@ class WorkersUnavailable(PlanningError):
     status_code = 503
 
 
+def resolve_request(request: JobRequest, caps: CapabilitiesManifest, *, duration_given: bool = True) -> JobRequest:
+    """The request as its workflow carries it: the voice chosen, and the duration fitted to a user script.
+
+    The voice is the requested one, else the first advertised for the language. A user `script`
+    without a `durationSeconds` (`duration_given` False) sets the duration to its estimated spoken
+    length, clamped to the constraints. A request that renders nothing comes back unchanged.
+
+    Raises:
+        PlanningError: no advertised voice speaks the language, or the voice is unknown or speaks another.
+    """
+    voice = _speaking_voice(request, caps)
+    if voice is None:
+        return request
+    options = request.options
+    if request.script is not None and not duration_given:
+        spoken = estimate_spoken_seconds(request.script.narrative, voice.words_per_minute)
+        limits = caps.constraints
+        fitted = min(max(math.ceil(spoken * 10) / 10, limits.min_duration_seconds), limits.max_duration_seconds)
+        options = options.model_copy(update={"duration_seconds": fitted})
+    return request.model_copy(update={"voice": voice.id, "options": options})
+
+
 def plan(request: JobRequest, caps: CapabilitiesManifest) -> GraphSpec:
-    """Map a request to `generate_v1`, `train_and_generate_v1` or `train_v1`, then validate it."""
+    """Map a request to `generate_v1`, `train_and_generate_v1` or `train_v1`, then validate it.
+
+    The script node's params carry the speaking voice's pace, so the writer sizes the narration for it.
+    """
     render_params = {"variant": request.variant, **request.options.model_dump()}
-    script = _node("script", names.GENERATE_SCRIPT)
+    voice = _speaking_voice(request, caps)
+    script = _node("script", names.GENERATE_SCRIPT, {"words_per_minute": voice.words_per_minute if voice else None})
     select = _node("select", names.SELECT_PIPELINE, {"variant": request.variant})
     render = _node("render", names.RENDER_VIDEO, render_params)
     register = _node("register", names.REGISTER_OUTPUTS)
@@ -61,8 +96,9 @@ def validate(spec: GraphSpec, caps: CapabilitiesManifest, request: JobRequest | 
     """Reject any graph that the workers could not run as-is.
 
     Raises:
-        PlanningError: unknown task, wrong plane, bad edges, a cycle, several entries,
-            or a capability (task, variant, resolution, duration) nobody advertises.
+        PlanningError: unknown task, wrong plane, bad edges, a cycle, several entries, a capability
+            (task, variant, resolution, duration, language, voice) nobody advertises, or a user
+            script that cannot fill the duration.
         WorkersUnavailable: a plane the graph needs has no live worker.
     """
     _check_structure(spec)
@@ -87,6 +123,7 @@ def validate(spec: GraphSpec, caps: CapabilitiesManifest, request: JobRequest | 
             )
     if request is not None and request.mode != "train_only":
         _check_constraints(request, caps)
+        _check_speech(request, caps)
 
 
 def _check_structure(spec: GraphSpec) -> None:
@@ -123,6 +160,11 @@ def _check_structure(spec: GraphSpec) -> None:
 def _check_constraints(request: JobRequest, caps: CapabilitiesManifest) -> None:
     limits = caps.constraints
     options = request.options
+    if options.duration_seconds < limits.min_duration_seconds:
+        raise PlanningError(
+            ("body", "options", "durationSeconds"),
+            f"durationSeconds {options.duration_seconds:g} is below the minimum of {limits.min_duration_seconds:g} s",
+        )
     if options.duration_seconds > limits.max_duration_seconds:
         raise PlanningError(
             ("body", "options", "durationSeconds"),
@@ -133,6 +175,72 @@ def _check_constraints(request: JobRequest, caps: CapabilitiesManifest) -> None:
             ("body", "options", "resolution"),
             f"resolution '{options.resolution}' is not advertised (available: {', '.join(limits.resolutions) or 'none'})",
         )
+
+
+def _check_speech(request: JobRequest, caps: CapabilitiesManifest) -> None:
+    """A topic needs a writer for its language, and a user script must fill the duration."""
+    voice = _speaking_voice(request, caps)
+    if voice is None:  # no GPU worker: `validate` already answered 503
+        return
+    if request.script is None and caps.cpu is not None:
+        writes = caps.cpu.languages
+        if not any(lang == ANY_LANGUAGE or language_matches(request.language, lang) for lang in writes):
+            raise PlanningError(
+                ("body", "language"),
+                f"the script writer cannot write '{request.language}' (it writes: {_few(writes)}); "
+                "give your own script or choose one of those languages",
+                "capability_missing",
+            )
+    if request.options.captions and not voice.captions:
+        raise PlanningError(
+            ("body", "options", "captions"),
+            f"captions cannot be drawn in the script of '{request.language}' (the caption font lacks its letters); "
+            "turn captions off for this language",
+            "capability_missing",
+        )
+    if request.script is not None:
+        spoken = estimate_spoken_seconds(request.script.narrative, voice.words_per_minute)
+        problem = script_length_error(spoken, request.options.duration_seconds)
+        if problem is not None:
+            raise PlanningError(("body", "script", "narrative"), problem)
+
+
+def _speaking_voice(request: JobRequest, caps: CapabilitiesManifest) -> VoiceInfo | None:
+    """The voice that will speak the request; None when nothing is spoken or no GPU worker is live.
+
+    Raises:
+        PlanningError: no advertised voice speaks the language, or the voice is unknown or speaks another.
+    """
+    if request.mode == "train_only" or caps.gpu is None:
+        return None
+    advertised = caps.gpu.voices
+    speaking = voices_for(advertised, request.language)
+    if not speaking:
+        languages = list(dict.fromkeys(normalize_language(v.language) for v in advertised))
+        raise PlanningError(
+            ("body", "language"),
+            f"no advertised voice speaks '{request.language}' (available languages: {_few(languages)})",
+            "capability_missing",
+        )
+    if request.voice is None:
+        return speaking[0]
+    chosen = next((v for v in advertised if v.id == request.voice), None)
+    if chosen is None or chosen not in speaking:
+        why = "is not advertised" if chosen is None else f"speaks '{chosen.language}'"
+        raise PlanningError(
+            ("body", "voice"),
+            f"voice '{request.voice}' {why}; voices for '{request.language}': {_few([v.id for v in speaking])}",
+            "capability_missing",
+        )
+    return chosen
+
+
+def _few(items: Sequence[str], shown: int = 8) -> str:
+    """`a, b, c and 12 more`: enough of a long list to act on, without printing hundreds."""
+    if not items:
+        return "none"
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def _preset(request: JobRequest, caps: CapabilitiesManifest) -> str:

@@ -103,7 +103,7 @@ def profile_of(state: State) -> ProfileRef:
     return profile.model_copy(update=updates)
 
 
-def _script_input(job: PipelineInput, _state: State, _node: PlanNode) -> ScriptInput:
+def _script_input(job: PipelineInput, _state: State, node: PlanNode) -> ScriptInput:
     r = job.request
     return ScriptInput(
         job_id=job.job_id,
@@ -112,6 +112,8 @@ def _script_input(job: PipelineInput, _state: State, _node: PlanNode) -> ScriptI
         language=r.language,
         duration_seconds=r.options.duration_seconds,
         given=r.script,
+        # The planner puts the chosen voice's pace here; graphs planned before that have none.
+        words_per_minute=node.params.get("words_per_minute"),
     )
 
 

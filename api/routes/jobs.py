@@ -12,7 +12,7 @@ from api.admission import IDEMPOTENCY_HEADER
 from api.deps import JobIdPath, ServicesDep, SettingsDep, UserDep, get_principal
 from api.errors import ApiError, FieldError
 from api.status import fold_status, is_open
-from api.submit import check_caller, check_references, plan_request, start_job, to_job_request
+from api.submit import check_caller, check_references, plan_submission, start_job, to_job_request
 from core import repo
 from core.capabilities import live_capabilities
 from core.db import Artifact, Job, Profile
@@ -66,7 +66,7 @@ async def _submit(
     check_caller(body, user)
     request = to_job_request(body)
     await check_references(request, user, services)
-    graph = await plan_request(request, services)
+    request, graph = await plan_submission(body, request, services)
     job_id = await start_job(request, graph, user, services, settings, idempotency_key=key)
     return JobAccepted(job_id=job_id, status="queued")
 
@@ -93,7 +93,8 @@ async def plan_only(body: Annotated[AnyRequest, Body()], user: UserDep, services
     check_caller(body, user)
     request = to_job_request(body)
     await check_references(request, user, services)
-    return PlanResponse(graph=await plan_request(request, services))
+    _resolved, graph = await plan_submission(body, request, services)
+    return PlanResponse(graph=graph)
 
 
 @router.get("/capabilities")
@@ -164,6 +165,7 @@ async def job_record(job_id: JobIdPath, user: UserDep, services: ServicesDep, se
         script_source=row.script_source, profile=profile_public(profile) if profile else None,
         video=video, artifacts=public, error=live.error, run_id=live.run_id,
         temporal_ui_url=web_ui_url(settings.temporal, job_id, live.run_id),
+        rendering=row.rendering or {},  # NULL: registered before the column existed, or no render yet
     )  # fmt: skip
 
 

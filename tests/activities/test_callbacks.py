@@ -147,7 +147,7 @@ async def test_the_receiver_gets_the_signed_status_of_each_job(
     from tests.api.test_ops import flaky_render
     from tests.conftest import wait_for_status
 
-    body = {"topic": "call me back", "variant": "sadtalker", "options": {"durationSeconds": 2}}
+    body = {"topic": "call me back", "variant": "sadtalker", "options": {"durationSeconds": 5}}
     calls: list[str] = []
     async with stack_factory(gpu_activities=[flaky_render(object_store, calls)]) as stack:
         # Without a secret the server refuses callbacks; a non-http(s) URL is a validation error.

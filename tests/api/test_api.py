@@ -1,6 +1,7 @@
 """The HTTP API against the real stack: errors, status transitions, live progress, downloads."""
 
 import asyncio
+import math
 
 import httpx
 import numpy as np
@@ -9,6 +10,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from schemas import names
+from schemas.capabilities import CapabilitiesManifest
+from schemas.speech import estimate_spoken_seconds, voices_for
 from schemas.tasks import Asset, RenderInput, RenderResult
 from tests.conftest import astronaut_png, wait_for_status
 
@@ -32,6 +35,15 @@ async def test_unknown_job_is_404(stack_factory) -> None:
         ({"topic": "x", "options": {"resolution": "4k"}}, ["body", "options", "resolution"]),
         ({"topic": "x", "options": {"durationSeconds": -1}}, ["body", "options", "durationSeconds"]),
         ({"topic": "x", "options": {"durationSeconds": 500}}, ["body", "options", "durationSeconds"]),
+        ({"topic": "x", "options": {"durationSeconds": 4.5}}, ["body", "options", "durationSeconds"]),
+        ({"topic": "x", "language": "zz"}, ["body", "language"]),  # no voice speaks it
+        ({"topic": "x", "language": "de"}, ["body", "language"]),  # spoken, but the offline writer writes English
+        ({"topic": "x", "voice": "piper:nobody"}, ["body", "voice"]),
+        ({"topic": "x", "voice": "espeak-ng:de"}, ["body", "voice"]),  # a German voice for an English job
+        (
+            {"topic": "x", "script": {"narrative": "Hi there."}, "options": {"durationSeconds": 60}},
+            ["body", "script", "narrative"],
+        ),  # fmt: skip
         ({"topic": "x", "portrait": "file:///etc/passwd"}, ["body", "portrait"]),
         ({"topic": "x", "profileId": "prof-missing"}, ["body", "profileId"]),
         ({"topic": "x", "colour": "red"}, ["body", "colour"]),
@@ -79,6 +91,32 @@ async def test_plan_returns_the_graph_without_running_it(stack_factory) -> None:
         graph = response.json()["graph"]
         assert graph["graph_id"] == "generate_v1"
         assert {"from": "select", "to": "render"} in graph["edges"]
+
+
+async def test_plan_resolves_the_voice_and_fits_the_duration_to_a_user_script(stack_factory, tmp_path) -> None:
+    narrative = "Black holes bend light. They also slow down time, as seen from far away. " * 4
+    async with stack_factory() as stack:
+        caps = CapabilitiesManifest.model_validate((await stack.api.get("/api/capabilities")).json())
+        assert caps.gpu is not None
+        voice = voices_for(caps.gpu.voices, "en")[0]
+        body = {"mode": "generate", "topic": "x", "script": {"narrative": narrative}}
+        response = await stack.api.post("/api/plan", json=body)
+        assert response.status_code == 200, response.text
+        nodes = {n["id"]: n for n in response.json()["graph"]["nodes"]}
+        assert nodes["script"]["params"] == {"words_per_minute": voice.words_per_minute}
+        spoken = estimate_spoken_seconds(narrative, voice.words_per_minute)
+        assert nodes["render"]["params"]["duration_seconds"] == math.ceil(spoken * 10) / 10
+
+        image = (
+            await stack.api.post(
+                "/api/uploads", files=[("files", ("a.png", astronaut_png(tmp_path / "a.png").read_bytes()))]
+            )
+        ).json()["data"][0]["uri"]
+        train = {"mode": "train_and_generate", "topic": "x", "images": [image], "consent": True, "language": "zz"}
+        refused = await stack.api.post("/api/plan", json=train)
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "language"]
+        train_only = {**train, "mode": "train_only", "options": {"durationSeconds": 1}}  # renders nothing: no checks
+        assert (await stack.api.post("/api/plan", json=train_only)).status_code == 200
 
 
 async def test_capabilities_show_both_planes(stack_factory) -> None:
@@ -149,7 +187,7 @@ async def test_jobs_list_is_newest_first_with_states(stack_factory) -> None:
         for topic in ("one", "two"):
             ids.append(
                 (
-                    await stack.api.post("/api/generate", json={"topic": topic, "options": {"durationSeconds": 2}})
+                    await stack.api.post("/api/generate", json={"topic": topic, "options": {"durationSeconds": 5}})
                 ).json()["jobId"]
             )
         for job_id in ids:

@@ -73,7 +73,7 @@ def after_reset(history: WorkflowHistory) -> list[str]:
 async def test_retry_resets_to_the_failed_render_and_reuses_completed_nodes(stack_factory, object_store) -> None:
     calls: list[str] = []
     async with stack_factory(gpu_activities=[flaky_render(object_store, calls)]) as stack:
-        body = {"topic": "retry me", "variant": "sadtalker", "options": {"durationSeconds": 2}}
+        body = {"topic": "retry me", "variant": "sadtalker", "options": {"durationSeconds": 5}}
         job_id = (await stack.api.post("/api/generate", json=body)).json()["jobId"]
         failed = await wait_for_status(stack.api, job_id)
         assert failed["status"] == "failed" and failed["error"]["stage"] == "render", failed
@@ -163,7 +163,7 @@ async def test_temporal_cli_filters_by_variant_and_shows_node_ids(stack_factory,
     async with stack_factory(gpu_activities=[flaky_render(object_store, calls)]) as stack:
         ids = []
         for variant in ("sadtalker", "svd"):
-            body = {"topic": f"a {variant} job", "variant": variant, "options": {"durationSeconds": 2}}
+            body = {"topic": f"a {variant} job", "variant": variant, "options": {"durationSeconds": 5}}
             ids.append((await stack.api.post("/api/generate", json=body)).json()["jobId"])
         for job_id in ids:
             assert (await wait_for_status(stack.api, job_id))["status"] == "completed"

@@ -17,7 +17,7 @@ from schemas.tasks import ExpireResult
 from tests.conftest import astronaut_png, wait_for_status
 from tests.helpers import gated_render
 
-QUICK = {"topic": "two seconds", "options": {"durationSeconds": 2}}
+QUICK = {"topic": "five seconds", "options": {"durationSeconds": 5}}
 
 
 async def _upload(stack, tmp_path, name: str = "p.png") -> str:

@@ -18,7 +18,7 @@ from schemas.tasks import RenderInput, RenderResult
 from tests.conftest import astronaut_png, wait_for_status
 from tests.helpers import gated_render
 
-QUICK = {"topic": "two seconds", "options": {"durationSeconds": 2}}
+QUICK = {"topic": "five seconds", "options": {"durationSeconds": 5}}
 
 
 def _anonymous(app) -> httpx.AsyncClient:

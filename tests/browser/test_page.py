@@ -11,6 +11,7 @@ import pytest
 from playwright.async_api import Page, Route, expect
 
 from tests.api.test_ops import flaky_render
+from tests.api.test_rendering import EMBEDDED_SVD, rendered_with
 from tests.browser.conftest import Site, shot
 from tests.conftest import astronaut_png, wait_for_status
 
@@ -53,7 +54,7 @@ async def test_generate_through_the_form_plays_the_video_in_its_card(site: Site,
     await page.get_by_label("Topic").fill("Why the sky is blue")
     await page.get_by_label("Style").fill("friendly and curious")
     await page.get_by_text("Custom", exact=True).click()
-    await page.get_by_label("Seconds").fill("3")
+    await page.get_by_label("Seconds").fill("5")
     await page.get_by_label("Burn in captions").check()
     await page.locator("section.compose").screenshot(path=shot("form"))
     await page.get_by_role("button", name="Create video").click()
@@ -91,6 +92,12 @@ async def test_generate_through_the_form_plays_the_video_in_its_card(site: Site,
     await expect(card.get_by_role("button", name="Resubmit")).to_be_visible()
     await expect(card.get_by_role("button", name="Delete")).to_be_visible()
     await expect(card.get_by_role("button", name="Cancel")).to_have_count(0)
+    # What ran, in words: the real worker's voice, and no model named that the embedded path does not run.
+    ran = card.get_by_role("group", name="What ran")
+    await expect(ran.locator('[data-stage="speech"] dd')).to_have_text(
+        re.compile(r"^(Piper neural voice|eSpeak NG \(formant synthesizer\)|Coqui TTS)")
+    )
+    await expect(card.locator(".job-title")).to_have_text("Generate · Animated scene")
     await card.screenshot(path=shot("card-finished"))
     await page.evaluate("window.scrollTo(0, 0)")
     await page.screenshot(path=shot("page-finished"), full_page=True)
@@ -148,7 +155,7 @@ async def test_invalid_form_shows_the_servers_field_errors_next_to_the_fields(
 
 
 async def test_a_job_reopens_from_history_after_a_reload(site: Site, page: Page) -> None:
-    accepted = await site.stack.api.post("/api/generate", json={"topic": "history", "options": {"durationSeconds": 2}})
+    accepted = await site.stack.api.post("/api/generate", json={"topic": "history", "options": {"durationSeconds": 5}})
     job_id = accepted.json()["jobId"]
     await wait_for_status(site.stack.api, job_id)
     await open_page(page, site)
@@ -162,7 +169,7 @@ async def test_a_job_reopens_from_history_after_a_reload(site: Site, page: Page)
     card = page.locator(f'article.job[data-job-id="{job_id}"]')
     await expect(card).to_have_attribute("data-status", "completed")
     await expect(card.locator(".job-title")).to_be_focused()
-    await expect(card.locator(".job-title")).to_have_text("Generate · SVD")
+    await expect(card.locator(".job-title")).to_have_text("Generate · Animated scene")
     await page.wait_for_function("document.querySelector('article.job video')?.readyState >= 2")
 
 
@@ -265,7 +272,7 @@ async def test_the_page_and_its_assets_are_served_by_the_api_and_nothing_else(si
 
 async def test_delete_a_finished_job_from_its_card(site: Site, page: Page) -> None:
     accepted = await site.stack.api.post(
-        "/api/generate", json={"topic": "delete me", "options": {"durationSeconds": 2}}
+        "/api/generate", json={"topic": "delete me", "options": {"durationSeconds": 5}}
     )
     job_id = accepted.json()["jobId"]
     await wait_for_status(site.stack.api, job_id)
@@ -316,3 +323,87 @@ async def test_delete_a_finished_job_from_its_card(site: Site, page: Page) -> No
     await expect(page.locator("#jobs-heading")).to_be_focused()
     assert (await site.stack.api.get(f"/api/jobs/{job_id}")).status_code == 404
     assert httpx.get(video_url).status_code == 404  # the video went with it
+
+
+MODEL_SVD = {
+    "speech": "coqui:tts_models/en/vctk/vits",
+    "scene": "diffusers-sd",
+    "image_to_video": "diffusers-svd",
+    "lipsync": "wav2lip",
+    "upscale": "realesrgan",
+    "mux": "ffmpeg",
+}
+UNKNOWN_SADTALKER = {"speech": "espeak-ng:de", "talking_head": "embedded-face", "lipsync": "viseme-blend-v2"}
+
+
+async def test_each_card_says_what_ran_and_names_only_the_models_that_did(
+    site_factory, object_store, page: Page
+) -> None:
+    renders = [("svd", EMBEDDED_SVD), ("svd", MODEL_SVD), ("sadtalker", UNKNOWN_SADTALKER)]
+    async with site_factory(gpu_activities=[rendered_with(object_store, *(r for _, r in renders))]) as site:
+        jobs = []
+        for variant, _ in renders:  # one after the other: the stub reports the renderings in turn
+            accepted = await site.stack.api.post(
+                "/api/generate", json={"topic": f"what ran {variant}", "variant": variant}
+            )
+            jobs.append(accepted.json()["jobId"])
+            await wait_for_status(site.stack.api, jobs[-1])
+        await open_page(page, site)
+        cards = {}
+        for job_id in jobs:
+            await page.locator(f'.history-item[data-job-id="{job_id}"]').click()
+            cards[job_id] = page.locator(f'article.job[data-job-id="{job_id}"]')
+            await expect(cards[job_id]).to_have_attribute("data-status", "completed")
+
+        embedded, model, unknown = (cards[j] for j in jobs)
+        ran = embedded.get_by_role("group", name="What ran")
+        await expect(ran.locator("dt")).to_have_text(["Voice", "Scene", "Motion", "Mouth", "Captions", "Encoding"])
+        await expect(ran.locator("dd")).to_have_text(
+            ["Piper neural voice (joe, en-US)", "procedural backdrop", "Ken Burns camera", "embedded mouth animation",
+             "timed per word", "FFmpeg"]
+        )  # fmt: skip
+        await expect(ran.locator('[data-stage="speech"] dd')).to_have_attribute("title", "piper:en_US-joe-medium")
+        await expect(embedded.locator(".job-title")).to_have_text("Generate · Animated scene")
+        for claim in ("SVD", "Stable", "Wav2Lip", "SadTalker", "lip"):
+            await expect(embedded).not_to_contain_text(claim)
+        await embedded.screenshot(path=shot("card-what-ran"))
+
+        await expect(model.locator(".job-title")).to_have_text("Generate · Animated scene (SVD)")
+        await expect(model.get_by_role("group", name="What ran").locator("dd")).to_have_text(
+            ["Coqui TTS", "Stable Diffusion", "Stable Video Diffusion", "Wav2Lip", "Real-ESRGAN", "FFmpeg"]
+        )
+
+        await expect(unknown.locator(".job-title")).to_have_text("Generate · Animated portrait")
+        await expect(unknown.get_by_role("group", name="What ran").locator("dd")).to_have_text(
+            ["eSpeak NG (formant synthesizer)", "animated portrait (embedded)", "viseme-blend-v2"]  # unknown: as-is
+        )
+        await expect(unknown).not_to_contain_text("SadTalker")
+
+
+async def test_variant_choices_name_a_model_only_when_the_workers_would_run_it(site: Site, page: Page) -> None:
+    caps = (await site.stack.api.get("/api/capabilities")).json()
+    embedded = {"speech": ["piper:en_US-joe-medium"], "talking_head": ["embedded-face"], "lipsync": ["embedded-mouth"]}
+    caps["gpu"]["runtimes"] = {
+        "svd": {"scene": ["procedural"], "image_to_video": ["diffusers-svd", "ken-burns"],
+                "lipsync": ["wav2lip", "embedded-mouth"]},
+        "sadtalker": embedded,
+    }  # fmt: skip
+    await page.route("**/api/capabilities", lambda route: route.fulfill(json=caps))
+    await open_page(page, site)
+    svd, sadtalker = page.locator('label[for="variant-svd"]'), page.locator('label[for="variant-sadtalker"]')
+    await expect(svd.locator(".choice-title")).to_have_text("Animated scene (SVD)")
+    await expect(svd.locator(".choice-desc")).to_contain_text("Uses Stable Video Diffusion, Wav2Lip.")
+    await expect(sadtalker.locator(".choice-title")).to_have_text("Animated portrait")
+    await expect(sadtalker.locator(".choice-desc")).to_have_text(
+        "An animated portrait: the face talks, blinks and nods with the voice."
+    )
+    await page.locator("#variant-field").screenshot(path=shot("form-variants-models"))
+
+    # The embedded runtimes the real workers advertise: no model is named anywhere in the choices.
+    await page.unroute("**/api/capabilities")
+    await page.reload()
+    await expect(page.locator("#workers")).to_have_attribute("data-state", "ok")
+    await expect(svd.locator(".choice-title")).to_have_text("Animated scene")
+    await expect(svd.locator(".choice-desc")).to_contain_text("An animated scene with the presenter")
+    for claim in ("SVD", "SadTalker", "lip-sync", "Stable Video Diffusion"):
+        await expect(page.locator("#variant-field")).not_to_contain_text(claim)

@@ -7,7 +7,8 @@ import pytest
 from playwright.async_api import Page, Request, Route, expect
 
 from core import repo
-from gpu_worker.media.speech import VoiceParams, synthesize
+from gpu_worker.media.speech import VoiceParams
+from gpu_worker.media.voices import synthesize
 from tests.browser.conftest import Site, shot
 from tests.conftest import astronaut_png
 
@@ -38,7 +39,7 @@ async def test_train_and_generate_from_the_page_then_pick_the_new_profile(site: 
     await page.locator("#audio").set_input_files(str(clip))
     await expect(page.locator("#images-list .file")).to_have_attribute("data-state", "done")
     await expect(page.locator("#audio-list .file")).to_have_attribute("data-state", "done")
-    await page.get_by_text("SadTalker", exact=True).click()
+    await page.get_by_text("Animated portrait", exact=True).click()
     await page.get_by_text("6 s", exact=True).click()
 
     # Without consent nothing is sent: the box says why and takes the focus.
@@ -58,7 +59,7 @@ async def test_train_and_generate_from_the_page_then_pick_the_new_profile(site: 
     await submit.click()
 
     card = page.locator("article.job")
-    await expect(card.locator(".job-title")).to_have_text("Train+Generate · SadTalker")
+    await expect(card.locator(".job-title")).to_have_text("Train+Generate · Animated portrait")
     assert len(trains) == 1 and json.loads(trains[0].post_data or "{}")["consent"] is True
     lora = card.locator('.node[data-node="train_lora"]')
     await expect(lora).to_have_attribute("data-state", "running", timeout=30_000)
@@ -70,6 +71,7 @@ async def test_train_and_generate_from_the_page_then_pick_the_new_profile(site: 
     await page.get_by_text("Generate from existing profile").click()
     picker = page.get_by_label("Profile", exact=True)
     await expect(picker.locator("option", has_text="Eileen")).to_be_enabled()
+    await expect(picker.locator("option", has_text="Eileen")).to_contain_text("voice profile: pace (and pitch)")
 
 
 async def test_the_servers_consent_error_is_shown_next_to_the_box(site: Site, page: Page, tmp_path) -> None:
@@ -112,6 +114,9 @@ async def test_delete_a_profile_from_the_list(site: Site, page: Page) -> None:
     profiles = page.get_by_role("list", name="Your profiles")
     await expect(profiles.get_by_role("listitem")).to_have_count(2)
     await expect(profiles.get_by_role("listitem").filter(has_text="Blurry")).to_contain_text("Training failed")
+    await expect(profiles.get_by_role("listitem").filter(has_text="Studio light")).to_contain_text(
+        "Ready · voice profile: pace (and pitch)"
+    )
     await page.locator("section.compose").screenshot(path=shot("profiles-manage"))
 
     await profiles.get_by_role("button", name="Delete profile Blurry").click()

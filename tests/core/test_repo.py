@@ -156,12 +156,14 @@ async def test_update_job_summary(sessions: async_sessionmaker[AsyncSession], us
             video_uri=f"s3://artifacts/jobs/{job_id}/render/video.mp4",
             duration=12.5,
             finished_at=finished,
+            rendering={"speech": "piper:en_US-joe-medium", "mux": "ffmpeg"},
         )
         assert job is not None and job.duration == 12.5
     async with sessions() as session:
         stored = await repo.get_job(session, user, job_id)
     assert stored is not None
     assert stored.script == {"stage": "a river", "narrative": "Otters hold hands."}
+    assert stored.rendering == {"speech": "piper:en_US-joe-medium", "mux": "ffmpeg"}
     assert (stored.script_source, stored.finished_at, stored.error) == ("offline", finished, None)
 
     async with sessions.begin() as session:
@@ -271,7 +273,7 @@ def _manifest(worker_id: str, plane: Plane = "gpu") -> WorkerManifest:
         plane=plane,
         task_queue=f"myspinbot-{plane}",
         tasks=["render_video"],
-        runtimes={"tts": ["embedded"]},
+        runtimes={"svd": {"speech": ["espeak-ng"]}},
         max_duration_seconds=120,
     )
 

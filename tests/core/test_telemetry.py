@@ -15,7 +15,7 @@ async def test_one_job_is_one_trace_and_metrics_show_its_stages(stack_factory, s
     exporter = InMemorySpanExporter()
     assert setup_telemetry(settings.telemetry, span_exporter=exporter) is setup_telemetry(settings.telemetry)
     async with stack_factory() as stack:
-        response = await stack.api.post("/api/generate", json={"topic": "traced", "options": {"durationSeconds": 2}})
+        response = await stack.api.post("/api/generate", json={"topic": "traced", "options": {"durationSeconds": 5}})
         job_id = response.json()["jobId"]
         status = await wait_for_status(stack.api, job_id)
         assert status["status"] == "completed", status

@@ -64,7 +64,7 @@ async def test_render_upload_survives_an_s3_restart(private_server, fault_stack,
         upload = await stack.api.post("/api/uploads", files=[("files", ("face.png", face))])
         assert upload.status_code == 201, upload.text
         body = {"topic": "why cats purr", "variant": "sadtalker", "portrait": upload.json()["data"][0]["uri"],
-                "options": {"durationSeconds": 3, "resolution": "480p"}}  # fmt: skip
+                "options": {"durationSeconds": 5, "resolution": "480p"}}  # fmt: skip
         response = await stack.api.post("/api/generate", json=body)
         assert response.status_code == 202, response.text
         job_id = response.json()["jobId"]

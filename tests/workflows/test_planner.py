@@ -1,27 +1,52 @@
 """Planner: both graph shapes, every validation error, and a snapshot of the compiled graph."""
 
+import math
+
 import pytest
 
 from schemas import names
-from schemas.capabilities import CapabilitiesManifest, Constraints, PlaneCapabilities
+from schemas.capabilities import CapabilitiesManifest, Constraints, PlaneCapabilities, VoiceInfo
 from schemas.plan import GraphSpec
-from schemas.tasks import JobRequest, RenderSettings
+from schemas.speech import estimate_spoken_seconds
+from schemas.tasks import JobRequest, PipelineInput, RenderSettings, ScriptInput
 from workflows.compiler import compile_graph
-from workflows.planner import PlanningError, WorkersUnavailable, plan, validate
+from workflows.planner import PlanningError, WorkersUnavailable, plan, resolve_request, validate
+from workflows.registry import TASKS
+
+
+def voice(voice_id: str, language: str, wpm: float = 170) -> VoiceInfo:
+    return VoiceInfo(
+        id=voice_id, language=language, engine=voice_id.split(":")[0], license="test", commercial="unclear",
+        words_per_minute=wpm,
+    )  # fmt: skip
+
+
+# As the GPU worker advertises them: the neural voice first, then espeak-ng's.
+VOICES = (
+    voice("piper:en_US-joe-medium", "en-us", 170),
+    voice("espeak-ng:en-us", "en-us", 175),
+    voice("espeak-ng:en-gb", "en-gb", 175),
+    voice("espeak-ng:de", "de", 160),
+)
 
 
 def caps(
-    variants: tuple[str, ...] = ("svd", "sadtalker"), gpu: bool = True, cpu_tasks: tuple[str, ...] = names.CPU_TASKS
+    variants: tuple[str, ...] = ("svd", "sadtalker"),
+    gpu: bool = True,
+    cpu_tasks: tuple[str, ...] = names.CPU_TASKS,
+    voices: tuple[VoiceInfo, ...] = VOICES,
+    languages: tuple[str, ...] = ("en",),
 ) -> CapabilitiesManifest:
     return CapabilitiesManifest(
-        cpu=PlaneCapabilities(task_queue="c", workers=1, tasks=list(cpu_tasks)),
+        cpu=PlaneCapabilities(task_queue="c", workers=1, tasks=list(cpu_tasks), languages=list(languages)),
         gpu=PlaneCapabilities(
-            task_queue="g", workers=1, tasks=list(names.GPU_TASKS), variants=list(variants), training_presets=["tiny"]
+            task_queue="g", workers=1, tasks=list(names.GPU_TASKS), variants=list(variants), training_presets=["tiny"],
+            voices=list(voices),
         )
         if gpu
         else None,
         constraints=Constraints(max_duration_seconds=60, resolutions=["480p", "720p"]),
-    )
+    )  # fmt: skip
 
 
 def generate(**kw: object) -> JobRequest:
@@ -172,3 +197,162 @@ def test_training_preset_must_be_advertised() -> None:
     with pytest.raises(PlanningError, match="'huge' is not advertised") as err:
         plan(train(training_preset="huge"), caps())
     assert err.value.loc == ("body", "trainingPreset")
+
+
+def test_duration_below_the_minimum_is_rejected() -> None:
+    with pytest.raises(PlanningError, match="below the minimum of 5 s") as err:
+        plan(generate(options=RenderSettings(duration_seconds=4.9)), caps())
+    assert err.value.loc == ("body", "options", "durationSeconds")
+    assert plan(generate(options=RenderSettings(duration_seconds=5)), caps()).graph_id == "generate_v1"
+
+
+def test_a_language_no_voice_speaks_is_rejected_listing_some_that_are_spoken() -> None:
+    with pytest.raises(PlanningError, match="no advertised voice speaks 'fr'") as err:
+        plan(generate(language="fr"), caps())
+    assert err.value.loc == ("body", "language") and err.value.kind == "capability_missing"
+    assert "en-us, en-gb, de" in err.value.message
+
+
+def test_a_long_list_of_languages_is_shortened() -> None:
+    many = tuple(voice(f"espeak-ng:l{i}", f"l{i}") for i in range(30))
+    with pytest.raises(PlanningError, match="and 22 more"):
+        plan(generate(language="fr"), caps(voices=many))
+
+
+def test_a_topic_needs_a_writer_for_its_language() -> None:
+    with pytest.raises(PlanningError, match="script writer cannot write 'de' \\(it writes: en\\)") as err:
+        plan(generate(language="de"), caps())
+    assert err.value.loc == ("body", "language")
+    with pytest.raises(PlanningError, match="it writes: none"):
+        plan(generate(), caps(languages=()))
+    assert plan(generate(language="de"), caps(languages=("*",))).graph_id == "generate_v1"
+    assert plan(generate(language="en-gb"), caps()).graph_id == "generate_v1"  # `en` writes every English
+
+
+def test_a_user_script_needs_no_writer_language() -> None:
+    script = {"stage": "A studio.", "narrative": "Hallo und willkommen. " * 3}
+    request = generate(language="de", script=script, options=RenderSettings(duration_seconds=5))
+    assert plan(request, caps()).graph_id == "generate_v1"
+
+
+def test_an_unknown_voice_is_rejected_listing_the_language_voices() -> None:
+    with pytest.raises(PlanningError, match="voice 'piper:nobody' is not advertised") as err:
+        plan(generate(voice="piper:nobody"), caps())
+    assert err.value.loc == ("body", "voice")
+    assert "piper:en_US-joe-medium, espeak-ng:en-us" in err.value.message
+
+
+def test_a_voice_of_another_language_is_rejected() -> None:
+    with pytest.raises(PlanningError, match="speaks 'de'") as err:
+        plan(generate(voice="espeak-ng:de"), caps())
+    assert err.value.loc == ("body", "voice")
+    with pytest.raises(PlanningError, match="speaks 'en-us'"):  # another region is another language
+        plan(generate(language="en-gb", voice="piper:en_US-joe-medium"), caps())
+
+
+@pytest.mark.parametrize(
+    ("language", "requested", "chosen"),
+    [
+        ("en", None, "piper:en_US-joe-medium"),
+        ("en-us", None, "piper:en_US-joe-medium"),
+        ("en-gb", None, "espeak-ng:en-gb"),
+        ("en", "espeak-ng:en-gb", "espeak-ng:en-gb"),
+        ("de", None, "espeak-ng:de"),
+    ],
+)
+def test_the_voice_is_resolved_at_submission(language: str, requested: str | None, chosen: str) -> None:
+    request = resolve_request(generate(language=language, voice=requested), caps(languages=("*",)))
+    assert request.voice == chosen
+    wpm = next(v.words_per_minute for v in VOICES if v.id == chosen)
+    assert plan(request, caps(languages=("*",))).node("script").params == {"words_per_minute": wpm}
+
+
+def test_the_script_node_carries_the_voice_pace_into_the_writer_input() -> None:
+    request = resolve_request(generate(), caps())
+    spec = plan(request, caps())
+    job = PipelineInput(
+        job_id="job-1", user_id="u", request=request, graph=spec, cpu_task_queue="c", gpu_task_queue="g"
+    )
+    node = spec.node("script")
+    assert TASKS[node.task].build_input(job, {}, node) == ScriptInput(
+        job_id="job-1", topic="black holes", language="en", duration_seconds=12, words_per_minute=170
+    )
+    old_node = node.model_copy(update={"params": {}})  # graphs planned before the pace was passed on
+    assert TASKS[node.task].build_input(job, {}, old_node).words_per_minute is None  # type: ignore[attr-defined]
+
+
+SCRIPT_40_WORDS = {"stage": "A studio.", "narrative": "One two three four five six seven eight nine ten. " * 4}
+SPOKEN_40_WORDS = estimate_spoken_seconds(SCRIPT_40_WORDS["narrative"], 170)  # 40 words, 4 pauses: 15.52 s
+
+
+def test_a_user_script_without_a_duration_sets_it() -> None:
+    request = resolve_request(generate(script=SCRIPT_40_WORDS), caps(), duration_given=False)
+    assert request.options.duration_seconds == math.ceil(SPOKEN_40_WORDS * 10) / 10 == 15.6
+    assert plan(request, caps()).node("render").params["duration_seconds"] == 15.6
+
+
+def test_a_user_script_duration_is_clamped_to_the_constraints() -> None:
+    short = resolve_request(
+        generate(script={"stage": "s", "narrative": "Hi there, friends."}), caps(), duration_given=False
+    )
+    assert short.options.duration_seconds == 5
+    with pytest.raises(PlanningError, match="too little for a 5 s video"):  # 1.4 s of speech cannot fill 5 s
+        plan(short, caps())
+    long = resolve_request(
+        generate(script={**SCRIPT_40_WORDS, "narrative": SCRIPT_40_WORDS["narrative"] * 5}),
+        caps(),
+        duration_given=False,
+    )
+    assert long.options.duration_seconds == 60
+    with pytest.raises(PlanningError, match="about 77.6 s to say") as err:
+        plan(long, caps())
+    assert err.value.loc == ("body", "script", "narrative")
+
+
+def test_a_user_script_must_fit_the_duration_given() -> None:
+    with pytest.raises(PlanningError, match=r"takes about 15\.5 s to say, more than the 10 s video") as err:
+        plan(generate(script=SCRIPT_40_WORDS, options=RenderSettings(duration_seconds=10)), caps())
+    assert err.value.loc == ("body", "script", "narrative")
+    with pytest.raises(PlanningError, match=r"only about 15\.5 s to say, too little for a 30 s video"):
+        plan(generate(script=SCRIPT_40_WORDS, options=RenderSettings(duration_seconds=30)), caps())
+    for seconds in (14.5, 15.5, 20):  # up to 10 % too long is sped up; speech covers at least 75 %
+        plan(generate(script=SCRIPT_40_WORDS, options=RenderSettings(duration_seconds=seconds)), caps())
+    given = resolve_request(generate(script=SCRIPT_40_WORDS, options=RenderSettings(duration_seconds=20)), caps())
+    assert given.options.duration_seconds == 20  # duration_given (the default) keeps the user's
+
+
+def test_train_and_generate_checks_speech_too() -> None:
+    with pytest.raises(PlanningError) as err:
+        plan(train(language="fr"), caps())
+    assert err.value.loc == ("body", "language")
+    with pytest.raises(PlanningError) as err:
+        plan(train(options=RenderSettings(duration_seconds=2)), caps())
+    assert err.value.loc == ("body", "options", "durationSeconds")
+    assert resolve_request(train(), caps()).voice == "piper:en_US-joe-medium"
+
+
+def test_train_only_renders_nothing_and_skips_speech_checks() -> None:
+    request = train(mode="train_only", language="fr", voice="none", options=RenderSettings(duration_seconds=1))
+    assert resolve_request(request, caps(), duration_given=False) == request
+    assert plan(request, caps()).graph_id == "train_v1"
+
+
+def test_no_gpu_worker_is_still_unavailable_whatever_the_language() -> None:
+    request = generate(language="fr")
+    assert resolve_request(request, caps(gpu=False)) == request
+    with pytest.raises(WorkersUnavailable):
+        plan(request, caps(gpu=False))
+
+
+def test_captions_in_a_script_the_font_cannot_draw_are_rejected() -> None:
+    russian = VoiceInfo(
+        id="espeak-ng:ru", language="ru", engine="espeak-ng", license="test", commercial="yes",
+        words_per_minute=170, captions=False,
+    )  # fmt: skip
+    script = {"stage": "A studio", "narrative": "Привет. " * 12}
+    with_russian = caps(voices=(*VOICES, russian))
+    with pytest.raises(PlanningError, match="captions cannot be drawn") as err:
+        plan(generate(language="ru", script=script, options={"captions": True}), with_russian)
+    assert err.value.loc == ("body", "options", "captions")
+    plan(generate(language="ru", script=script, options={"captions": False}), with_russian)  # without: fine
+    plan(generate(options={"captions": True}), with_russian)  # English captions: fine

@@ -51,7 +51,7 @@ async def test_variant_renders_a_talking_video_end_to_end(
                 "topic": "how libraries keep books in order",
                 "variant": variant,
                 "portrait": portrait,
-                "options": {"durationSeconds": 3, "resolution": "480p", "captions": captions},
+                "options": {"durationSeconds": 5, "resolution": "480p", "captions": captions},
             },
         )
         assert status["status"] == "completed", status
@@ -109,7 +109,7 @@ async def test_a_failing_render_stage_fails_the_job_and_keeps_the_earlier_output
                 "topic": "why the sea is salty",
                 "variant": "svd",
                 "portrait": portrait,
-                "options": {"durationSeconds": 2, "resolution": "480p", "captions": True},
+                "options": {"durationSeconds": 5, "resolution": "480p", "captions": True},
             },
         )
         assert status["status"] == "failed", status

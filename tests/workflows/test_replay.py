@@ -104,7 +104,7 @@ def test_the_replay_command_exits_0_on_good_histories_and_1_on_a_mismatch(tmp_pa
 
 
 async def _run_generate(stack, _tmp_path: Path) -> str:
-    body = {"topic": "why leaves fall", "variant": "sadtalker", "options": {"durationSeconds": 2}}
+    body = {"topic": "why leaves fall", "variant": "sadtalker", "options": {"durationSeconds": 5}}
     response = await stack.api.post("/api/generate", json=body)
     assert response.status_code == 202, response.text
     return str(response.json()["jobId"])

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from core import repo
-from gpu_worker.media.speech import VoiceParams, synthesize
+from gpu_worker.media.speech import VoiceParams
+from gpu_worker.media.voices import synthesize
 from gpu_worker.training.audio import analyse, decode
 from schemas.names import ARTIFACTS_BUCKET
 from tests.conftest import astronaut_png, wait_for_status
@@ -45,7 +46,7 @@ async def test_trained_profile_is_reused_with_its_voice(stack_factory, tmp_path)
             "audio": [clip],
             "variant": "sadtalker",
             "script": SCRIPT,
-            "options": {"durationSeconds": 6},
+            "options": {"durationSeconds": 5},
         }
         trained = (await stack.api.post("/api/train", json=body)).json()["jobId"]
         assert (await wait_for_status(stack.api, trained, timeout=240))["status"] == "completed"
@@ -64,7 +65,7 @@ async def test_trained_profile_is_reused_with_its_voice(stack_factory, tmp_path)
                         "topic": "t",
                         "variant": "sadtalker",
                         "script": SCRIPT,
-                        "options": {"durationSeconds": 6},
+                        "options": {"durationSeconds": 5},
                         **extra,
                     },
                 )

@@ -7,6 +7,7 @@ import { h, fill, icon, announce } from "./dom.js";
 import {
   ARTIFACT_LABELS, STAGE_LABELS, STATUS_LABELS, TERMINAL, bytes, elapsed, fullTime, jobTitle, nodeLabel, seconds, when,
 } from "./format.js";
+import { STAGE_TITLES, renderingEntries, runtimeLabel } from "./runtimes.js";
 
 const NODE_STATE_ICONS = { completed: "check", failed: "cross", cancelled: "dash", skipped: "dash" };
 const ARTIFACT_ORDER = ["video", "captions", "audio", "thumbnail", "scene", "base_clip"];
@@ -183,7 +184,7 @@ class JobCard {
 
   renderHead() {
     const r = this.record;
-    this.titleEl.textContent = jobTitle(r.mode, r.variant);
+    this.titleEl.textContent = jobTitle(r.mode, r.variant, r.rendering);
     this.topicEl.textContent = r.topic;
     const profile = r.profile ? `Profile: ${r.profile.name}` : r.mode === "generate" ? "Built-in presenter" : "New profile";
     fill(this.metaEl,
@@ -299,6 +300,8 @@ class JobCard {
         icon("download"), `${ARTIFACT_LABELS[a.kind] ?? a.kind}${a.partial ? " (partial)" : ""}`,
         a.sizeBytes ? h("span", { class: "size" }, bytes(a.sizeBytes)) : null))));
     }
+    const ran = renderingEntries(r.rendering);
+    if (ran.length) parts.push(whatRan(ran));
     if (r.scriptSummary) parts.push(h("blockquote", { class: "script-summary" }, r.scriptSummary));
     fill(this.resultEl, parts);
     this.resultEl.hidden = parts.length === 0;
@@ -313,7 +316,7 @@ class JobCard {
     if (state === "failed") buttons.push(this.button("Retry", "retry", "", () => this.retry()));
     if (TERMINAL.has(state)) {
       buttons.push(this.button("Resubmit", "copy", "", () => this.resubmit()));
-      buttons.push(this.button("Delete", "trash", "btn-danger", () => this.remove()));
+      buttons.push(this.button("Delete", "trash", "btn-danger", (btn) => this.remove(btn)));
     }
     const key = buttons.map((b) => b.dataset.action).join(",");
     if (key !== this.actionsKey) {
@@ -328,7 +331,7 @@ class JobCard {
     btn.addEventListener("click", async () => {
       btn.disabled = true;
       try {
-        await handler();
+        await handler(btn);
       } catch (err) {
         this.notice(err.message);
       } finally {
@@ -358,12 +361,13 @@ class JobCard {
     announce("Resubmitted as a new job.");
   }
 
-  async remove() {
+  async remove(opener) {
     const topic = this.record?.topic ?? this.topicEl.textContent;
     const ok = await confirmAction({
       title: "Delete this job?",
       message: `${topic ? `“${topic}”: its` : "Its"} video, downloads and every file it made are deleted for good.`,
       confirm: "Delete job",
+      opener,
     });
     if (!ok) return;
     try {
@@ -416,6 +420,15 @@ function nodeStateText(node) {
     case "skipped": return "Skipped";
     default: return node.state;
   }
+}
+
+/** Which runtime rendered each stage; the exact id stays in the tooltip. */
+function whatRan(entries) {
+  return h("div", { class: "rendering", role: "group", "aria-label": "What ran" },
+    h("span", { class: "rendering-title" }, "What ran"),
+    h("dl", {}, entries.map(([stage, id]) => h("div", { class: "rendering-stage", dataset: { stage } },
+      h("dt", {}, STAGE_TITLES[stage] ?? stage),
+      h("dd", { title: id }, runtimeLabel(id))))));
 }
 
 const rank = (kind) => {

@@ -3,10 +3,13 @@
 
 const dialog = () => document.getElementById("confirm");
 
-/** Ask before doing something that cannot be undone; resolves true only for the confirm button. */
-export function confirmAction({ title, message, confirm }) {
+/**
+ * Ask before doing something that cannot be undone; resolves true only for the confirm button.
+ * Focus returns to `opener`: callers that disable their button while waiting pass it, since
+ * Chromium blurs a focused button when it is disabled, leaving `document.activeElement` on the body.
+ */
+export function confirmAction({ title, message, confirm, opener = document.activeElement }) {
   const el = dialog();
-  const opener = document.activeElement;
   el.querySelector("#confirm-title").textContent = title;
   el.querySelector("#confirm-message").textContent = message;
   el.querySelector("#confirm-ok").textContent = confirm;

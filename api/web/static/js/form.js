@@ -3,6 +3,7 @@
 
 import { post, HttpError } from "./api.js";
 import { h, fill, announce } from "./dom.js";
+import { preferredRuntimes, variantDescription, variantTitle } from "./runtimes.js";
 import { FileField } from "./uploads.js";
 
 const RESOLUTION_NOTES = { "480p": "480p · fastest", "576p": "576p", "720p": "720p · HD", "1080p": "1080p · Full HD" };
@@ -71,6 +72,10 @@ export class JobForm {
       const ok = offered.includes(input.value);
       input.disabled = !ok;
       const label = input.labels[0];
+      // Models are named only when the workers would run them (their preferred runtime per stage).
+      const ran = preferredRuntimes(caps?.gpu?.runtimes, input.value);
+      label.querySelector(".choice-title").textContent = variantTitle(input.value, ran);
+      label.querySelector(".choice-desc").textContent = variantDescription(input.value, ran);
       label.querySelector(".choice-reason")?.remove();
       if (!ok) {
         const why = caps?.gpu ? "Not offered by the connected GPU workers." : "No GPU worker is online right now.";

@@ -1,7 +1,8 @@
 // Words and numbers for people.
 
+import { variantTitle } from "./runtimes.js";
+
 export const MODE_LABELS = { generate: "Generate", train_and_generate: "Train+Generate", train_only: "Train only" };
-export const VARIANT_LABELS = { svd: "SVD", sadtalker: "SadTalker" };
 export const STATUS_LABELS = {
   queued: "Queued", running: "Running", completed: "Completed", failed: "Failed", cancelled: "Cancelled",
 };
@@ -14,18 +15,21 @@ export const NODE_LABELS = {
   render: "Render the video",
   register: "Save the outputs",
 };
+// Heartbeat stages: the render stage vocabulary (see runtimes.js) and the renderer's own steps.
 export const STAGE_LABELS = {
-  speech: "speech", scene: "scene", animate: "animating", encode: "encoding", thumbnail: "thumbnail",
-  upload: "uploading", done: "done",
+  speech: "speech", scene: "scene", image_to_video: "animating", talking_head: "animating the face",
+  lipsync: "moving the mouth", captions: "captions", music: "music", upscale: "upscaling", mux: "encoding",
+  animate: "animating", encode: "encoding", thumbnail: "thumbnail", upload: "uploading", done: "done",
 };
 export const ARTIFACT_LABELS = {
   video: "Video", captions: "Captions (.srt)", audio: "Narration audio", thumbnail: "Thumbnail",
-  scene: "Scene image", base_clip: "Silent clip", lora: "LoRA weights", voice: "Voice model", portrait: "Portrait",
+  scene: "Scene image", base_clip: "Silent clip", lora: "LoRA weights", voice: "Voice profile", portrait: "Portrait",
 };
 export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
-export const jobTitle = (mode, variant) =>
-  `${MODE_LABELS[mode] ?? mode} · ${VARIANT_LABELS[variant] ?? variant}`;
+/** "Generate · Animated scene"; the variant names its model only when `rendering` says the model ran. */
+export const jobTitle = (mode, variant, rendering = {}) =>
+  `${MODE_LABELS[mode] ?? mode} · ${variantTitle(variant, rendering)}`;
 
 export function nodeLabel(id) {
   return NODE_LABELS[id] ?? id.replace(/[_-]+/g, " ").replace(/^./, (c) => c.toUpperCase());

@@ -6,6 +6,8 @@ import { h, fill, icon, announce } from "./dom.js";
 import { confirmAction } from "./dialog.js";
 import { fullTime, when } from "./format.js";
 
+// A trained voice sets how the presenter's voice paces (and pitches) its words; it is no voice clone.
+const VOICE_PROFILE = "voice profile: pace (and pitch)";
 const STATUS_WORDS = { ready: "Ready", new: "Not trained yet", training: "Training", failed: "Training failed" };
 
 export class Profiles {
@@ -33,7 +35,7 @@ export class Profiles {
     fill(this.select,
       h("option", { value: "" }, "Built-in presenter (no profile)"),
       profiles.map((p) => h("option", { value: p.id, disabled: p.status !== "ready" },
-        `${p.name}${p.voiceId ? " · own voice" : ""}${p.status !== "ready" ? ` (${p.status})` : ""}`)));
+        `${p.name}${p.voiceId ? ` · ${VOICE_PROFILE}` : ""}${p.status !== "ready" ? ` (${p.status})` : ""}`)));
     this.select.value = profiles.some((p) => p.id === previous && p.status === "ready") ? previous : "";
     fill(this.list, profiles.map((p) => this.row(p)));
     this.count.textContent = `(${profiles.length})`;
@@ -52,7 +54,7 @@ export class Profiles {
       h("span", { class: "profile-main" },
         h("span", { class: "profile-name" }, profile.name),
         h("span", { class: "profile-sub" },
-          status, profile.voiceId ? " · own voice" : "",
+          status, profile.voiceId ? ` · ${VOICE_PROFILE}` : "",
           h("span", { title: fullTime(profile.createdAt) }, ` · created ${when(profile.createdAt)}`))),
       remove, error);
   }
@@ -60,9 +62,10 @@ export class Profiles {
   async remove(profile, button, error) {
     const ok = await confirmAction({
       title: `Delete the profile “${profile.name}”?`,
-      message: "Its trained face and voice, its photos, voice clips and training checkpoints are deleted for good. "
+      message: "Its trained face and voice profile, its photos, voice clips and training checkpoints are deleted for good. "
         + "Videos already made with it stay.",
       confirm: "Delete profile",
+      opener: button,
     });
     if (!ok) return;
     button.disabled = true;

@@ -1,0 +1,102 @@
+// What ran, in words. Runtime ids arrive exactly as the GPU manifest advertises them (the record's
+// `rendering`, and `gpu.runtimes` of GET /api/capabilities); a label names a model only for the id of
+// that model's backend, so the page never claims a model that did not run. Unknown ids are shown as-is.
+
+// One vocabulary for the manifest, the record, heartbeats and this page, in render order.
+export const RENDER_STAGES = [
+  "speech", "scene", "image_to_video", "talking_head", "lipsync", "captions", "music", "upscale", "mux",
+];
+
+export const STAGE_TITLES = {
+  speech: "Voice", scene: "Scene", image_to_video: "Motion", talking_head: "Face", lipsync: "Mouth",
+  captions: "Captions", music: "Music", upscale: "Upscaling", mux: "Encoding",
+};
+
+const RUNTIME_LABELS = {
+  procedural: "procedural backdrop",
+  "ken-burns": "Ken Burns camera",
+  "embedded-mouth": "embedded mouth animation",
+  "embedded-face": "animated portrait (embedded)",
+  "diffusers-sd": "Stable Diffusion",
+  "diffusers-svd": "Stable Video Diffusion",
+  comfyui: "ComfyUI",
+  wav2lip: "Wav2Lip",
+  sadtalker: "SadTalker",
+  realesrgan: "Real-ESRGAN",
+  "ffmpeg-lanczos": "Lanczos resize",
+  ffmpeg: "FFmpeg",
+  "sentence-timed": "timed per sentence",
+  "word-timed": "timed per word",
+};
+
+// Backends that run a model's downloaded weights or a model service; everything else is embedded.
+const MODEL_BACKENDS = new Set(["diffusers-sd", "diffusers-svd", "comfyui", "wav2lip", "sadtalker", "realesrgan", "coqui"]);
+
+// What each variant does on the embedded path, and the backend (by stage) that earns it the model's name.
+const VARIANTS = {
+  svd: {
+    title: "Animated scene",
+    description: "An animated scene with the presenter composed in: a slow camera move and a moving mouth.",
+    stage: "image_to_video", backend: "diffusers-svd", model: "SVD",
+  },
+  sadtalker: {
+    title: "Animated portrait",
+    description: "An animated portrait: the face talks, blinks and nods with the voice.",
+    stage: "talking_head", backend: "sadtalker", model: "SadTalker",
+  },
+};
+
+// The stages whose model backends the form names (speech is chosen with the voice, encoding is never a model).
+const NAMED_STAGES = ["scene", "image_to_video", "talking_head", "lipsync", "upscale"];
+
+/** `en_US-joe-medium` → `joe, en-US`; other names as they are. */
+function voiceName(voice) {
+  const m = voice.match(/^([a-z]{2,3})_([A-Z]{2})-(.+)-(x_low|low|medium|high)$/);
+  return m ? `${m[3]}, ${m[1]}-${m[2]}` : voice;
+}
+
+/** The readable label of one runtime id (unknown ids come back unchanged). */
+export function runtimeLabel(id) {
+  const colon = id.indexOf(":");
+  const engine = colon < 0 ? id : id.slice(0, colon);
+  const detail = colon < 0 ? "" : id.slice(colon + 1);
+  if (engine === "piper") return detail ? `Piper neural voice (${voiceName(detail)})` : "Piper neural voice";
+  if (engine.startsWith("espeak-ng")) return "eSpeak NG (formant synthesizer)";
+  if (engine.startsWith("coqui")) return "Coqui TTS";
+  return RUNTIME_LABELS[id] ?? id;
+}
+
+const isModel = (id) => MODEL_BACKENDS.has(id?.split(":")[0]);
+
+/** `[stage, runtime id]` pairs of a record's `rendering`, known stages in render order, then any others. */
+export function renderingEntries(rendering) {
+  const entries = Object.entries(rendering ?? {});
+  const rank = ([stage]) => {
+    const i = RENDER_STAGES.indexOf(stage);
+    return i < 0 ? RENDER_STAGES.length : i;
+  };
+  return entries.sort((a, b) => rank(a) - rank(b));
+}
+
+/** A variant's name; the model's only when `ran` (stage → runtime id) says its backend ran or would run. */
+export function variantTitle(variant, ran = {}) {
+  const v = VARIANTS[variant];
+  if (!v) return variant;
+  return ran?.[v.stage] === v.backend ? `${v.title} (${v.model})` : v.title;
+}
+
+/** What a variant does, naming the model backends only that the preferred runtimes (`ran`) would run. */
+export function variantDescription(variant, ran = {}) {
+  const v = VARIANTS[variant];
+  if (!v) return "";
+  const models = NAMED_STAGES.map((stage) => ran?.[stage]).filter(isModel).map(runtimeLabel);
+  return models.length ? `${v.description} Uses ${models.join(", ")}.` : v.description;
+}
+
+/** The preferred (first) runtime of each stage a variant advertises: `{variant: {stage: [ids]}}` → `{stage: id}`. */
+export function preferredRuntimes(runtimes, variant) {
+  const stages = runtimes?.[variant];
+  if (!stages || typeof stages !== "object" || Array.isArray(stages)) return {};
+  return Object.fromEntries(
+    Object.entries(stages).filter(([, ids]) => Array.isArray(ids) && ids.length).map(([stage, ids]) => [stage, ids[0]]));
+}
