@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -113,21 +114,15 @@ class ControlActivities:
 
     @activity.defn(name=names.SELECT_PIPELINE)
     async def select_pipeline(self, inp: SelectInput) -> Pipeline:
-        """Fix the variant and every rendering parameter, including which face is animated."""
+        """Fix the variant and which face is animated (the request's portrait, the profile's, or the presenter)."""
+        face_source: Literal["request", "profile", "presenter"]
         if inp.portrait:
             face, face_source = inp.portrait, "request"
         elif inp.profile.portrait_uri:
             face, face_source = inp.profile.portrait_uri, "profile"
         else:
             face, face_source = None, "presenter"
-        params = {
-            **inp.options.model_dump(),
-            "portrait_uri": face,
-            "face_source": face_source,
-            "lora_id": inp.profile.lora_id,
-            "voice_id": inp.profile.voice_id,
-        }
-        return Pipeline(variant=inp.requested_variant, params=params)
+        return Pipeline(variant=inp.requested_variant, portrait_uri=face, face_source=face_source)
 
     @activity.defn(name=names.REGISTER_OUTPUTS)
     async def register_outputs(self, inp: RegisterInput) -> RegisterResult:

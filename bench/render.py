@@ -1,8 +1,8 @@
 """Embedded render runtime vs. the ffmpeg encode floor (`python -m bench.render`; prints a markdown table).
 
 For each variant (svd, sadtalker) and resolution (480p, 720p) it renders about 20 s of narrated
-video with `render_still_video` (the embedded CPU runtime behind `render_video`: espeak-ng
-speech, scene or portrait, animation, H.264/AAC encode, thumbnail) and reports the wall time and
+video with `render_still_video` (the embedded CPU runtime behind `render_video`: Piper
+speech fitted to the duration, scene or portrait, animation, H.264/AAC encode, thumbnail) and reports the wall time (split into speech and frames + encode) and
 the real-time factor (seconds of video per second of wall time; ≥ 1 is faster than real time).
 
 Next to it, two floors for the same number of frames at the same size, encoded with the same
@@ -13,7 +13,7 @@ settings (libx264 `veryfast`, CRF 23, yuv420p, `+faststart`, AAC 96k of the same
   rendered video (a pool of frames cycled), so the floor sees the same content and the same pipe.
 
 Targets (issue 3): ≥ 1× real time at 720p, and the render ≤ 2× the encode floor (ffmpeg alone).
-A full run takes about 1.5 minutes on 2 idle cores (`--repeat 1` halves it).
+A full run takes about 1.5 minutes on 2 idle cores (`--repeat 1` halves it); `--smoke` is the CI size.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ class Row:
     render_s: float
     lavfi_s: float
     pipe_s: float
+    speech_s: float  # of `render_s`: the narration (Piper), fitted to the duration
+    frames_s: float  # of `render_s`: scene, animation and encoding
 
 
 def narrative_for(seconds: float, work: Path) -> tuple[str, float]:
@@ -85,15 +87,23 @@ def narrative_for(seconds: float, work: Path) -> tuple[str, float]:
     raise AssertionError("unreachable")
 
 
-def render_once(variant: str, size: tuple[int, int], narrative: str, out_dir: Path) -> tuple[float, Path, Path, float]:
-    """Render with the embedded runtime; returns (wall seconds, video, speech wav, video seconds)."""
+def render_once(
+    variant: str, size: tuple[int, int], narrative: str, out_dir: Path, seconds: float | None = None
+) -> tuple[float, Path, Path, float, dict[str, float]]:
+    """Render with the embedded runtime; returns (wall seconds, video, speech wav, video seconds, seconds per stage)."""
     start = time.perf_counter()
+    entered: dict[str, float] = {}
     result = render_still_video(
         STAGE, narrative, out_dir, size, FPS, VoiceParams(), None, variant, captions=False,
-        progress=lambda _stage, _fraction: None, cancelled=lambda: False, crf=CRF, preset=PRESET,
+        progress=lambda stage, _fraction: entered.setdefault(stage, time.perf_counter()), cancelled=lambda: False,
+        crf=CRF, preset=PRESET, duration_seconds=seconds,
     )  # fmt: skip
     wall = time.perf_counter() - start
-    return wall, result.video, result.audio, result.duration
+    stages = {
+        "speech": entered.get("scene", start) - start,
+        "frames": entered.get("thumbnail", start) - entered.get("scene", start),
+    }
+    return wall, result.video, result.audio, result.duration, stages
 
 
 def lavfi_floor(size: tuple[int, int], frames: int, audio: Path, out_path: Path) -> float:
@@ -128,14 +138,16 @@ def pipe_floor(pool: list[np.ndarray], size: tuple[int, int], frames: int, audio
     return time.perf_counter() - start
 
 
-def measure(variant: str, resolution: str, narrative: str, repeat: int, work: Path) -> Row:
+def measure(variant: str, resolution: str, narrative: str, repeat: int, work: Path, seconds: float) -> Row:
     """Render and both floors, interleaved run by run so that other load on the machine hits all three alike."""
     size = frame_size(resolution, "16:9")
-    renders, lavfis, pipes = [], [], []
+    renders, lavfis, pipes, speeches, frame_times = [], [], [], [], []
     pool: list[np.ndarray] = []
     for i in range(repeat):
         out_dir = work / f"{variant}-{resolution}-{i}"
-        wall, video, audio, duration = render_once(variant, size, narrative, out_dir)
+        wall, video, audio, duration, stages = render_once(variant, size, narrative, out_dir, seconds)
+        speeches.append(stages["speech"])
+        frame_times.append(stages["frames"])
         frames = max(1, math.ceil(duration * FPS))
         if i == 0:
             info = probe(video)
@@ -151,7 +163,10 @@ def measure(variant: str, resolution: str, narrative: str, repeat: int, work: Pa
         )  # fmt: skip
         shutil.rmtree(out_dir, ignore_errors=True)
     med = statistics.median
-    return Row(variant, resolution, size, frames, duration, med(renders), med(lavfis), med(pipes))
+    return Row(
+        variant, resolution, size, frames, duration, med(renders), med(lavfis), med(pipes), med(speeches),
+        med(frame_times),
+    )  # fmt: skip
 
 
 def report(rows: list[Row], seconds: float, repeat: int) -> None:
@@ -175,11 +190,12 @@ def report(rows: list[Row], seconds: float, repeat: int) -> None:
         )
         body.append([
             r.variant, r.resolution, f"{r.size[0]}x{r.size[1]}", r.frames, f"{r.video_s:.2f}", f"{r.render_s:.2f}",
-            f"{rtf:.2f}×", f"{r.lavfi_s:.2f}", f"{vs_lavfi:.2f}×", f"{r.pipe_s:.2f}", f"{vs_pipe:.2f}×", targets,
+            f"{rtf:.2f}×", f"{r.speech_s:.2f}", f"{r.frames_s:.2f}", f"{r.lavfi_s:.2f}", f"{vs_lavfi:.2f}×",
+            f"{r.pipe_s:.2f}", f"{vs_pipe:.2f}×", targets,
         ])  # fmt: skip
     header = [
-        "variant", "res", "size", "frames", "video s", "render s", "real-time", "ffmpeg alone s", "render ÷ alone",
-        "piped frames s", "render ÷ piped", "targets (≥1× RT at 720p, ≤2× floor)",
+        "variant", "res", "size", "frames", "video s", "render s", "real-time", "speech s", "frames + encode s",
+        "ffmpeg alone s", "render ÷ alone", "piped frames s", "render ÷ piped", "targets (≥1× RT at 720p, ≤2× floor)",
     ]  # fmt: skip
     out(table(header, body))
     out()
@@ -190,13 +206,16 @@ def report(rows: list[Row], seconds: float, repeat: int) -> None:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds of speech (video length) to render")
     parser.add_argument("--repeat", type=int, default=2, help="runs per measurement (the median is reported)")
     parser.add_argument("--variants", nargs="+", default=["svd", "sadtalker"], choices=["svd", "sadtalker"])
     parser.add_argument("--resolutions", nargs="+", default=["480p", "720p"], choices=["480p", "576p", "720p", "1080p"])
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="CI size: 5 s, one run, 480p, both variants")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.repeat, args.resolutions = 5.0, 1, ["480p"]
     quiet_logging()
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         work = Path(tmp)
@@ -205,12 +224,13 @@ def main() -> None:
         # Warm up: espeak-ng, OpenCV's face cascade, the scene renderer and ffmpeg, outside the timings.
         render_once("svd", (320, 180), "Warming up.", work / "warmup")
         rows = [
-            measure(variant, resolution, narrative, args.repeat, work)
+            measure(variant, resolution, narrative, args.repeat, work, args.seconds)
             for variant in args.variants
             for resolution in args.resolutions
         ]
-    report(rows, duration, args.repeat)
+    report(rows, args.seconds, args.repeat)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

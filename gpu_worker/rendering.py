@@ -72,7 +72,7 @@ class RenderActivities:
             index = RENDER_STAGES.index(stage) if stage in RENDER_STAGES else hb.details.get("stage_index", 0)
             hb.update(stage, fraction * 95, stage_index=index, stage_count=stage_count)
 
-        portrait = self._portrait(inp.pipeline.params.get("portrait_uri"), out_dir)
+        portrait = self._portrait(inp.pipeline.portrait, out_dir)
         voice = self._voice(inp)
         size = frame_size(options.resolution, options.aspect_ratio)
         try:

@@ -145,10 +145,23 @@ class SelectInput(Contract):
 
 
 class Pipeline(Contract):
-    """The chosen variant and its concrete rendering parameters."""
+    """The render plan `planner.selectPipeline` fixes: the variant and which face is animated.
+
+    The rendering options travel once, in `RenderInput.options`. `params` is what jobs recorded
+    before this plan was typed (a copy of the options plus the portrait); only the portrait of such
+    an old history is still read from it.
+    """
 
     variant: Variant
+    portrait_uri: str | None = None  # None: the built-in presenter
+    face_source: Literal["request", "profile", "presenter"] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def portrait(self) -> str | None:
+        """The portrait to animate, from this plan or an old history's `params`."""
+        legacy = self.params.get("portrait_uri")
+        return self.portrait_uri or (legacy if isinstance(legacy, str) else None)
 
 
 class RenderInput(Contract):

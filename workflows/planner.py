@@ -69,11 +69,10 @@ def plan(request: JobRequest, caps: CapabilitiesManifest) -> GraphSpec:
 
     The script node's params carry the speaking voice's pace, so the writer sizes the narration for it.
     """
-    render_params = {"variant": request.variant, **request.options.model_dump()}
     voice = _speaking_voice(request, caps)
     script = _node("script", names.GENERATE_SCRIPT, {"words_per_minute": voice.words_per_minute if voice else None})
     select = _node("select", names.SELECT_PIPELINE, {"variant": request.variant})
-    render = _node("render", names.RENDER_VIDEO, render_params)
+    render = _node("render", names.RENDER_VIDEO, {"variant": request.variant})  # options travel in the request
     register = _node("register", names.REGISTER_OUTPUTS)
 
     if request.mode == "generate":

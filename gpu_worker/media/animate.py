@@ -67,7 +67,8 @@ def camera_path(
     (sw, sh), (w, h) = src_size, size
     fit = max(w / sw, h / sh)
     t = np.linspace(0.0, 1.0, max(n_frames, 1))
-    ease = t * t * (3 - 2 * t)
+    # Half linear, half smoothstep: soft at the ends but never still, so a closing silence is not a frozen frame.
+    ease = 0.5 * t + 0.5 * t * t * (3 - 2 * t)
     z = 1 + zoom * (ease if rng.random() < 0.7 else 1 - ease)
     s = fit * z
     target = rng.uniform(0.3, 0.7, 2) if focus is None else np.array([focus[0] / sw, focus[1] / sh])

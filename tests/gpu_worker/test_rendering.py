@@ -86,7 +86,7 @@ def render_input(
     return RenderInput(
         job_id=job_id,
         node_id="render",
-        pipeline=Pipeline(variant=variant, params={**options.model_dump(), "portrait_uri": portrait_uri}),  # type: ignore[arg-type]
+        pipeline=Pipeline(variant=variant, portrait_uri=portrait_uri),  # type: ignore[arg-type]
         script=Script(stage=STAGE, narrative=narrative),
         profile=ProfileRef(),
         options=options,
@@ -326,3 +326,47 @@ def test_bad_input_fails_at_once_instead_of_retrying(tmp_path: Path) -> None:
         ActivityEnvironment().run(RenderActivities(store, tmp_path / "work").render_video, inp)
     assert failure.value.type == "InvalidInput" and failure.value.non_retryable
     assert "stage 'speech'" in failure.value.message and "xx-nope" in failure.value.message
+
+
+# ---------------------------------------------------------------- the length the user asked for
+
+
+def _stream_seconds(path: Path) -> tuple[float, float]:
+    """Durations of the video stream and the audio stream, each measured on its own decoded frames."""
+    with av.open(str(path)) as container:
+        video = sum(1 for _ in container.decode(video=0)) / float(container.streams.video[0].average_rate)
+    with av.open(str(path)) as container:
+        audio = sum(f.samples / f.sample_rate for f in container.decode(audio=0))
+    return video, audio
+
+
+def _longest_frozen_run(path: Path) -> float:
+    """Seconds of the longest run of frames a viewer would see as identical."""
+    with av.open(str(path)) as container:
+        fps = float(container.streams.video[0].average_rate)
+        previous, run, longest = None, 0, 0
+        for frame in container.decode(video=0):
+            pixels = frame.to_ndarray(format="gray").astype(np.int16)
+            same = previous is not None and np.abs(pixels - previous).mean() < 0.05
+            run = run + 1 if same else 0
+            longest = max(longest, run)
+            previous = pixels
+    return longest / fps
+
+
+@pytest.mark.parametrize("variant", ["svd", "sadtalker"])
+def test_the_video_lasts_what_was_asked_with_speech_covering_it_and_no_frozen_tail(
+    acts, store, tmp_path: Path, variant: str
+) -> None:
+    result = run(acts, render_input(variant, narrative=LONGER, duration_seconds=12))
+    assert result.video.rendering["speech"] == "piper:en_US-joe-medium"
+    video_path = tmp_path / "video.mp4"
+    video_path.write_bytes(store.get_bytes(result.video.uri))
+    video_seconds, audio_seconds = _stream_seconds(video_path)
+    assert video_seconds == pytest.approx(12, rel=0.05) and audio_seconds == pytest.approx(12, rel=0.05)
+    with wave.open(str(store.path(next(a.uri for a in result.assets if a.kind == "audio"))), "rb") as wav:
+        rate = wav.getframerate()
+        samples = np.abs(np.frombuffer(wav.readframes(wav.getnframes()), np.int16).astype(np.int32))
+    loud = np.flatnonzero(samples > SILENCE)
+    assert (loud[-1] - loud[0]) / rate >= 0.75 * 12, "speech covers at least 75 % of the video"
+    assert _longest_frozen_run(video_path) <= 0.5, "the presenter keeps moving through the closing silence"

@@ -288,7 +288,7 @@ SPOKEN_40_WORDS = estimate_spoken_seconds(SCRIPT_40_WORDS["narrative"], 170)  # 
 def test_a_user_script_without_a_duration_sets_it() -> None:
     request = resolve_request(generate(script=SCRIPT_40_WORDS), caps(), duration_given=False)
     assert request.options.duration_seconds == math.ceil(SPOKEN_40_WORDS * 10) / 10 == 15.6
-    assert plan(request, caps()).node("render").params["duration_seconds"] == 15.6
+    assert request.options.duration_seconds == 15.6  # what the render input carries (`RenderInput.options`)
 
 
 def test_a_user_script_duration_is_clamped_to_the_constraints() -> None:

@@ -9,7 +9,9 @@ shape) with
 which runs one job of each shape on the real stack and writes `tests/histories/<graph_id>.json`
 with `WorkflowHistory.to_json()`. Keep the previous files under another name (e.g.
 `generate_v1.before-<change>.json`): every `*.json` there is replayed, so histories from before
-a change keep proving that the patched code still replays them.
+a change keep proving that the patched code still replays them. `*.with-voices-and-rendering.json` are
+the shapes since issue 11 (chosen voice id, the writer's pace in the script node, `Video.rendering`,
+the typed render plan), recaptured after the `cancel-cpu-nodes-at-once` patch.
 """
 
 import json

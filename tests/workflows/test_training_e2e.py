@@ -14,7 +14,10 @@ from tests.conftest import astronaut_png, wait_for_status
 
 pytestmark = pytest.mark.integration
 
-SCRIPT = {"stage": "A studio.", "narrative": "Hello. This sentence is spoken with the chosen voice."}
+SCRIPT = {
+    "stage": "A studio.",
+    "narrative": "Hello. This sentence is spoken with the chosen voice, clearly and at an easy pace.",
+}
 
 
 async def upload(api, path: Path) -> str:
@@ -45,10 +48,11 @@ async def test_trained_profile_is_reused_with_its_voice(stack_factory, tmp_path)
             "images": [image],
             "audio": [clip],
             "variant": "sadtalker",
-            "script": SCRIPT,
-            "options": {"durationSeconds": 5},
+            "script": SCRIPT,  # no durationSeconds: the video lasts as long as the script takes to say
         }
-        trained = (await stack.api.post("/api/train", json=body)).json()["jobId"]
+        response = await stack.api.post("/api/train", json=body)
+        assert response.status_code == 202, response.text
+        trained = response.json()["jobId"]
         assert (await wait_for_status(stack.api, trained, timeout=240))["status"] == "completed"
         record = (await stack.api.get(f"/api/jobs/{trained}")).json()
         profile = record["profile"]
@@ -65,7 +69,8 @@ async def test_trained_profile_is_reused_with_its_voice(stack_factory, tmp_path)
                         "topic": "t",
                         "variant": "sadtalker",
                         "script": SCRIPT,
-                        "options": {"durationSeconds": 5},
+                        # A profile's pitch applies where the engine has a pitch knob: eSpeak NG, not Piper.
+                        "voice": "espeak-ng:en-us",
                         **extra,
                     },
                 )
