@@ -123,6 +123,8 @@ def run_one(api: httpx.Client, variant: str, out_dir: Path) -> bool:
     path = out_dir / f"{job_id}-{variant}.mp4"
     path.write_bytes(httpx.get(video["url"], timeout=60).content)
     _say(f"  script ({record['scriptSource']}): {record['scriptSummary']}")
+    rendered_by = ", ".join(f"{stage} = {runtime}" for stage, runtime in record.get("rendering", {}).items())
+    _say(f"  rendered by: {rendered_by or 'not recorded'}")
     _say(f"  video: {path} ({path.stat().st_size // 1024} KiB)")
     _say(f"  download URL: {video['url']}")
     return True
