@@ -100,9 +100,15 @@ class JobAccepted(ApiModel):
 
 
 class PlanResponse(ApiModel):
-    """`POST /api/plan`: the graph a submission would run."""
+    """`POST /api/plan`: the graph a submission would run, with the voice and length it would get."""
 
     graph: GraphSpec
+    voice: str | None = Field(
+        default=None, description="the advertised voice that would speak (none: nothing is rendered)"
+    )
+    duration_seconds: float | None = Field(
+        default=None, description="how long the video would last (fitted to a user script when not given)"
+    )
 
 
 class NodeError(ApiModel):

@@ -93,8 +93,13 @@ async def plan_only(body: Annotated[AnyRequest, Body()], user: UserDep, services
     check_caller(body, user)
     request = to_job_request(body)
     await check_references(request, user, services)
-    _resolved, graph = await plan_submission(body, request, services)
-    return PlanResponse(graph=graph)
+    resolved, graph = await plan_submission(body, request, services)
+    renders = resolved.mode != "train_only"
+    return PlanResponse(
+        graph=graph,
+        voice=resolved.voice if renders else None,
+        duration_seconds=resolved.options.duration_seconds if renders else None,
+    )
 
 
 @router.get("/capabilities")

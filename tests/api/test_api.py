@@ -105,7 +105,8 @@ async def test_plan_resolves_the_voice_and_fits_the_duration_to_a_user_script(st
         nodes = {n["id"]: n for n in response.json()["graph"]["nodes"]}
         assert nodes["script"]["params"] == {"words_per_minute": voice.words_per_minute}
         spoken = estimate_spoken_seconds(narrative, voice.words_per_minute)
-        assert nodes["render"]["params"]["duration_seconds"] == math.ceil(spoken * 10) / 10
+        assert response.json()["durationSeconds"] == math.ceil(spoken * 10) / 10
+        assert response.json()["voice"] == voice.id
 
         image = (
             await stack.api.post(
