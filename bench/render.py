@@ -202,7 +202,7 @@ def report(rows: list[Row], seconds: float, repeat: int) -> None:
     out(
         "ffmpeg alone: `-f lavfi -i testsrc2` encoded with the same settings (no pipe). Piped frames: the "
         f"renderer's VideoWriter fed {POOL_FRAMES} frames decoded from the render, cycled (encode + pipe, no "
-        "rendering). The svd render also writes its base clip (`base.mp4`, x264 ultrafast) beside the final video."
+        "rendering). A base clip (`base.mp4`) is written only when a model made it (SVD), not for the Ken Burns camera."
     )
 
 

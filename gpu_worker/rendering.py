@@ -36,8 +36,14 @@ class RenderActivities:
     """The render activity with its storage, scratch directory and model backends injected."""
 
     def __init__(
-        self, store: ObjectStore, work_dir: Path, backends: Backends | None = None, narrator: Narrator | None = None
+        self,
+        store: ObjectStore,
+        work_dir: Path,
+        backends: Backends | None = None,
+        narrator: Narrator | None = None,
+        heartbeat_interval: float = 1.0,
     ) -> None:
+        self._heartbeat_interval = heartbeat_interval  # at most one progress heartbeat this often (seconds)
         self._store = store
         self._work_dir = work_dir
         self._backends = backends or Backends()
@@ -54,7 +60,7 @@ class RenderActivities:
         out_dir = self._work_dir / inp.job_id / inp.node_id
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
-        hb = Heartbeater()
+        hb = Heartbeater(min_interval=self._heartbeat_interval)
         # Before entering, so that even the first heartbeat has the render's shape (stage_index, stage_count).
         hb.update("prepare", 0, stage_index=0, stage_count=len(RENDER_STAGES))
         try:

@@ -195,9 +195,12 @@ class RenderBackends:
             rendering["lipsync"] = b.lipsync.name
             frames = read_frames(synced, inp.size, inp.fps, n, b.upscaler)
             return StageFrames(frames, scene_path, base_path, rendering | self._upscaled(synced, inp.size))
-        writer = stack.enter_context(VideoWriter(base_path, inp.size, inp.fps, crf=inp.crf + 3, preset="ultrafast"))
         if inp.face_found:  # without a real face, a mouth edit would smear a guessed region: camera motion only
             rendering["lipsync"] = "embedded-mouth"
+        if b.image_to_video is None:
+            # A Ken Burns move over `scene.png` is not worth a second encoder (a quarter of the render's time).
+            return StageFrames(talking_frames(base, boxes, inp.mouth, inp.blinks), scene_path, None, rendering)
+        writer = stack.enter_context(VideoWriter(base_path, inp.size, inp.fps, crf=inp.crf + 3, preset="ultrafast"))
         frames = talking_frames(_tee(base, writer), boxes, inp.mouth, inp.blinks)
         return StageFrames(frames, scene_path, base_path, rendering)
 

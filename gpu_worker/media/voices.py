@@ -17,7 +17,14 @@ from gpu_worker.media.captions import can_draw
 from gpu_worker.media.piper import PiperModel, PiperVoice, joe_voice
 from gpu_worker.media.speech import SpeechResult, SpokenSentence, Timing, VoiceParams, assemble, spoken_length
 from schemas.capabilities import VoiceInfo
-from schemas.speech import MAX_SLOW_DOWN, MAX_SPEED_UP, MIN_SPEECH_COVERAGE, split_sentences, voices_for
+from schemas.speech import (
+    MAX_SLOW_DOWN,
+    MAX_SPEED_UP,
+    MIN_SPEECH_COVERAGE,
+    estimate_spoken_seconds,
+    split_sentences,
+    voices_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,13 +103,16 @@ class Narrator:
         report = progress or (lambda _f: None)
         chosen = self._choose(voice)
         speed = voice.pace
+        if target_seconds is not None:  # aim from the estimate first, so that one synthesis usually fits
+            speed *= _fitted_speed(estimate_spoken_seconds(text, chosen.words_per_minute, voice.pace), target_seconds)
         spoken, rate, timing = self._say(chosen, sentences, voice, speed, seed, report)
         if target_seconds is not None:
             length = spoken_length(spoken, rate)
-            fitted = _fitted_speed(length, target_seconds)
-            if fitted != 1.0:
+            correction = _fitted_speed(length, target_seconds)
+            fitted = min(max(speed * correction, voice.pace * (1 - MAX_SLOW_DOWN)), voice.pace / (1 - MAX_SPEED_UP))
+            if abs(fitted / speed - 1) > 0.01:
                 logger.info("speech %.2f s for a %.2f s video: speaking %.2f× as fast", length, target_seconds, fitted)
-                spoken, rate, timing = self._say(chosen, sentences, voice, speed * fitted, seed, report)
+                spoken, rate, timing = self._say(chosen, sentences, voice, fitted, seed, report)
         runtime = chosen.id if chosen.engine != "espeak-ng" else espeak.RUNTIME_ID
         return assemble(spoken, rate, out_wav, runtime=runtime, timing=timing, target_seconds=target_seconds)
 

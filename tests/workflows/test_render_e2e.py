@@ -61,7 +61,7 @@ async def test_variant_renders_a_talking_video_end_to_end(
         record = (await stack.api.get(f"/api/jobs/{job_id}")).json()
         assert record["variant"] == variant and record["video"] is not None
         artifacts = {a["kind"]: a for a in record["artifacts"] if a["nodeId"] == "render"}
-        expected = {"video", "thumbnail", "audio", "scene"} | ({"base_clip"} if variant == "svd" else set())
+        expected = {"video", "thumbnail", "audio", "scene"}  # the embedded svd camera keeps no base clip
         assert expected | ({"captions"} if captions else set()) == set(artifacts)
         assert not any(a["partial"] for a in record["artifacts"])
 

@@ -43,11 +43,9 @@ def _mouth_change(frames: list[np.ndarray], ref: list[np.ndarray] | np.ndarray, 
 
 
 def _speaking(out: RenderOutputs, n: int, margin: float) -> np.ndarray:
-    from gpu_worker.media.voices import synthesize
-
+    assert out.speech is not None
     t = np.arange(n) / FPS
-    segments = synthesize(NARRATIVE, out.audio.with_name("again.wav"), VoiceParams()).segments
-    return np.any([(t >= s.start - margin) & (t < s.end + margin) for s in segments], axis=0)
+    return np.any([(t >= s.start - margin) & (t < s.end + margin) for s in out.speech.segments], axis=0)
 
 
 @pytest.mark.parametrize("fixture", ["svd_render", "sadtalker_render"])
@@ -68,20 +66,20 @@ def test_video_is_h264_aac_as_long_as_the_speech(fixture: str, request: pytest.F
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
-def test_svd_mouth_moves_with_speech_over_the_base_clip(svd_render):
+def test_svd_mouth_moves_with_speech_while_the_camera_drifts(svd_render):
     out, _ = svd_render
-    assert out.base_clip is not None and probe(out.base_clip).video_codec == "h264"
+    assert out.base_clip is None, "a Ken Burns move over scene.png is not encoded twice"
     assert out.captions_srt is not None and "-->" in out.captions_srt.read_text()
-    base, final = _frames(out.base_clip), _frames(out.video)
-    n = min(len(base), len(final))
-    faces = [detect_face(frame) for frame in base[:n]]  # the camera moves: follow the face
+    frames = _frames(out.video)
+    faces = [detect_face(frame) for frame in frames]  # the camera moves: follow the face
     assert all(face is not None and face[0] > SIZE[0] // 2 for face in faces)  # the presenter sits at the right
-    change = _mouth_change(final[:n], base[:n], [mouth_box(face) for face in faces if face is not None])
-    speaking = _speaking(out, n, margin=0.0)
-    quiet = ~_speaking(out, n, margin=0.12)
-    # Both clips carry (different) compression noise, hence a margin instead of a ratio on the mean.
-    assert change[speaking].mean() > change[quiet].mean() + 1.5
-    assert np.percentile(change[speaking], 90) > 1.5 * change[quiet].max()
+    boxes = [mouth_box(face) for face in faces if face is not None]
+    # Frame-to-frame change around the mouth: the slow camera drift is there all along, the mouth only while speaking.
+    change = _mouth_change(frames[1:], frames[:-1], boxes[1:])
+    n = len(change)
+    speaking = _speaking(out, n + 1, margin=0.0)[1:]
+    quiet = ~_speaking(out, n + 1, margin=0.12)[1:]
+    assert change[speaking].mean() > 1.5 * change[quiet].mean()
 
 
 def test_sadtalker_mouth_moves_more_while_speaking(sadtalker_render):
