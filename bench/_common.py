@@ -1,4 +1,4 @@
-"""What the benchmarks share: statistics, markdown tables, quiet logging, temporary servers."""
+"""What the benchmarks share: statistics, markdown tables, quiet logging, temporary servers and processes."""
 
 from __future__ import annotations
 
@@ -6,14 +6,24 @@ import logging
 import math
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from core.stack import Service, stop_services
+import httpx
+
+from core.db import migrate
+from core.settings import Settings, get_settings
+from core.stack import REPO_ROOT, Service, env_for, free_port, start_postgres, start_s3, start_temporal, stop_services
+from core.storage import ObjectStore
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:
@@ -103,3 +113,97 @@ def servers(prefix: str, *starters: Callable[[Path], Service]) -> Iterator[tuple
             yield root, services
         finally:
             stop_services(services)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Temporal, PostgreSQL and S3 of one benchmark run, and this process pointed at them."""
+
+    root: Path  # the run's temporary directory
+    services: dict[str, Service]
+    env: dict[str, str]  # the `APP_*` variables the API and worker processes get
+    settings: Settings
+    store: ObjectStore
+
+
+@contextmanager
+def local_stack(name: str, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """All three servers on free ports, fresh task queues, a migrated database and the buckets.
+
+    The `APP_*` variables are set in this process's environment (and `get_settings` re-read)
+    only inside the block, so a benchmark run from a test leaves nothing pointing at stopped servers.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    with servers(
+        f"bench-{name}-",
+        lambda root: start_postgres(root / "postgres"),
+        lambda root: start_s3(root / "s3"),
+        lambda root: start_temporal(root / "temporal"),
+    ) as (root, services):
+        env = env_for(services) | {
+            "APP_TEMPORAL__CPU_TASK_QUEUE": f"{name}-cpu-{suffix}",
+            "APP_TEMPORAL__GPU_TASK_QUEUE": f"{name}-gpu-{suffix}",
+            "APP_GPU__WORK_DIR": str(root / "gpu-work"),
+            **(extra_env or {}),
+        }
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        get_settings.cache_clear()
+        try:
+            settings = get_settings()
+            migrate(settings.database.url)
+            store = ObjectStore(settings.storage)
+            store.ensure_buckets()
+            yield Stack(root, services, env, settings, store)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            get_settings.cache_clear()
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a log file (the temporary directory is gone after the run)."""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
+
+
+def start_process(name: str, args: list[str], root: Path, env: dict[str, str], url: str = "") -> Service:
+    """`python <args>` with the stack's environment in its own session, logging to `<root>/logs/<name>.log`."""
+    log_path = root / "logs" / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, *args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT, env=os.environ | env | {"PYTHONUNBUFFERED": "1"}, start_new_session=True,
+        )  # fmt: skip
+    return Service(name, url, log_path, process=process)  # SIGTERM, as `python -m core.stack down` stops them
+
+
+def start_worker(name: str, module: str, root: Path, env: dict[str, str]) -> Service:
+    """`python -m <module>` (a worker) with the stack's environment."""
+    return start_process(name, ["-m", module], root, env)
+
+
+def start_api(root: Path, env: dict[str, str]) -> Service:
+    """`uvicorn api.main:app` on a free port, as `make up` runs it; ready when /healthz says 200."""
+    port = free_port()
+    args = ["-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log",
+            "--timeout-keep-alive", "60"]  # idle pooled connections must not be closed mid-run  # fmt: skip
+    service = start_process("api", args, root, env, url=f"http://127.0.0.1:{port}")
+    service.stop_signal = signal.SIGINT
+    deadline = time.monotonic() + 120
+    while True:
+        if not service.alive():
+            raise RuntimeError(f"the API exited at start-up; log {service.log_path}:\n{tail(service.log_path, 60)}")
+        try:
+            if httpx.get(f"{service.url}/healthz", timeout=2).status_code == 200:
+                return service
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            service.stop()
+            raise TimeoutError(f"the API did not become healthy; log {service.log_path}")
+        time.sleep(0.2)

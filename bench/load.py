@@ -12,18 +12,17 @@ run, a poller reads `GET /api/status/{jobId}` round-robin over the open jobs and
 When every job has ended it checks that none was lost or duplicated: every job's status is
 `completed`; Temporal holds exactly one `PipelineWorkflow` run per job and none besides; the
 `jobs` table holds exactly the submitted ids; each job has exactly one (non-partial) video
-artifact, whose object is in S3. Throughput is completed jobs per minute from the first
-submission to the last workflow close.
+artifact, whose object is in S3 (the exit status is 1 when any of that fails). Throughput is
+completed jobs per minute from the first submission to the last workflow close.
 
 Run: `python -m bench.load [--jobs 100] [--gpu-workers 1] [--users 25] [--timeout 1800]`.
+`--smoke` (the CI size, a test runs it): 2 jobs of one user, one GPU worker, the same checks.
 """
 
 import argparse
 import asyncio
 import logging
 import math
-import os
-import subprocess
 import sys
 import textwrap
 import time
@@ -31,18 +30,29 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
-from bench._common import machine, median, ms, out, percentile, quiet_logging, servers, table
-from bench.status import start_api, tail
+from bench._common import (
+    Stack,
+    local_stack,
+    machine,
+    median,
+    ms,
+    out,
+    percentile,
+    quiet_logging,
+    start_api,
+    start_worker,
+    table,
+    tail,
+)
 from core.auth import create_user_with_key
-from core.db import Artifact, Job, create_async_engine, migrate, session_factory
-from core.settings import Settings, get_settings
-from core.stack import REPO_ROOT, Service, env_for, start_postgres, start_s3, start_temporal
+from core.db import Artifact, Job, create_async_engine, session_factory
+from core.settings import Settings
+from core.stack import Service
 from core.storage import ObjectStore
 from core.temporal import connect
 from schemas import names
@@ -55,23 +65,12 @@ FINAL = frozenset({"completed", "failed", "cancelled"})
 # --- processes -------------------------------------------------------------------------------
 
 
-def start_worker(name: str, module: str, root: Path, env: dict[str, str]) -> Service:
-    """`python -m <module>` with the stack's environment, logging to `<root>/logs/<name>.log`."""
-    log_path = root / "logs" / f"{name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT, env=os.environ | env | {"PYTHONUNBUFFERED": "1"}, start_new_session=True,
-        )  # fmt: skip
-    return Service(name, "", log_path, process=process)  # SIGTERM, as `python -m core.stack down` stops them
-
-
 async def wait_for_workers(
-    api: httpx.AsyncClient, admin_key: str, queues: dict[str, str], gpu_workers: int, processes: list[Service]
+    api: httpx.AsyncClient, admin_key: str, settings: Settings, gpu_workers: int, processes: list[Service]
 ) -> None:
     """Until the API lists a live CPU worker and `gpu_workers` live GPU workers on our queues."""
     wanted = {"cpu": 1, "gpu": gpu_workers}
+    queues = {settings.temporal.cpu_task_queue, settings.temporal.gpu_task_queue}
     deadline = time.monotonic() + 180
     while True:
         for process in processes:
@@ -79,7 +78,7 @@ async def wait_for_workers(
                 raise RuntimeError(f"{process.name} exited at start-up; log:\n{tail(process.log_path)}")
         response = await api.get("/api/admin/workers", headers={"Authorization": f"Bearer {admin_key}"})
         response.raise_for_status()
-        live = Counter(w["plane"] for w in response.json()["data"] if w["live"] and w["taskQueue"] in queues.values())
+        live = Counter(w["plane"] for w in response.json()["data"] if w["live"] and w["taskQueue"] in queues)
         if all(live[plane] >= count for plane, count in wanted.items()):
             return
         if time.monotonic() > deadline:
@@ -172,6 +171,17 @@ class Verdict:
     job_seconds: list[float]
     render_seconds: list[float]
 
+    def clean(self, jobs: int) -> bool:
+        """Every job completed, with one workflow run, one `jobs` row and one video (API, DB and S3)."""
+        return (
+            self.statuses["completed"] == jobs
+            and self.runs_per_job[1] == jobs
+            and self.stray_workflows == 0
+            and self.db_rows_match
+            and self.videos_per_job[1] == jobs
+            and self.videos_in_s3 == jobs
+        )
+
 
 async def verify(
     api: httpx.AsyncClient, settings: Settings, jobs: list[Submitted], users: list[str], store: ObjectStore
@@ -218,22 +228,9 @@ async def verify(
     )
 
 
-async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Service]) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    queues = {"cpu": f"load-cpu-{suffix}", "gpu": f"load-gpu-{suffix}"}
-    env = env_for(services) | {
-        "APP_TEMPORAL__CPU_TASK_QUEUE": queues["cpu"],
-        "APP_TEMPORAL__GPU_TASK_QUEUE": queues["gpu"],
-        "APP_GPU__WORK_DIR": str(root / "gpu-work"),
-        "APP_API__MAX_CONCURRENT_JOBS": str(math.ceil(args.jobs / args.users)),
-        "HF_HUB_OFFLINE": "1",
-    }
-    os.environ.update(env)
-    get_settings.cache_clear()
-    settings = get_settings()
-    await asyncio.to_thread(migrate, settings.database.url)
-    store = ObjectStore(settings.storage)
-    await asyncio.to_thread(store.ensure_buckets)
+async def run_bench(args: argparse.Namespace, stack: Stack) -> bool:
+    """Run the jobs, check them and print the report; whether every check passed."""
+    settings = stack.settings
     engine = create_async_engine(settings.database.url)
     sessions = session_factory(engine)
     users = [f"load-{u:03d}" for u in range(args.users)]
@@ -241,20 +238,22 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
     admin_key = await create_user_with_key(sessions, "load-admin", admin=True)
     await engine.dispose()
 
-    processes = [start_worker("cpu-worker", "activities.worker", root, env)]
-    processes += [start_worker(f"gpu-worker-{g}", "gpu_worker.worker", root, env) for g in range(args.gpu_workers)]
+    processes = [start_worker("cpu-worker", "activities.worker", stack.root, stack.env)]
+    processes += [
+        start_worker(f"gpu-worker-{g}", "gpu_worker.worker", stack.root, stack.env) for g in range(args.gpu_workers)
+    ]
     jobs: list[Submitted] = []
     latencies: list[float] = []
     try:
-        processes.append(await asyncio.to_thread(start_api, root, env))
+        processes.append(await asyncio.to_thread(start_api, stack.root, stack.env))
         limits = httpx.Limits(max_connections=args.jobs + 10, max_keepalive_connections=args.jobs + 10)
         async with httpx.AsyncClient(base_url=processes[-1].url, limits=limits, timeout=120) as api:
-            await wait_for_workers(api, admin_key, queues, args.gpu_workers, processes[:-1])
+            await wait_for_workers(api, admin_key, settings, args.gpu_workers, processes[:-1])
             logger.info("stack ready: API, CPU worker, %d GPU worker(s); submitting %d jobs", args.gpu_workers,
                         args.jobs)  # fmt: skip
             t0_wall, t0 = time.time(), time.perf_counter()
-            submissions = [submit(api, args, i, keys[i % len(keys)], suffix) for i in range(args.jobs)]
-            jobs += await asyncio.gather(*submissions)
+            run_id = uuid.uuid4().hex[:8]
+            jobs += await asyncio.gather(*(submit(api, args, i, keys[i % len(keys)], run_id) for i in range(args.jobs)))
             submitted_in = time.perf_counter() - t0
             logger.info("submitted %d jobs in %.1f s", len(jobs), submitted_in)
             reporter = asyncio.create_task(progress(jobs, t0))
@@ -263,16 +262,22 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
             finally:
                 reporter.cancel()
             logger.info("all %d jobs ended after %.1f s; verifying", len(jobs), time.perf_counter() - t0)
-            verdict = await verify(api, settings, jobs, users, store)
+            verdict = await verify(api, settings, jobs, users, stack.store)
     except BaseException:
-        for process in processes:
-            logger.error("%s (%s); the tail of its log:\n%s", process.name,
-                         "running" if process.alive() else "exited", tail(process.log_path, 25))  # fmt: skip
+        log_tails(processes)
         raise
     finally:
         for process in reversed(processes):
             process.stop()
     report(args, jobs, latencies, verdict, t0_wall, submitted_in)
+    return verdict.clean(len(jobs))
+
+
+def log_tails(processes: list[Service]) -> None:
+    """Each process's state and the end of its log, when the run failed."""
+    for process in processes:
+        logger.error("%s (%s); the tail of its log:\n%s", process.name,
+                     "running" if process.alive() else "exited", tail(process.log_path, 25))  # fmt: skip
 
 
 def report(
@@ -352,16 +357,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="svd", choices=["svd", "sadtalker"])
     parser.add_argument("--poll-interval", type=float, default=0.1, help="seconds between the poller's status reads")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every job to end")
+    parser.add_argument("--smoke", action="store_true", help="CI size: 2 jobs of one user, one GPU worker")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.jobs, args.users, args.gpu_workers, args.timeout = 2, 1, 1, 300
     quiet_logging()
-    with servers(
-        "bench-load-",
-        lambda root: start_postgres(root / "postgres"),
-        lambda root: start_s3(root / "s3"),
-        lambda root: start_temporal(root / "temporal"),
-    ) as (root, services):
-        asyncio.run(run_bench(args, root, services))
-    return 0
+    extra_env = {"APP_API__MAX_CONCURRENT_JOBS": str(math.ceil(args.jobs / args.users)), "HF_HUB_OFFLINE": "1"}
+    with local_stack("load", extra_env) as stack:
+        clean = asyncio.run(run_bench(args, stack))
+    if not clean:
+        logger.error("a job was lost, duplicated or did not complete (see the table)")
+    return 0 if clean else 1
 
 
 if __name__ == "__main__":

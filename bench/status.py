@@ -7,9 +7,12 @@ real CPU worker (control activities with the offline script writer) and a GPU wo
 100 `generate` jobs through the API, waits until every one is in `render`, then times status
 reads round-robin over the jobs in three passes: one client, N concurrent clients, and an
 open loop at a fixed rate. It then times the parts of one read (job row, history, describe,
-fold) to show what dominates, cancels the jobs through the API and stops everything.
+fold) to show what dominates, cancels the jobs through the API and stops everything. Every
+request carries the API key of a user the benchmark creates (the per-user cap on open jobs is
+raised to `--jobs`).
 
 Run: `python -m bench.status [--jobs 100] [--requests 1000] [--clients 10] [--rate 50]`.
+`--smoke` (the CI size, a test runs it): 3 jobs, 20 reads per pass, 2 clients, 5 reads timed part by part.
 """
 
 import argparse
@@ -19,18 +22,15 @@ import gc
 import logging
 import math
 import os
-import signal
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.worker import Worker
@@ -40,13 +40,25 @@ from activities.script_writer import OfflineScriptWriter
 from activities.worker import build_worker as build_cpu_worker
 from activities.worker import manifest as cpu_manifest
 from api.status import fold_status, is_open
-from bench._common import cpu_seconds, machine, median, ms, out, percentile, quiet_logging, servers, table
+from bench._common import (
+    Stack,
+    cpu_seconds,
+    local_stack,
+    machine,
+    median,
+    ms,
+    out,
+    percentile,
+    quiet_logging,
+    start_api,
+    table,
+    tail,
+)
 from core import repo
+from core.auth import create_user_with_key
 from core.capabilities import publish
-from core.db import create_async_engine, migrate, session_factory
-from core.settings import Settings, get_settings
-from core.stack import REPO_ROOT, Service, env_for, free_port, start_postgres, start_s3, start_temporal
-from core.storage import ObjectStore
+from core.db import create_async_engine, session_factory
+from core.settings import Settings
 from core.temporal import connect
 from gpu_worker.worker import manifest as gpu_manifest
 from schemas import names
@@ -55,7 +67,7 @@ from schemas.tasks import RenderInput, RenderResult
 logger = logging.getLogger("bench.status")
 
 TARGET_P99 = 0.050
-USER = "local"  # the API's user until API keys exist
+USER = "bench"  # owns every job; the benchmark creates it with an API key
 
 
 @activity.defn(name=names.RENDER_VIDEO)
@@ -66,42 +78,6 @@ async def render_video(_inp: RenderInput) -> RenderResult:
         percent = min(percent + 1, 95)
         activity.heartbeat({"stage": "animate", "percent": percent, "stage_index": 2, "stage_count": 6})
         await asyncio.sleep(1)
-
-
-# --- the API in its own process --------------------------------------------------------------
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    """The last lines of a log file (the temporary directory is gone after the run)."""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
-
-
-def start_api(root: Path, env: dict[str, str]) -> Service:
-    """`uvicorn api.main:app` on a free port, as `make up` runs it; ready when /healthz says 200."""
-    port = free_port()
-    log_path = root / "api.log"
-    cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--no-access-log",
-           "--timeout-keep-alive", "60"]  # idle pooled connections must not be closed mid-run  # fmt: skip
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-            env=os.environ | env | {"PYTHONUNBUFFERED": "1"}, start_new_session=True,
-        )  # fmt: skip
-    service = Service("api", f"http://127.0.0.1:{port}", log_path, process=process, stop_signal=signal.SIGINT)
-    deadline = time.monotonic() + 120
-    while True:
-        if not service.alive():
-            raise RuntimeError(f"the API exited at start-up; log {log_path}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{service.url}/healthz", timeout=2).status_code == 200:
-                return service
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            service.stop()
-            raise TimeoutError(f"the API did not become healthy; log {log_path}")
-        time.sleep(0.2)
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -196,11 +172,9 @@ async def open_loop(read: Reader, requests: int, rate: float) -> tuple[list[floa
 
 
 async def breakdown(
-    settings: Settings, client: Client, job_ids: list[str], samples: int
+    sessions: async_sessionmaker[AsyncSession], client: Client, job_ids: list[str], samples: int
 ) -> list[tuple[str, list[float]]]:
     """Time each part of one status read, as `api/routes/jobs.py` does it, from this process."""
-    engine = create_async_engine(settings.database.url)
-    sessions = session_factory(engine)
     parts: dict[str, list[float]] = {"job row (Postgres)": [], "fetch_history": [], "describe": [], "fold_status": []}
 
     async def timed(part: str, call: Awaitable[Any]) -> Any:
@@ -211,96 +185,51 @@ async def breakdown(
 
     async def job_row(job_id: str) -> None:
         async with sessions() as session:
-            await repo.get_job(session, USER, job_id)
+            if await repo.get_job(session, USER, job_id) is None:
+                raise RuntimeError(f"no jobs row for {job_id} of {USER}")
 
-    try:
-        for i in range(samples):
-            job_id = job_ids[i % len(job_ids)]
-            handle = client.get_workflow_handle(job_id)
-            await timed("job row (Postgres)", job_row(job_id))
-            history: WorkflowHistory = await timed("fetch_history", handle.fetch_history())
-            description = await timed("describe", handle.describe()) if is_open(history) else None
-            await timed("fold_status", fold_status(history, description, client.data_converter))
-    finally:
-        await engine.dispose()
+    for i in range(samples):
+        job_id = job_ids[i % len(job_ids)]
+        handle = client.get_workflow_handle(job_id)
+        await timed("job row (Postgres)", job_row(job_id))
+        history: WorkflowHistory = await timed("fetch_history", handle.fetch_history())
+        description = await timed("describe", handle.describe()) if is_open(history) else None
+        await timed("fold_status", fold_status(history, description, client.data_converter))
     return list(parts.items())
 
 
 # --- the run ---------------------------------------------------------------------------------
 
 
-async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Service]) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    env = env_for(services) | {
-        "APP_TEMPORAL__CPU_TASK_QUEUE": f"bench-cpu-{suffix}",
-        "APP_TEMPORAL__GPU_TASK_QUEUE": f"bench-gpu-{suffix}",
-        "APP_GPU__WORK_DIR": str(root / "gpu-work"),
-    }
-    os.environ.update(env)
-    get_settings.cache_clear()
-    settings = get_settings()
-    await asyncio.to_thread(migrate, settings.database.url)
+async def run_bench(args: argparse.Namespace, stack: Stack) -> None:
+    settings = stack.settings
     engine = create_async_engine(settings.database.url)
     sessions = session_factory(engine)
-    store = ObjectStore(settings.storage)
-    await asyncio.to_thread(store.ensure_buckets)
     writer = OfflineScriptWriter()
-    await publish(sessions, cpu_manifest(settings, writer, f"bench-cpu-{suffix}"))
-    await publish(sessions, gpu_manifest(settings, f"bench-gpu-{suffix}"))
+    await publish(sessions, cpu_manifest(settings, writer, settings.temporal.cpu_task_queue))
+    await publish(sessions, gpu_manifest(settings, settings.temporal.gpu_task_queue))
+    key = await create_user_with_key(sessions, USER, name="bench.status")
     client = await connect(settings.temporal)
-    api_service = await asyncio.to_thread(start_api, root, env)
+    api_service = await asyncio.to_thread(start_api, stack.root, stack.env)
     job_ids: list[str] = []
-    results: list[Pass] = []
     try:
-        async with AsyncExitStack() as stack:
-            cpu_worker = build_cpu_worker(client, settings, ControlActivities(sessions, store, writer))
-            await stack.enter_async_context(cpu_worker)
+        async with AsyncExitStack() as exits:
+            cpu_worker = build_cpu_worker(client, settings, ControlActivities(sessions, stack.store, writer))
+            await exits.enter_async_context(cpu_worker)
             # Exit is LIFO: this runs once the GPU worker has stopped, for any job the cancel left open.
-            stack.push_async_callback(terminate_open, client, job_ids)
-            throttle = timedelta(seconds=settings.gpu.heartbeat_throttle_seconds)  # as gpu_worker.worker sets it
-            gpu = Worker(
-                client,
-                task_queue=settings.temporal.gpu_task_queue,
-                activities=[render_video],
-                max_concurrent_activities=args.jobs + 10,
-                max_heartbeat_throttle_interval=throttle,
-                default_heartbeat_throttle_interval=throttle,
-            )
-            await stack.enter_async_context(gpu)
+            exits.push_async_callback(terminate_open, client, job_ids)
+            await exits.enter_async_context(gpu_stub_worker(client, settings, args.jobs + 10))
             connections = max(args.clients, OPEN_LOOP_IN_FLIGHT) + 2
-            limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-            api = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=api_service.url, limits=limits, timeout=30)
-            )
-            started = time.perf_counter()
-            job_ids += await submit_jobs(api, args.jobs)
-            logger.info("submitted %d jobs in %.1f s", len(job_ids), time.perf_counter() - started)
-            sample = await wait_all_rendering(api, job_ids)
-            logger.info("all %d jobs rendering after %.1f s", len(job_ids), time.perf_counter() - started)
-            history_events = len((await client.get_workflow_handle(job_ids[0]).fetch_history()).events)
-            read = status_reader(api, job_ids)
-            await closed_loop(read, 50, 1)  # warm-up: connections, caches
-            processes = {"API": api_service.pid, "Temporal": services["temporal"].pid, "bench": os.getpid()}
-            background = await idle_cpu(processes, seconds=5)
-            passes: list[tuple[str, Callable[[], Awaitable[tuple[list[float], float]]]]] = [
-                ("1 client, sequential", lambda: closed_loop(read, args.requests, 1)),
-                (f"{args.clients} concurrent clients", lambda: closed_loop(read, args.requests, args.clients)),
-                (f"open loop, {args.rate:g} req/s", lambda: open_loop(read, args.requests, args.rate)),
-            ]
-            for label, run_pass in passes:
-                before = {name: cpu_seconds(pid) for name, pid in processes.items()}
-                latencies, wall = await run_pass()
-                cpu = {name: (cpu_seconds(pid) - before[name] - background[name] * wall) / len(latencies)
-                       for name, pid in processes.items()}  # fmt: skip
-                results.append(Pass(label, latencies, wall, cpu))
-                logger.info(
-                    "%s: p50 %.1f ms, p99 %.1f ms", label, median(latencies) * 1000, percentile(latencies, 99) * 1000
+            api = await exits.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=api_service.url,
+                    headers={"Authorization": f"Bearer {key}"},
+                    limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+                    timeout=30,
                 )
-            parts = await breakdown(settings, client, job_ids, args.breakdown)
-            started = time.perf_counter()
-            ended = await cancel_all(api, job_ids)
-            logger.info("cancelled through the API: %d of %d jobs ended in %.1f s", ended, len(job_ids),
-                        time.perf_counter() - started)  # fmt: skip
+            )
+            pids = {"API": api_service.pid, "Temporal": stack.services["temporal"].pid, "bench": os.getpid()}
+            measured = await measure(args, api, client, sessions, pids, job_ids)
     except BaseException:
         alive = (
             "still running"
@@ -314,7 +243,62 @@ async def run_bench(args: argparse.Namespace, root: Path, services: dict[str, Se
         await engine.dispose()
         if evicted := collect_evicted_graphs():
             logger.info("collected the LangGraph generators of %d PipelineWorkflow runs evicted mid-graph", evicted)
-    report(args, results, parts, history_events, len(httpx.Response(200, json=sample).content), background)
+    report(args, measured)
+
+
+def gpu_stub_worker(client: Client, settings: Settings, max_concurrent: int) -> Worker:
+    """A GPU worker whose `render_video` never ends, heartbeating with the real worker's throttle."""
+    throttle = timedelta(seconds=settings.gpu.heartbeat_throttle_seconds)  # as gpu_worker.worker sets it
+    return Worker(
+        client,
+        task_queue=settings.temporal.gpu_task_queue,
+        activities=[render_video],
+        max_concurrent_activities=max_concurrent,
+        max_heartbeat_throttle_interval=throttle,
+        default_heartbeat_throttle_interval=throttle,
+    )
+
+
+async def measure(
+    args: argparse.Namespace,
+    api: httpx.AsyncClient,
+    client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    pids: dict[str, int | None],
+    job_ids: list[str],
+) -> "Measured":
+    """Submit the jobs, wait until all render, time the three passes and the parts, cancel the jobs."""
+    started = time.perf_counter()
+    job_ids += await submit_jobs(api, args.jobs)
+    logger.info("submitted %d jobs in %.1f s", len(job_ids), time.perf_counter() - started)
+    sample = await wait_all_rendering(api, job_ids)
+    logger.info("all %d jobs rendering after %.1f s", len(job_ids), time.perf_counter() - started)
+    history_events = len((await client.get_workflow_handle(job_ids[0]).fetch_history()).events)
+    read = status_reader(api, job_ids)
+    await closed_loop(read, min(50, args.requests), 1)  # warm-up: connections, caches
+    background = await idle_cpu(pids, seconds=args.idle)
+    passes: list[tuple[str, Callable[[], Awaitable[tuple[list[float], float]]]]] = [
+        ("1 client, sequential", lambda: closed_loop(read, args.requests, 1)),
+        (f"{args.clients} concurrent clients", lambda: closed_loop(read, args.requests, args.clients)),
+        (f"open loop, {args.rate:g} req/s", lambda: open_loop(read, args.requests, args.rate)),
+    ]
+    results: list[Pass] = []
+    for label, run_pass in passes:
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        latencies, wall = await run_pass()
+        cpu = {name: (cpu_seconds(pid) - before[name] - background[name] * wall) / len(latencies)
+               for name, pid in pids.items()}  # fmt: skip
+        results.append(Pass(label, latencies, wall, cpu))
+        logger.info("%s: p50 %.1f ms, p99 %.1f ms", label, median(latencies) * 1000, percentile(latencies, 99) * 1000)
+    parts = await breakdown(sessions, client, job_ids, args.breakdown)
+    started = time.perf_counter()
+    ended = await cancel_all(api, job_ids)
+    logger.info("cancelled through the API: %d of %d jobs ended in %.1f s", ended, len(job_ids),
+                time.perf_counter() - started)  # fmt: skip
+    if ended < len(job_ids):
+        raise RuntimeError(f"only {ended} of {len(job_ids)} jobs ended after their cancel")
+    body_bytes = len(httpx.Response(200, json=sample).content)
+    return Measured(results, parts, history_events, body_bytes, background)
 
 
 async def idle_cpu(processes: dict[str, int | None], seconds: float) -> dict[str, float]:
@@ -370,6 +354,17 @@ class Pass:
     cpu: dict[str, float]
 
 
+@dataclasses.dataclass
+class Measured:
+    """Everything the report prints."""
+
+    passes: list[Pass]
+    parts: list[tuple[str, list[float]]]  # the parts of one read, by name
+    history_events: int
+    body_bytes: int  # of one status answer
+    background: dict[str, float]  # CPU seconds per second of each process with no reads
+
+
 def collect_evicted_graphs() -> int:
     """Collect the LangGraph generators of runs the CPU worker evicted mid-graph; how many there were.
 
@@ -396,14 +391,9 @@ def collect_evicted_graphs() -> int:
     return len({id(o) for o in langgraph if "astream" in repr(o)})
 
 
-def report(
-    args: argparse.Namespace,
-    results: list[Pass],
-    parts: list[tuple[str, list[float]]],
-    history_events: int,
-    body_bytes: int,
-    background: dict[str, float],
-) -> None:
+def report(args: argparse.Namespace, measured: Measured) -> None:
+    results, parts, background = measured.passes, measured.parts, measured.background
+    history_events, body_bytes = measured.history_events, measured.body_bytes
     out(f"## `GET /api/status/{{jobId}}` with {args.jobs} jobs running")
     out()
     out(f"{machine()}.")
@@ -447,15 +437,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=10, help="concurrent clients of the second pass")
     parser.add_argument("--rate", type=float, default=50, help="reads per second of the open-loop pass")
     parser.add_argument("--breakdown", type=int, default=200, help="status reads timed part by part")
+    parser.add_argument("--idle", type=float, default=5, help="seconds of background CPU measured with no reads")
+    parser.add_argument("--smoke", action="store_true", help="CI size: 3 jobs, 20 reads a pass, 2 clients")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.jobs, args.requests, args.clients, args.rate, args.breakdown, args.idle = 3, 20, 2, 20, 5, 1
     quiet_logging()
-    with servers(
-        "bench-status-",
-        lambda root: start_postgres(root / "postgres"),
-        lambda root: start_s3(root / "s3"),
-        lambda root: start_temporal(root / "temporal"),
-    ) as (root, services):
-        asyncio.run(run_bench(args, root, services))
+    with local_stack("status", {"APP_API__MAX_CONCURRENT_JOBS": str(args.jobs)}) as stack:
+        asyncio.run(run_bench(args, stack))
     return 0
 
 

@@ -28,7 +28,7 @@ from gpu_worker.backends.render import EMBEDDED_RUNTIMES
 from gpu_worker.media.voices import Narrator
 from gpu_worker.rendering import RenderActivities
 from gpu_worker.training.activities import TrainingActivities, presets_available
-from gpu_worker.training.components import warm_up
+from gpu_worker.training.components import training_available, warm_up
 from gpu_worker.training.lora import default_components_factory
 from schemas import names
 from schemas.capabilities import WorkerManifest
@@ -49,7 +49,8 @@ def manifest(
         worker_id=worker_id,
         plane="gpu",
         task_queue=settings.temporal.gpu_task_queue,
-        tasks=list(names.GPU_TASKS),
+        # LoRA training needs the `gpu` extra; voices and rendering need only `media`.
+        tasks=[t for t in names.GPU_TASKS if t != names.TRAIN_LORA or training_available()],
         variants=list(runtimes),
         runtimes=runtimes,
         voices=narrator.voices(),

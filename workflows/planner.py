@@ -22,6 +22,10 @@ from schemas.tasks import JobRequest
 from workflows.registry import TASKS
 
 Loc = tuple[str | int, ...]
+_TRAINING_MISSING = (
+    "training is not available: the GPU workers were installed without the `gpu` extra "
+    "(torch, diffusers; `make install-gpu`, then restart them)"
+)
 
 
 class PlanningError(Exception):
@@ -110,7 +114,9 @@ def validate(spec: GraphSpec, caps: CapabilitiesManifest, request: JobRequest | 
         if node.task not in plane_caps.tasks:
             raise PlanningError(
                 ("graph", "nodes", i, "task"),
-                f"task '{node.task}' is not advertised by the {node.plane} workers",
+                _TRAINING_MISSING
+                if node.task == names.TRAIN_LORA
+                else f"task '{node.task}' is not advertised by the {node.plane} workers",
                 "capability_missing",
             )
         variant = node.params.get("variant")

@@ -33,7 +33,7 @@ from temporalio.exceptions import ApplicationError
 
 from gpu_worker.progress import Heartbeater
 from gpu_worker.training.checkpoints import checkpoint_prefix
-from gpu_worker.training.components import sd_model_dir
+from gpu_worker.training.components import sd_model_dir, training_available
 from gpu_worker.training.errors import InvalidInputError, MissingWeightsError
 from gpu_worker.training.inputs import Store
 from gpu_worker.training.lora import PRESETS, ComponentsFactory, LoraTrainer
@@ -52,8 +52,11 @@ def presets_available(models_dir: Path | None) -> list[str]:
         models_dir: The configured models directory, or None.
 
     Returns:
-        `["standard", "tiny", "tiny-long"]` with a local Stable Diffusion, else the tiny ones.
+        `["standard", "tiny", "tiny-long"]` with a local Stable Diffusion, else the tiny ones; none
+        without the `gpu` extra.
     """
+    if not training_available():
+        return []
     has_weights = sd_model_dir(models_dir) is not None
     return [name for name, preset in PRESETS.items() if has_weights or not preset.needs_weights]
 

@@ -9,6 +9,7 @@ touches the Hugging Face Hub: the tokenizer's vocabulary is built in memory and 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,12 +148,24 @@ def save_tiny_sd(model_dir: Path, seed: int = 0) -> Path:
     return model_dir
 
 
+TRAINING_LIBRARIES = ("torch", "diffusers", "peft", "transformers")  # what the `gpu` extra adds for training
+
+
+def training_available() -> bool:
+    """Whether LoRA training can run here: the `gpu` extra is installed (`make install-gpu`)."""
+    return all(importlib.util.find_spec(name) is not None for name in TRAINING_LIBRARIES)
+
+
 def warm_up() -> None:
     """Import the heavy libraries now (about 6 s on a cold 2-core CPU) instead of inside the first attempt.
 
     A GPU worker calls this at start-up, so a retried training resumes right after the
-    heartbeat timeout instead of spending the import time first.
+    heartbeat timeout instead of spending the import time first. Without the `gpu` extra there is
+    nothing to warm up: the worker renders with its embedded runtimes and offers no LoRA training.
     """
+    if not training_available():
+        logger.info("LoRA training unavailable: %s not installed (the `gpu` extra)", ", ".join(TRAINING_LIBRARIES))
+        return
     import diffusers
     import peft
     import transformers
