@@ -15,6 +15,7 @@ of the Temporal server, which is steadier than wall time on a shared machine.
 
 Run: `python -m bench.orchestration [--jobs 30] [--bursts 50 200] [--rounds 1]`. It starts its own Temporal
 dev server (`core.stack.start_temporal`, temporary directory, free ports) and stops it at the end.
+`--smoke` (the CI size, a test runs it): 2 sequential jobs per variant, one burst of 4, a single warm-up job.
 """
 
 import argparse
@@ -308,11 +309,12 @@ def in_process_runner(spec: GraphSpec) -> JobRunner:
 # --- measuring -------------------------------------------------------------------------------
 
 
-async def measure(variants: list[Variant], jobs: int, bursts: list[int], rounds: int, temporal_pid: int | None) -> None:
+async def measure(variants: list[Variant], args: argparse.Namespace, temporal_pid: int | None) -> None:
     """Sequential latency (variants interleaved job by job), then bursts (order alternated)."""
+    jobs, bursts, rounds = args.jobs, args.bursts, args.rounds
     for v in variants:  # warm-up: worker caches, sandbox, connections, SQLite pages
-        await v.run_at_once(1)
-        await v.run_at_once(5)
+        for n in args.warmup:
+            await v.run_at_once(n)
     logger.info("latency: %d sequential jobs per variant, interleaved", jobs)
     for i in range(jobs):
         order = variants if i % 2 == 0 else variants[::-1]
@@ -456,7 +458,7 @@ async def run_bench(args: argparse.Namespace, address: str, temporal_pid: int | 
     ]
     async with cpu, gpu:
         started = time.perf_counter()
-        await measure(variants, args.jobs, args.bursts, args.rounds, temporal_pid)
+        await measure(variants, args, temporal_pid)
         logger.info("measured in %.0f s", time.perf_counter() - started)
     report(variants, args.jobs, args.bursts, args.rounds, spec)
 
@@ -466,7 +468,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=30, help="sequential jobs per variant for the latency")
     parser.add_argument("--bursts", type=int, nargs="+", default=[50, 200], help="jobs started at once")
     parser.add_argument("--rounds", type=int, default=1, help="repeat each burst (median is reported)")
+    parser.add_argument("--warmup", type=int, nargs="+", default=[1, 5], help="jobs at once, per warm-up burst")
+    parser.add_argument("--smoke", action="store_true", help="CI size: 2 jobs per variant, one burst of 4")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.jobs, args.bursts, args.rounds, args.warmup = 2, [4], 1, [1]
     quiet_logging()
     with servers("bench-orchestration-", lambda root: start_temporal(root / "temporal")) as (_root, services):
         logger.info("temporal dev server at %s", services["temporal"].url)

@@ -38,7 +38,7 @@ State = dict[str, Any]
 InputBuilder = Callable[[PipelineInput, State, PlanNode], BaseModel]
 
 # Errors that can never succeed on retry; activities raise ApplicationError with these types.
-NON_RETRYABLE_ERRORS = ["InvalidInput", "MissingWeights", "ScriptInvalid", "ProfileNotFound", "RenderFailed"]
+NON_RETRYABLE_ERRORS = ["InvalidInput", "MissingWeights", "ScriptInvalid", "ProfileNotFound"]
 
 _CPU_RETRY = RetryPolicy(
     maximum_attempts=3, initial_interval=timedelta(seconds=1), non_retryable_error_types=NON_RETRYABLE_ERRORS

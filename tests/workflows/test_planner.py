@@ -356,3 +356,20 @@ def test_captions_in_a_script_the_font_cannot_draw_are_rejected() -> None:
     assert err.value.loc == ("body", "options", "captions")
     plan(generate(language="ru", script=script, options={"captions": False}), with_russian)  # without: fine
     plan(generate(options={"captions": True}), with_russian)  # English captions: fine
+
+
+def test_every_error_a_retry_policy_names_is_raised_somewhere() -> None:
+    """A non-retryable type nothing raises is dead configuration (it hid that `RenderFailed` was never raised)."""
+    from pathlib import Path
+
+    from workflows.registry import NON_RETRYABLE_ERRORS
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [
+        p.read_text(encoding="utf-8")
+        for package in ("api", "activities", "gpu_worker", "core", "workflows")
+        for p in (root / package).rglob("*.py")
+        if p.name != "registry.py"
+    ]
+    for error_type in NON_RETRYABLE_ERRORS:
+        assert any(f'"{error_type}"' in source for source in sources), error_type
