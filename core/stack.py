@@ -33,6 +33,7 @@ from minio import Minio
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
+from core.supervisor import Supervisor
 from schemas.names import SEARCH_ATTRIBUTES
 
 with warnings.catch_warnings():
@@ -561,11 +562,13 @@ class LocalStack:
 
 # --- CLI: python -m core.stack up|down --------------------------------------------------------
 
-_APPS: dict[str, list[str]] = {
-    "cpu-worker": [sys.executable, "-m", "activities.worker"],
-    "gpu-worker": [sys.executable, "-m", "gpu_worker.worker"],
-    "api": [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(API_PORT)],
-}
+
+def _app_commands(api_port: int) -> dict[str, list[str]]:
+    return {
+        "cpu-worker": [sys.executable, "-m", "activities.worker"],
+        "gpu-worker": [sys.executable, "-m", "gpu_worker.worker"],
+        "api": [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(api_port)],
+    }
 
 
 def _write_pids(root: Path, services: dict[str, Service]) -> None:
@@ -573,19 +576,23 @@ def _write_pids(root: Path, services: dict[str, Service]) -> None:
     (root / "pids.json").write_text(json.dumps({"stack": os.getpid(), "services": entries}, indent=2))
 
 
-def _start_apps(root: Path, env: dict[str, str], services: dict[str, Service]) -> None:
+def _start_app(root: Path, env: dict[str, str], name: str, api_port: int) -> Service:
     app_env = os.environ | env | {"PYTHONUNBUFFERED": "1"}  # so logs reach the files as they happen
-    for name, cmd in _APPS.items():
-        url = f"http://127.0.0.1:{API_PORT}" if name == "api" else ""
-        log_path = root / "logs" / f"{name}.log"
-        services[name] = Service(name, url, log_path, process=_spawn(name, cmd, log_path, app_env))
+    url = f"http://127.0.0.1:{api_port}" if name == "api" else ""
+    log_path = root / "logs" / f"{name}.log"
+    return Service(name, url, log_path, process=_spawn(name, _app_commands(api_port)[name], log_path, app_env))
+
+
+def _start_apps(root: Path, env: dict[str, str], services: dict[str, Service], api_port: int) -> None:
+    for name in _app_commands(api_port):
+        services[name] = _start_app(root, env, name, api_port)
         _write_pids(root, services)
 
     def healthy() -> bool:
-        return httpx.get(f"http://127.0.0.1:{API_PORT}/healthz", timeout=2).status_code == 200
+        return httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=2).status_code == 200
 
     # A worker that crashes at start-up fails `up` too, not only the API.
-    workers = tuple(services[name] for name in _APPS if name != "api")
+    workers = tuple(services[name] for name in _app_commands(api_port) if name != "api")
     _wait_until("/healthz returns 200", healthy, services["api"], timeout=120, watch=workers)
 
 
@@ -658,11 +665,14 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def up(root: Path, ports: StackPorts, with_apps: bool) -> int:
-    """Start the stack, write `stack.env` and `pids.json`, and wait for a signal.
+def up(root: Path, ports: StackPorts, with_apps: bool, api_port: int = API_PORT) -> int:
+    """Start the stack, write `stack.env` and `pids.json`, keep the apps running, and wait for a signal.
+
+    An app (the API, a worker) that dies is restarted with backoff (`core.supervisor`); the servers
+    keep running whatever an app does.
 
     Returns:
-        The exit code: 0 after a clean Ctrl+C/SIGTERM, 1 if a process died.
+        The exit code: 0 after a clean Ctrl+C/SIGTERM, 1 if a server died or the stack could not start.
     """
     running = _read_pids(root)
     if running and _pid_alive(running["stack"]):
@@ -679,16 +689,17 @@ def up(root: Path, ports: StackPorts, with_apps: bool) -> int:
         env = env_for(services)
         (root / "stack.env").write_text("".join(f"{key}={value}\n" for key, value in env.items()))
         api_key = None
+        apps: dict[str, Service] = {}
         if with_apps:
-            _start_apps(root, env, services)
+            _start_apps(root, env, services, api_port)
             api_key = ensure_dev_api_key(root, env["APP_DATABASE__URL"])
+            apps = {name: services[name] for name in _app_commands(api_port)}
         print(_summary(root, services, env, api_key), flush=True)  # noqa: T201 - the CLI's output
-        while True:
-            for service in services.values():
-                if not service.alive():
-                    logger.error("%s died; log %s:\n%s", service.name, service.log_path, _tail(service.log_path))
-                    return 1
-            time.sleep(1)
+        supervisor = Supervisor(
+            start=lambda name: _start_app(root, env, name, api_port),
+            describe_death=lambda name: _tail(services[name].log_path),
+        )
+        return _watch(root, services, apps, supervisor)
     except KeyboardInterrupt:
         logger.info("stopping")
         return 0
@@ -698,6 +709,26 @@ def up(root: Path, ports: StackPorts, with_apps: bool) -> int:
     finally:
         stop_services(services)
         (root / "pids.json").unlink(missing_ok=True)
+
+
+def _watch(root: Path, services: dict[str, Service], apps: dict[str, Service], supervisor: Supervisor) -> int:
+    """Until a signal: restart dead apps, log every change of their state; a dead server ends the stack."""
+    shown: dict[str, str] = {}
+    while True:
+        for service in services.values():
+            if service.name not in apps and not service.alive():
+                logger.error("%s died; log %s:\n%s", service.name, service.log_path, _tail(service.log_path))
+                return 1
+        supervisor.check(apps)  # type: ignore[arg-type]  # Service is a supervisor.Process
+        services.update(apps)
+        states = supervisor.states(apps)
+        if states != shown:
+            _write_pids(root, services)
+            for name, state in states.items():
+                if shown.get(name) != state:
+                    logger.info("%-10s %-22s pid %s, log %s", name, state, services[name].pid, services[name].log_path)
+            shown = states
+        time.sleep(1)
 
 
 def _read_pids(root: Path) -> dict[str, Any] | None:
@@ -748,6 +779,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--temporal-ui-port", type=int, default=FIXED_PORTS.temporal_ui)
     parser.add_argument("--postgres-port", type=int, default=FIXED_PORTS.postgres)
     parser.add_argument("--s3-port", type=int, default=FIXED_PORTS.s3)
+    parser.add_argument("--api-port", type=int, default=API_PORT)
     return parser.parse_args(argv)
 
 
@@ -762,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
         down(root)
         return 0
     ports = StackPorts(args.temporal_port, args.temporal_ui_port, args.postgres_port, args.s3_port)
-    return up(root, ports, args.with_apps)
+    return up(root, ports, args.with_apps, args.api_port)
 
 
 if __name__ == "__main__":

@@ -244,3 +244,60 @@ def test_s3_picks_new_ports_when_a_picked_one_was_taken(tmp_path, monkeypatch) -
         service.stop()
     finally:
         taken.close()
+
+
+@pytest.mark.integration
+def test_a_killed_gpu_worker_is_restarted_and_its_render_completes_while_the_api_keeps_answering(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    api_port = free_port()
+    cmd = [*_cli(tmp_path, "up"), "--with-apps", "--api-port", str(api_port)]
+    up = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{api_port}"
+    try:
+        deadline = time.monotonic() + 180
+        while not (tmp_path / "dev-api-key").exists():
+            assert up.poll() is None and time.monotonic() < deadline, "the stack did not start"
+            time.sleep(0.5)
+        headers = {"Authorization": f"Bearer {(tmp_path / 'dev-api-key').read_text().strip()}"}
+        with httpx.Client(base_url=api, headers=headers, timeout=10) as client:
+            while client.get("/api/capabilities").json().get("gpu") is None:  # the GPU worker advertises last
+                assert time.monotonic() < deadline, "no GPU worker advertised itself"
+                time.sleep(0.5)
+            # 60 s at 720p renders for several seconds: long enough to be killed in the middle.
+            body = {"topic": "volcanoes", "variant": "svd", "options": {"durationSeconds": 60, "resolution": "720p"}}
+            response = client.post("/api/generate", json=body)
+            assert response.status_code == 202, response.text
+            job = response.json()["jobId"]
+            while _node(client, job, "render")["state"] != "running":
+                time.sleep(0.2)
+            gpu = next(
+                s for s in json.loads((tmp_path / "pids.json").read_text())["services"] if s["name"] == "gpu-worker"
+            )
+            os.kill(gpu["pid"], signal.SIGKILL)
+
+            answered = failed_reads = 0
+            deadline = time.monotonic() + 240
+            while (status := client.get(f"/api/status/{job}")).json()["status"] not in ("completed", "failed"):
+                answered += status.status_code == 200
+                failed_reads += status.status_code != 200
+                assert time.monotonic() < deadline, status.json()
+                time.sleep(0.5)
+            assert status.json()["status"] == "completed" and failed_reads == 0 and answered > 10
+            assert _node(client, job, "render")["attempt"] == 2, "the restarted worker rendered it"
+            record = client.get(f"/api/jobs/{job}").json()
+            assert [a["kind"] for a in record["artifacts"]].count("video") == 1
+        restarted = next(
+            s for s in json.loads((tmp_path / "pids.json").read_text())["services"] if s["name"] == "gpu-worker"
+        )
+        assert restarted["pid"] != gpu["pid"] and _alive(restarted["pid"])
+        assert up.poll() is None, "the stack kept serving"
+    finally:
+        subprocess.run(_cli(tmp_path, "down"), cwd=REPO_ROOT, check=True, timeout=120)
+        up.wait(60)
+
+
+def _node(client: Any, job: str, node_id: str) -> dict[str, Any]:
+    return next(n for n in client.get(f"/api/status/{job}").json()["nodes"] if n["id"] == node_id)
