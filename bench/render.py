@@ -93,9 +93,13 @@ def render_once(
     """Render with the embedded runtime; returns (wall seconds, video, speech wav, video seconds, seconds per stage)."""
     start = time.perf_counter()
     entered: dict[str, float] = {}
+
+    def progress(stage: str, _fraction: float) -> None:
+        entered.setdefault(stage, time.perf_counter())
+
     result = render_still_video(
         STAGE, narrative, out_dir, size, FPS, VoiceParams(), None, variant, captions=False,
-        progress=lambda stage, _fraction: entered.setdefault(stage, time.perf_counter()), cancelled=lambda: False,
+        progress=progress, cancelled=lambda: False,
         crf=CRF, preset=PRESET, duration_seconds=seconds,
     )  # fmt: skip
     wall = time.perf_counter() - start
