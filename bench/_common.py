@@ -169,6 +169,13 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
 
 
+def log_tails(logger: logging.Logger, processes: Sequence[Service], lines: int = 25) -> None:
+    """Each process's state and the end of its log, for a run that failed."""
+    for process in processes:
+        state = "running" if process.alive() else "exited"
+        logger.error("%s (%s); the tail of its log:\n%s", process.name, state, tail(process.log_path, lines))
+
+
 def start_process(name: str, args: list[str], root: Path, env: dict[str, str], url: str = "") -> Service:
     """`python <args>` with the stack's environment in its own session, logging to `<root>/logs/<name>.log`."""
     log_path = root / "logs" / f"{name}.log"

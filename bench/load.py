@@ -38,6 +38,7 @@ from sqlalchemy import select
 from bench._common import (
     Stack,
     local_stack,
+    log_tails,
     machine,
     median,
     ms,
@@ -264,20 +265,13 @@ async def run_bench(args: argparse.Namespace, stack: Stack) -> bool:
             logger.info("all %d jobs ended after %.1f s; verifying", len(jobs), time.perf_counter() - t0)
             verdict = await verify(api, settings, jobs, users, stack.store)
     except BaseException:
-        log_tails(processes)
+        log_tails(logger, processes)
         raise
     finally:
         for process in reversed(processes):
             process.stop()
     report(args, jobs, latencies, verdict, t0_wall, submitted_in)
     return verdict.clean(len(jobs))
-
-
-def log_tails(processes: list[Service]) -> None:
-    """Each process's state and the end of its log, when the run failed."""
-    for process in processes:
-        logger.error("%s (%s); the tail of its log:\n%s", process.name,
-                     "running" if process.alive() else "exited", tail(process.log_path, 25))  # fmt: skip
 
 
 def report(

@@ -5,7 +5,7 @@ render → register) has a no-op body registered under its real name on its real
 is measured is orchestration only:
 
 - (a) `PipelineWorkflow`: the graph spec compiled into a LangGraph `StateGraph` inside the workflow;
-- (b) `HandWrittenDagWorkflow` (below): the same DAG, wave by wave with `asyncio.gather`, calling
+- (b) `HandWrittenDagWorkflow` (`bench/_baseline.py`): the same DAG, wave by wave with `asyncio.gather`, calling
   the same activities by name with the same options (queue, activity id, summary, timeouts, retry);
 - (c) the same compiled graph run in-process with plain no-op nodes, no Temporal at all.
 
@@ -30,164 +30,45 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from temporalio import activity, workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
-with workflow.unsafe.imports_passed_through():
-    from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.worker import Worker
-
-    from bench._common import cpu_seconds, machine, median, ms, out, percentile, quiet_logging, servers, table
-    from core.stack import start_temporal
-    from schemas import names
-    from schemas.capabilities import CapabilitiesManifest, Constraints, PlaneCapabilities, VoiceInfo
-    from schemas.plan import GraphSpec, PlanNode
-    from schemas.tasks import (
-        Asset,
-        JobRequest,
-        Pipeline,
-        PipelineInput,
-        PipelineResult,
-        ProfileInput,
-        ProfileRef,
-        RegisterInput,
-        RegisterResult,
-        RenderInput,
-        RenderResult,
-        Script,
-        ScriptInput,
-        ScriptResult,
-        SelectInput,
-        TrainLoraInput,
-        TrainLoraResult,
-        TrainVoiceInput,
-        TrainVoiceResult,
-        Video,
-    )
-    from workflows.compiler import NodeFn, compile_graph
-    from workflows.pipeline import PipelineWorkflow
-    from workflows.planner import plan
-    from workflows.registry import TASKS
-    from workflows.sandbox import workflow_runner
+from bench._baseline import (
+    CPU_NOOPS,
+    GPU_NOOPS,
+    HAND_WRITTEN_WORKFLOW,
+    LORA,
+    PROFILE,
+    SCRIPT,
+    VIDEO_URI,
+    VOICE,
+    HandWrittenDagWorkflow,
+)
+from bench._common import cpu_seconds, machine, median, ms, out, percentile, quiet_logging, servers, table
+from core.stack import start_temporal
+from schemas import names
+from schemas.capabilities import CapabilitiesManifest, Constraints, PlaneCapabilities, VoiceInfo
+from schemas.plan import GraphSpec, PlanNode
+from schemas.tasks import (
+    JobRequest,
+    Pipeline,
+    PipelineInput,
+    PipelineResult,
+    RegisterResult,
+    RenderResult,
+    Video,
+)
+from workflows.compiler import NodeFn, compile_graph
+from workflows.pipeline import PipelineWorkflow
+from workflows.planner import plan
+from workflows.registry import TASKS
+from workflows.sandbox import workflow_runner
 
 logger = logging.getLogger("bench.orchestration")
 
-HAND_WRITTEN_WORKFLOW = "HandWrittenDagWorkflow"
-PROFILE_ID = SearchAttributeKey.for_keyword(names.SA_PROFILE_ID)
 TARGET_LATENCY = 1.05  # (a) / (b) at most
 TARGET_THROUGHPUT = 0.95  # (a) / (b) at least
-
-
-# --- no-op task bodies (valid result models, nothing else) -----------------------------------
-
-_SCRIPT = ScriptResult(script=Script(stage="A bench studio.", narrative="Nothing to say."), source="bench")
-_PROFILE = ProfileRef(id="prof-bench", name="bench", portrait_uri="s3://uploads/bench/face.png")
-_LORA = TrainLoraResult(lora_id="s3://artifacts/profiles/prof-bench/lora.safetensors", steps=1)
-_VOICE = TrainVoiceResult(voice_id="s3://artifacts/profiles/prof-bench/voice.json")
-_VIDEO_URI = "s3://artifacts/jobs/bench/render/video.mp4"
-
-
-@activity.defn(name=names.GENERATE_SCRIPT)
-async def generate_script(_inp: ScriptInput) -> ScriptResult:
-    return _SCRIPT
-
-
-@activity.defn(name=names.RESOLVE_PROFILE)
-async def resolve_or_create_profile(_inp: ProfileInput) -> ProfileRef:
-    return _PROFILE
-
-
-@activity.defn(name=names.LOAD_PROFILE)
-async def load_existing_profile(_inp: ProfileInput) -> ProfileRef:
-    return ProfileRef()
-
-
-@activity.defn(name=names.SELECT_PIPELINE)
-async def select_pipeline(inp: SelectInput) -> Pipeline:
-    return Pipeline(variant=inp.requested_variant, params=inp.options.model_dump())
-
-
-@activity.defn(name=names.REGISTER_OUTPUTS)
-async def register_outputs(_inp: RegisterInput) -> RegisterResult:
-    return RegisterResult(artifacts=[])
-
-
-@activity.defn(name=names.TRAIN_LORA)
-async def train_lora(_inp: TrainLoraInput) -> TrainLoraResult:
-    return _LORA
-
-
-@activity.defn(name=names.TRAIN_VOICE)
-async def train_voice(_inp: TrainVoiceInput) -> TrainVoiceResult:
-    return _VOICE
-
-
-@activity.defn(name=names.RENDER_VIDEO)
-async def render_video(inp: RenderInput) -> RenderResult:
-    video = Video(uri=_VIDEO_URI, duration=1.0, variant=inp.pipeline.variant)
-    return RenderResult(video=video, assets=[Asset(kind="video", uri=_VIDEO_URI, content_type="video/mp4")])
-
-
-CPU_NOOPS: list[Callable[..., Any]] = [
-    generate_script,
-    resolve_or_create_profile,
-    load_existing_profile,
-    select_pipeline,
-    register_outputs,
-]
-GPU_NOOPS: list[Callable[..., Any]] = [train_lora, train_voice, render_video]
-
-
-# --- (b) the hand-written baseline -----------------------------------------------------------
-
-
-@workflow.defn(name=HAND_WRITTEN_WORKFLOW)
-class HandWrittenDagWorkflow:
-    """The same DAG without LangGraph: each wave of ready nodes runs with `asyncio.gather`.
-
-    For `train_and_generate_v1` the waves are script, profile, {train_lora, train_voice},
-    select, render, register: exactly what one would write by hand. Activity options and the
-    `ProfileId` search-attribute upsert are those of `PipelineWorkflow`, so both histories
-    carry the same events.
-    """
-
-    @workflow.run
-    async def run(self, job: PipelineInput) -> PipelineResult:
-        """Run every node of `job.graph`, wave by wave."""
-        state: dict[str, Any] = {"outputs": {}}
-        done: set[str] = set()
-        while len(done) < len(job.graph.nodes):
-            wave = [n for n in job.graph.nodes if n.id not in done and set(job.graph.parents(n.id)) <= done]
-            await asyncio.gather(*(self._node(job, state, node) for node in wave))
-            done.update(n.id for n in wave)
-        render = state.get("render")
-        artifacts = state.get("artifacts")
-        return PipelineResult(
-            job_id=job.job_id,
-            video=render.video if render else None,
-            profile=state.get("profile"),
-            artifacts=artifacts.artifacts if artifacts else [],
-        )
-
-    async def _node(self, job: PipelineInput, state: dict[str, Any], node: PlanNode) -> None:
-        task = TASKS[node.task]
-        result = await workflow.execute_activity(
-            task.name,
-            task.build_input(job, state, node),
-            task_queue=job.cpu_task_queue if task.plane == "cpu" else job.gpu_task_queue,
-            activity_id=node.id,
-            summary=f"{node.id} · {task.name}",
-            result_type=task.output_model,
-            start_to_close_timeout=task.start_to_close,
-            heartbeat_timeout=task.heartbeat,
-            retry_policy=task.retry,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
-        state[task.state_key] = result
-        state["outputs"] = {**state["outputs"], node.id: task.assets_of(result)}
-        if isinstance(result, ProfileRef) and result.id:
-            workflow.upsert_search_attributes([PROFILE_ID.value_set(result.id)])
 
 
 # --- the graph and the three runners ---------------------------------------------------------
@@ -276,12 +157,12 @@ def temporal_runner(
 def in_process_runner(spec: GraphSpec) -> JobRunner:
     """(c): the graph compiled per job (as the workflow does) with plain async no-op nodes."""
     results = {
-        names.GENERATE_SCRIPT: _SCRIPT,
-        names.RESOLVE_PROFILE: _PROFILE,
-        names.TRAIN_LORA: _LORA,
-        names.TRAIN_VOICE: _VOICE,
+        names.GENERATE_SCRIPT: SCRIPT,
+        names.RESOLVE_PROFILE: PROFILE,
+        names.TRAIN_LORA: LORA,
+        names.TRAIN_VOICE: VOICE,
         names.SELECT_PIPELINE: Pipeline(variant="svd"),
-        names.RENDER_VIDEO: RenderResult(video=Video(uri=_VIDEO_URI, duration=1.0, variant="svd")),
+        names.RENDER_VIDEO: RenderResult(video=Video(uri=VIDEO_URI, duration=1.0, variant="svd")),
         names.REGISTER_OUTPUTS: RegisterResult(artifacts=[]),
     }
 
@@ -296,7 +177,7 @@ def in_process_runner(spec: GraphSpec) -> JobRunner:
 
     async def one(started: float) -> float:
         state = await compile_graph(spec, node_fn).ainvoke({"outputs": {}})
-        assert state["render"].video.uri == _VIDEO_URI
+        assert state["render"].video.uri == VIDEO_URI
         return time.perf_counter() - started
 
     async def run(n: int) -> list[float]:
@@ -430,8 +311,8 @@ async def run_bench(args: argparse.Namespace, address: str, temporal_pid: int | 
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     suffix = uuid.uuid4().hex[:8]
     queues = (f"bench-cpu-{suffix}", f"bench-gpu-{suffix}")
-    # The project's sandbox settings, with this module passed through as `workflows` is, so the
-    # baseline is not re-imported for every run while `PipelineWorkflow`'s module is not.
+    # The project's sandbox settings, with `bench` (the baseline's package) passed through as
+    # `workflows` is, so the baseline is not re-imported for every run while `PipelineWorkflow`'s module is not.
     runner = workflow_runner()
     runner = dataclasses.replace(runner, restrictions=runner.restrictions.with_passthrough_modules("bench"))
     cpu = Worker(
@@ -481,8 +362,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the copy of this module imported as `bench.orchestration`, not `__main__`: the sandbox
-    # can pass a named module through but always re-imports `__main__` for every workflow run.
-    from bench.orchestration import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

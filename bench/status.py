@@ -44,6 +44,7 @@ from bench._common import (
     Stack,
     cpu_seconds,
     local_stack,
+    log_tails,
     machine,
     median,
     ms,
@@ -52,7 +53,6 @@ from bench._common import (
     quiet_logging,
     start_api,
     table,
-    tail,
 )
 from core import repo
 from core.auth import create_user_with_key
@@ -231,12 +231,7 @@ async def run_bench(args: argparse.Namespace, stack: Stack) -> None:
             pids = {"API": api_service.pid, "Temporal": stack.services["temporal"].pid, "bench": os.getpid()}
             measured = await measure(args, api, client, sessions, pids, job_ids)
     except BaseException:
-        alive = (
-            "still running"
-            if api_service.alive()
-            else f"exited with {api_service.process and api_service.process.poll()}"
-        )
-        logger.error("the API is %s; the tail of its log:\n%s", alive, tail(api_service.log_path))
+        log_tails(logger, [api_service], lines=40)
         raise
     finally:
         api_service.stop()

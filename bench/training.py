@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
 
 import gpu_worker.training.lora as lora
-from bench._common import Stack, local_stack, machine, median, out, quiet_logging, start_worker, table, tail
+from bench._common import Stack, local_stack, log_tails, machine, median, out, quiet_logging, start_worker, table
 from core import repo
 from core.capabilities import live_capabilities
 from core.db import create_async_engine, session_factory
@@ -216,9 +216,7 @@ async def through_workers(stack: Stack, preset: str, kill: bool) -> Rows:
             await handle.result()
             return [(f"`train_only` job (`{preset}`, LoRA + voice) on the workers", f"{time.perf_counter() - started:.1f} s")]  # fmt: skip
     except BaseException:
-        for worker in workers:
-            logger.error("%s (%s); the tail of its log:\n%s", worker.name,
-                         "running" if worker.alive() else "exited", tail(worker.log_path, 25))  # fmt: skip
+        log_tails(logger, workers)
         raise
     finally:
         for worker in reversed(workers):
