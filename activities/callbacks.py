@@ -59,7 +59,9 @@ class CallbackActivities:
         """POST the signed final status once; raise so Temporal retries, or non-retryably if it never can work."""
         if self._settings.secret is None:
             raise ApplicationError(
-                "APP_CALLBACKS__SECRET is not set on the CPU worker", type="CallbackNotConfigured", non_retryable=True
+                "APP_CALLBACKS__SECRET is not set on the CPU worker",
+                type=names.ERR_CALLBACK_NOT_CONFIGURED,
+                non_retryable=True,
             )
         body = payload(inp).model_dump_json(exclude_none=True).encode()
         headers = {
@@ -73,7 +75,7 @@ class CallbackActivities:
             if private is not None:
                 raise ApplicationError(
                     f"callback host {host} resolves to {private}, which is not a public address",
-                    type="CallbackRefused",
+                    type=names.ERR_CALLBACK_REFUSED,
                     non_retryable=True,
                 )
         try:
@@ -83,7 +85,7 @@ class CallbackActivities:
                 response = await client.post(inp.url, content=body, headers=headers)
         except httpx.HTTPError as err:
             raise ApplicationError(
-                f"callback to {host} failed: {type(err).__name__}: {err}", type="CallbackUnreachable"
+                f"callback to {host} failed: {type(err).__name__}: {err}", type=names.ERR_CALLBACK_UNREACHABLE
             ) from err
         _raise_for_status(response, host)
         activity.logger.info("callback for %s (%s) delivered to %s", inp.job_id, inp.status, host)
@@ -95,8 +97,8 @@ def _raise_for_status(response: httpx.Response, host: str) -> None:
         return
     message = f"callback receiver {host} answered {status}"
     if 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS:
-        raise ApplicationError(message, type="CallbackRejected", non_retryable=True)
-    raise ApplicationError(message, type="CallbackFailed", next_retry_delay=_retry_after(response))
+        raise ApplicationError(message, type=names.ERR_CALLBACK_REJECTED, non_retryable=True)
+    raise ApplicationError(message, type=names.ERR_CALLBACK_FAILED, next_retry_delay=_retry_after(response))
 
 
 def _retry_after(response: httpx.Response) -> timedelta | None:

@@ -62,7 +62,7 @@ class ControlActivities:
         try:
             script = await self._writer.write(inp)
         except ScriptRejected as err:
-            raise ApplicationError(str(err), type="ScriptInvalid", non_retryable=True) from err
+            raise ApplicationError(str(err), type=names.ERR_SCRIPT_INVALID, non_retryable=True) from err
         activity.logger.info("script written by %s (%d words)", self._writer.source, len(script.narrative.split()))
         return ScriptResult(script=script, source=self._writer.source)
 
@@ -71,7 +71,9 @@ class ControlActivities:
         """Reuse the user's profile of that name or create it; training is about to start."""
         if not inp.consent:  # the API refuses such requests; this guards every other way in
             raise ApplicationError(
-                "training on faces and voices needs the user's consent", type="ConsentMissing", non_retryable=True
+                "training on faces and voices needs the user's consent",
+                type=names.ERR_CONSENT_MISSING,
+                non_retryable=True,
             )
         async with self._sessions.begin() as session:
             row = await repo.resolve_or_create_profile(session, inp.user_id, inp.profile_name, inp.images, inp.audio)
@@ -101,12 +103,12 @@ class ControlActivities:
             row = await repo.get_profile(session, inp.user_id, inp.profile_id)
             if row is None:
                 raise ApplicationError(
-                    f"profile '{inp.profile_id}' does not exist", type="ProfileNotFound", non_retryable=True
+                    f"profile '{inp.profile_id}' does not exist", type=names.ERR_PROFILE_NOT_FOUND, non_retryable=True
                 )
             if row.status != "ready":
                 raise ApplicationError(
                     f"profile '{row.id}' is {row.status}, not ready: retrain it first",
-                    type="ProfileNotFound",
+                    type=names.ERR_PROFILE_NOT_FOUND,
                     non_retryable=True,
                 )
             await repo.update_job_summary(session, inp.job_id, profile_id=row.id)
@@ -132,7 +134,7 @@ class ControlActivities:
             for asset in assets:
                 if not await asyncio.to_thread(self._store.exists, asset.uri):
                     raise ApplicationError(
-                        f"output {asset.uri} of node {node_id} is missing from storage", type="MissingOutput"
+                        f"output {asset.uri} of node {node_id} is missing from storage", type=names.ERR_MISSING_OUTPUT
                     )
                 _bucket, key = parse_s3_uri(asset.uri)
                 rows.append({"node_id": node_id, "kind": asset.kind, "key": key, "uri": asset.uri,

@@ -14,6 +14,7 @@ from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import WorkflowExecutionDescription, WorkflowHistory
 from temporalio.converter import DataConverter
 
+from schemas import names
 from schemas.api import JobError, JobState, JobStatus, NodeError, NodeStatus
 from schemas.tasks import PipelineInput
 
@@ -93,7 +94,7 @@ async def fold_status(
             )
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
             attrs_t = event.activity_task_timed_out_event_attributes
-            err = NodeError(message=f"timed out: {attrs_t.failure.message}", type="TimedOut")
+            err = NodeError(message=f"timed out: {attrs_t.failure.message}", type=names.ERR_TIMED_OUT)
             _update(
                 nodes, by_scheduled_id, attrs_t.scheduled_event_id, state="failed", finished_at=_time(event), error=err
             )

@@ -9,6 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from core.telemetry import HEARTBEAT_PROGRESS, HEARTBEATS
+from schemas import names
 
 STALL_SECONDS = 120.0  # keep-alive stops when progress has not moved for this long
 
@@ -96,5 +97,5 @@ def stop_error(message: str) -> Exception:
     the activity on another worker at once instead of waiting for the heartbeat timeout.
     """
     if activity.in_activity() and activity.is_worker_shutdown() and not activity.is_cancelled():
-        return ApplicationError(f"{message}: the worker is shutting down", type="WorkerShutdown")
+        return ApplicationError(f"{message}: the worker is shutting down", type=names.ERR_WORKER_SHUTDOWN)
     return CancelledError(message)

@@ -110,9 +110,9 @@ class RenderActivities:
             if known:
                 kind, final = known.type, known.non_retryable
             elif isinstance(err, ValueError):  # bad input (e.g. a language espeak-ng lacks): a retry cannot help
-                kind, final = "InvalidInput", True
+                kind, final = names.ERR_INVALID_INPUT, True
             else:
-                kind, final = "RenderStageFailed", False
+                kind, final = names.ERR_RENDER_STAGE_FAILED, False
             raise ApplicationError(
                 f"render failed in stage '{stage}': {err}",
                 [a.model_dump() for a in partial],
@@ -131,7 +131,7 @@ class RenderActivities:
                 return img.convert("RGB")
         except OSError as err:
             raise ApplicationError(
-                f"portrait {uri} is not a readable image", type="InvalidInput", non_retryable=True
+                f"portrait {uri} is not a readable image", type=names.ERR_INVALID_INPUT, non_retryable=True
             ) from err
 
     def _voice(self, inp: RenderInput) -> VoiceParams:

@@ -33,3 +33,21 @@ SEARCH_ATTRIBUTES: Final = (SA_JOB_MODE, SA_VARIANT, SA_PROFILE_ID, SA_USER_ID)
 
 UPLOADS_BUCKET: Final = "uploads"
 ARTIFACTS_BUCKET: Final = "artifacts"
+
+# Error types of `ApplicationError`s: raisers, retry policies and tests use these names.
+ERR_INVALID_INPUT: Final = "InvalidInput"
+ERR_MISSING_WEIGHTS: Final = "MissingWeights"
+ERR_SCRIPT_INVALID: Final = "ScriptInvalid"
+ERR_PROFILE_NOT_FOUND: Final = "ProfileNotFound"
+ERR_CONSENT_MISSING: Final = "ConsentMissing"
+ERR_MISSING_OUTPUT: Final = "MissingOutput"
+ERR_RENDER_STAGE_FAILED: Final = "RenderStageFailed"
+ERR_BACKEND_FAILED: Final = "BackendFailed"
+ERR_WORKER_SHUTDOWN: Final = "WorkerShutdown"
+ERR_NODE_FAILED: Final = "NodeFailed"
+ERR_TIMED_OUT: Final = "TimedOut"
+ERR_CALLBACK_NOT_CONFIGURED: Final = "CallbackNotConfigured"
+ERR_CALLBACK_REFUSED: Final = "CallbackRefused"
+ERR_CALLBACK_UNREACHABLE: Final = "CallbackUnreachable"
+ERR_CALLBACK_REJECTED: Final = "CallbackRejected"
+ERR_CALLBACK_FAILED: Final = "CallbackFailed"

@@ -132,7 +132,7 @@ class PipelineWorkflow:
         raise ApplicationError(
             f"{stage} failed: {message}",
             {"stage": stage, "task": err.activity_type, "message": message},
-            type="NodeFailed",
+            type=names.ERR_NODE_FAILED,
             non_retryable=True,
         ) from err
 

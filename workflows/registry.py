@@ -38,7 +38,12 @@ State = dict[str, Any]
 InputBuilder = Callable[[PipelineInput, State, PlanNode], BaseModel]
 
 # Errors that can never succeed on retry; activities raise ApplicationError with these types.
-NON_RETRYABLE_ERRORS = ["InvalidInput", "MissingWeights", "ScriptInvalid", "ProfileNotFound"]
+NON_RETRYABLE_ERRORS = [
+    names.ERR_INVALID_INPUT,
+    names.ERR_MISSING_WEIGHTS,
+    names.ERR_SCRIPT_INVALID,
+    names.ERR_PROFILE_NOT_FOUND,
+]
 
 _CPU_RETRY = RetryPolicy(
     maximum_attempts=3, initial_interval=timedelta(seconds=1), non_retryable_error_types=NON_RETRYABLE_ERRORS
@@ -67,7 +72,7 @@ CALLBACK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2,
     maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=["CallbackRejected", "CallbackNotConfigured"],
+    non_retryable_error_types=[names.ERR_CALLBACK_REJECTED, names.ERR_CALLBACK_NOT_CONFIGURED],
 )
 CALLBACK_TIMEOUT = timedelta(seconds=60)
 

@@ -2,8 +2,10 @@
 
 from temporalio.exceptions import ApplicationError
 
-MISSING_WEIGHTS = "MissingWeights"
-BACKEND_FAILED = "BackendFailed"
+from schemas import names
+
+MISSING_WEIGHTS = names.ERR_MISSING_WEIGHTS
+BACKEND_FAILED = names.ERR_BACKEND_FAILED
 BACKEND_TIMEOUT = "BackendTimeout"
 
 
@@ -14,7 +16,7 @@ def missing_weights(message: str) -> ApplicationError:
         message: What is wrong, naming the path (and the setting that points at it).
 
     Returns:
-        `ApplicationError(type="MissingWeights", non_retryable=True)`.
+        `ApplicationError(type=names.ERR_MISSING_WEIGHTS, non_retryable=True)`.
     """
     return ApplicationError(message, type=MISSING_WEIGHTS, non_retryable=True)
 
@@ -27,7 +29,7 @@ def backend_failed(message: str, non_retryable: bool = False) -> ApplicationErro
         non_retryable: True when the same input would fail again (e.g. no output for this input).
 
     Returns:
-        `ApplicationError(type="BackendFailed")`.
+        `ApplicationError(type=names.ERR_BACKEND_FAILED)`.
     """
     return ApplicationError(message, type=BACKEND_FAILED, non_retryable=non_retryable)
 

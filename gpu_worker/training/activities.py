@@ -104,11 +104,11 @@ class TrainingActivities:
                 yield Path(scratch), heartbeater
             except InvalidInputError as err:
                 raise ApplicationError(
-                    str(err), self._produced(job_id, node_id), type="InvalidInput", non_retryable=True
+                    str(err), self._produced(job_id, node_id), type=names.ERR_INVALID_INPUT, non_retryable=True
                 ) from err
             except MissingWeightsError as err:
                 raise ApplicationError(
-                    str(err), self._produced(job_id, node_id), type="MissingWeights", non_retryable=True
+                    str(err), self._produced(job_id, node_id), type=names.ERR_MISSING_WEIGHTS, non_retryable=True
                 ) from err
 
     def _produced(self, job_id: str, node_id: str) -> list[dict[str, str]]:

@@ -362,8 +362,10 @@ def test_every_error_a_retry_policy_names_is_raised_somewhere() -> None:
     """A non-retryable type nothing raises is dead configuration (it hid that `RenderFailed` was never raised)."""
     from pathlib import Path
 
-    from workflows.registry import NON_RETRYABLE_ERRORS
+    from schemas import names as names_module
+    from workflows.registry import CALLBACK_RETRY, NON_RETRYABLE_ERRORS
 
+    constants = {value: key for key, value in vars(names_module).items() if key.startswith("ERR_")}
     root = Path(__file__).resolve().parents[2]
     sources = [
         p.read_text(encoding="utf-8")
@@ -371,5 +373,6 @@ def test_every_error_a_retry_policy_names_is_raised_somewhere() -> None:
         for p in (root / package).rglob("*.py")
         if p.name != "registry.py"
     ]
-    for error_type in NON_RETRYABLE_ERRORS:
-        assert any(f'"{error_type}"' in source for source in sources), error_type
+    for error_type in [*NON_RETRYABLE_ERRORS, *CALLBACK_RETRY.non_retryable_error_types]:
+        assert error_type in constants, f"{error_type} is not a constant in schemas/names.py"
+        assert any(constants[error_type] in source for source in sources), f"nothing raises {error_type}"
