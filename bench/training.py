@@ -2,7 +2,7 @@
 from a SIGKILLed GPU worker to resumed training on a new one.
 
 Run: `python -m bench.training [--smoke]`. It starts its own Temporal, PostgreSQL and S3 servers
-(`core.stack`, temporary directory, free ports), a CPU and a GPU worker process, and stops everything.
+(`devstack.stack`, temporary directory, free ports), a CPU and a GPU worker process, and stops everything.
 In-process it trains the `tiny` and `tiny-long` presets and restores a checkpoint; then a
 `train_only` job (`tiny-long`) runs through the workers, whose GPU worker is SIGKILLed at step 120
 and replaced. `--smoke` (the CI size, a test runs it) trains `tiny` only and runs the job with the
@@ -33,9 +33,9 @@ from bench._common import Stack, local_stack, log_tails, machine, median, out, q
 from core import repo
 from core.capabilities import live_capabilities
 from core.db import create_async_engine, session_factory
-from core.stack import Service
 from core.storage import ObjectStore
 from core.temporal import connect
+from devstack.stack import Service
 from gpu_worker.media.speech import VoiceParams
 from gpu_worker.media.voices import synthesize
 from schemas import names

@@ -26,9 +26,9 @@ from api.main import create_app
 from core.capabilities import publish
 from core.db import create_async_engine, migrate, session_factory
 from core.settings import Settings, get_settings
-from core.stack import Service, env_for, start_postgres, start_s3, start_temporal
 from core.storage import ObjectStore
 from core.temporal import connect
+from devstack.stack import Service, env_for, start_postgres, start_s3, start_temporal
 from gpu_worker.worker import build_worker as build_gpu_worker
 from gpu_worker.worker import manifest as gpu_manifest
 from tests.helpers import api_client

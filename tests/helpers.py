@@ -12,7 +12,7 @@ from temporalio import activity
 
 from core.auth import create_user_with_key
 from core.settings import StorageSettings
-from core.stack import Service
+from devstack.stack import Service
 from schemas import names
 from schemas.tasks import RenderInput, RenderResult
 

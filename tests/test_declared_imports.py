@@ -110,3 +110,11 @@ def test_the_check_sees_an_undeclared_import(tmp_path: Path) -> None:
     assert module_level == {"torch"} and nested == {"diffusers"}
     assert set(_undeclared(module_level, installed_with(("media",)))) == {"torch"}
     assert _undeclared(module_level | nested, installed_with(("gpu",))) == {}
+
+
+@pytest.mark.parametrize("path", _modules("api", "activities", "workflows", "schemas", "core", "gpu_worker"), ids=str)
+def test_no_runtime_module_imports_the_tool_packages(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {name for name in imported if name.split(".")[0] in ("ops", "devstack")}

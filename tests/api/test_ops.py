@@ -124,7 +124,7 @@ async def test_retry_resets_to_the_failed_render_and_reuses_completed_nodes(stac
         # Both runs of the job (the failed one and its reset) replay with the current code; the
         # command finds the server through the `APP_*` settings the session fixture exported.
         replayed = subprocess.run(
-            [sys.executable, "-m", "workflows.replay", "--query", f"WorkflowId='{job_id}'"],
+            [sys.executable, "-m", "ops.replay", "--query", f"WorkflowId='{job_id}'"],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr

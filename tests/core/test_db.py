@@ -27,7 +27,7 @@ from core.db import (
     new_id,
     session_factory,
 )
-from core.stack import Service
+from devstack.stack import Service
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core import repo
 from core.db import WorkerCapability, create_async_engine, migrate, session_factory
-from core.stack import Service
+from devstack.stack import Service
 from schemas.capabilities import WorkerManifest
 from schemas.plan import GraphSpec, Plane, PlanEdge, PlanNode
 from schemas.tasks import JobRequest, Script

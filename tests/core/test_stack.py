@@ -1,4 +1,4 @@
-"""`core.stack`: the real servers start from their pip packages, restart on their data, and `up`/`down` work."""
+"""`devstack.stack`: the real servers start from their pip packages, restart on their data, and `up`/`down` work."""
 
 import asyncio
 import json
@@ -21,8 +21,8 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from core.settings import Settings
-from core.stack import REPO_ROOT, Service, env_for, free_port, start_postgres, start_s3, start_temporal
 from core.storage import ObjectStore
+from devstack.stack import REPO_ROOT, Service, env_for, free_port, start_postgres, start_s3, start_temporal
 from schemas.names import ARTIFACTS_BUCKET, SEARCH_ATTRIBUTES
 from tests.helpers import storage_settings
 
@@ -135,7 +135,7 @@ def _alive(pid: int) -> bool:
 
 
 def _cli(root: Path, command: str) -> list[str]:
-    cmd = [sys.executable, "-m", "core.stack", command, "--root", str(root)]
+    cmd = [sys.executable, "-m", "devstack.stack", command, "--root", str(root)]
     if command == "up":
         cmd += ["--temporal-port", str(free_port()), "--temporal-ui-port", str(free_port())]
         cmd += ["--postgres-port", str(free_port()), "--s3-port", str(free_port())]
@@ -192,7 +192,7 @@ async def test_the_development_key_is_kept_reused_and_replaced_when_revoked(sett
 
     from core.auth import authenticate
     from core.db import Credential
-    from core.stack import DEV_KEY_FILE, ensure_dev_api_key
+    from devstack.stack import DEV_KEY_FILE, ensure_dev_api_key
 
     first = await asyncio.to_thread(ensure_dev_api_key, tmp_path, settings.database.url)
     key_file = tmp_path / DEV_KEY_FILE
@@ -210,7 +210,7 @@ async def test_the_development_key_is_kept_reused_and_replaced_when_revoked(sett
 def test_temporal_picks_new_ports_when_a_picked_one_was_taken(tmp_path, monkeypatch) -> None:
     import socket
 
-    from core import stack
+    from devstack import stack
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -231,7 +231,7 @@ def test_temporal_picks_new_ports_when_a_picked_one_was_taken(tmp_path, monkeypa
 def test_s3_picks_new_ports_when_a_picked_one_was_taken(tmp_path, monkeypatch) -> None:
     import socket
 
-    from core import stack
+    from devstack import stack
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

@@ -1,8 +1,8 @@
-"""`core.supervisor`: dead apps restart with backoff, a crash loop is given up, and states say which is which."""
+"""`devstack.supervisor`: dead apps restart with backoff, a crash loop is given up, and states say which is which."""
 
 from dataclasses import dataclass
 
-from core.supervisor import Supervisor
+from devstack.supervisor import Supervisor
 
 
 @dataclass

@@ -25,9 +25,9 @@ import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
 
+from ops import replay
 from schemas import names
 from schemas.tasks import PipelineInput, PipelineResult
-from workflows import replay
 from workflows.pipeline import PipelineWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
@@ -89,7 +89,7 @@ def _tampered(tmp_path: Path) -> Path:
 
 def test_the_replay_command_exits_0_on_good_histories_and_1_on_a_mismatch(tmp_path) -> None:
     def command(*paths: Path) -> subprocess.CompletedProcess[str]:
-        args = [sys.executable, "-m", "workflows.replay"] + [a for p in paths for a in ("--file", str(p))]
+        args = [sys.executable, "-m", "ops.replay"] + [a for p in paths for a in ("--file", str(p))]
         return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
 
     good = command(*GOLDEN.values())

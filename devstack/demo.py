@@ -1,7 +1,7 @@
 """`make demo`: submit one job per variant to the running API, follow it, and save the videos.
 
 Every API call carries `Authorization: Bearer <key>`: the key comes from `MYSPINBOT_API_KEY`, else
-from the file `python -m core.stack up --with-apps` writes (`<root>/dev-api-key`).
+from the file `python -m devstack.stack up --with-apps` writes (`<root>/dev-api-key`).
 """
 
 import argparse
@@ -16,7 +16,7 @@ import httpx
 API = "http://127.0.0.1:8000"
 TOPIC = "Why the sky is blue"
 KEY_ENV = "MYSPINBOT_API_KEY"
-KEY_FILE = "dev-api-key"  # core.stack.DEV_KEY_FILE, not imported: the demo needs only httpx
+KEY_FILE = "dev-api-key"  # devstack.stack.DEV_KEY_FILE, not imported: the demo needs only httpx
 
 
 def _say(text: str) -> None:
@@ -39,7 +39,7 @@ def authenticate(api: httpx.Client, key_file: Path) -> None:
     key = api_key(key_file)
     if key is None:
         raise SystemExit(
-            f"no API key: set {KEY_ENV}, or start the stack with `python -m core.stack up --with-apps` "
+            f"no API key: set {KEY_ENV}, or start the stack with `python -m devstack.stack up --with-apps` "
             f"(it writes {key_file})"
         )
     api.headers["Authorization"] = f"Bearer {key}"
