@@ -33,6 +33,8 @@ def _render(out_dir: Path, variant: str, captions: bool) -> tuple[RenderOutputs,
         captions,
         progress=lambda stage, fraction: calls.append((stage, fraction)),
         cancelled=lambda: False,
+        # Longer than the ~5 s of speech: a closing silence gives the mouth tests many quiet frames.
+        duration_seconds=8,
     )
     return out, calls
 
