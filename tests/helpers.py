@@ -12,9 +12,27 @@ from temporalio import activity
 
 from core.auth import create_user_with_key
 from core.settings import StorageSettings
+from core.storage import ObjectStore
 from devstack.stack import Service
 from schemas import names
-from schemas.tasks import RenderInput, RenderResult
+from schemas.tasks import Asset, RenderInput, RenderResult
+
+# What the embedded svd render reports in `Video.rendering` (runtime ids as the GPU manifest advertises them).
+EMBEDDED_SVD_RENDERING = {
+    "speech": "piper:en_US-joe-medium",
+    "scene": "procedural",
+    "image_to_video": "ken-burns",
+    "lipsync": "embedded-mouth",
+    "captions": "sentence-timed",
+    "mux": "ffmpeg",
+}
+
+
+def put_stub_output(store: ObjectStore, inp: RenderInput, name: str, kind: str, content_type: str) -> Asset:
+    """A stand-in render output at the key the real render uses (`jobs/<job>/<node>/<name>`)."""
+    data = f"{kind} of {inp.job_id}".encode()
+    uri = store.put_bytes(names.ARTIFACTS_BUCKET, f"jobs/{inp.job_id}/{inp.node_id}/{name}", data, content_type)
+    return Asset(kind=kind, uri=uri, content_type=content_type, size_bytes=len(data))
 
 
 def storage_settings(s3: Service, **overrides: object) -> StorageSettings:

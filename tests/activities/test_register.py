@@ -16,18 +16,12 @@ from core import repo
 from core.storage import ObjectStore
 from schemas import names
 from schemas.tasks import RegisterInput, Video
+from tests.helpers import EMBEDDED_SVD_RENDERING
 
 pytestmark = pytest.mark.integration
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
-RENDERING = {
-    "speech": "piper:en_US-joe-medium",
-    "scene": "procedural",
-    "image_to_video": "ken-burns",
-    "lipsync": "embedded-mouth",
-    "captions": "word-timed",
-    "mux": "ffmpeg",
-}
+RENDERING = EMBEDDED_SVD_RENDERING
 
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -18,6 +18,7 @@ from core.storage import ObjectStore
 from schemas import names
 from schemas.tasks import Asset, RenderInput, RenderResult, Video
 from tests.conftest import wait_for_status
+from tests.helpers import put_stub_output
 from tests.workflows.test_pipeline_e2e import replay, scheduled
 
 pytestmark = pytest.mark.integration
@@ -32,9 +33,7 @@ def flaky_render(store: ObjectStore, calls: list[str]):
     """
 
     def put(inp: RenderInput, name: str, kind: str, content_type: str) -> Asset:
-        data = f"{kind} of {inp.job_id}".encode()
-        uri = store.put_bytes(names.ARTIFACTS_BUCKET, f"jobs/{inp.job_id}/{inp.node_id}/{name}", data, content_type)
-        return Asset(kind=kind, uri=uri, content_type=content_type, size_bytes=len(data))
+        return put_stub_output(store, inp, name, kind, content_type)
 
     @activity.defn(name=names.RENDER_VIDEO)
     async def render_video(inp: RenderInput) -> RenderResult:

@@ -12,20 +12,13 @@ from core.storage import ObjectStore
 from schemas import names
 from schemas.tasks import Asset, RenderInput, RenderResult, Video
 from tests.conftest import astronaut_png, wait_for_status
-from tests.helpers import gated_render
+from tests.helpers import EMBEDDED_SVD_RENDERING, gated_render, put_stub_output
 
 pytestmark = pytest.mark.integration
 
 # The one stage vocabulary (ARCHITECTURE.md, "Render stages").
 STAGES = {"speech", "scene", "image_to_video", "talking_head", "lipsync", "captions", "music", "upscale", "mux"}
-EMBEDDED_SVD = {
-    "speech": "piper:en_US-joe-medium",
-    "scene": "procedural",
-    "image_to_video": "ken-burns",
-    "lipsync": "embedded-mouth",
-    "captions": "word-timed",
-    "mux": "ffmpeg",
-}
+EMBEDDED_SVD = EMBEDDED_SVD_RENDERING
 
 
 def rendered_with(store: ObjectStore, *renderings: dict[str, str]) -> Any:
@@ -33,9 +26,7 @@ def rendered_with(store: ObjectStore, *renderings: dict[str, str]) -> Any:
     reports = cycle(renderings)
 
     def put(inp: RenderInput, name: str, kind: str, content_type: str) -> Asset:
-        data = f"{kind} of {inp.job_id}".encode()
-        uri = store.put_bytes(names.ARTIFACTS_BUCKET, f"jobs/{inp.job_id}/{inp.node_id}/{name}", data, content_type)
-        return Asset(kind=kind, uri=uri, content_type=content_type, size_bytes=len(data))
+        return put_stub_output(store, inp, name, kind, content_type)
 
     @activity.defn(name=names.RENDER_VIDEO)
     async def render_video(inp: RenderInput) -> RenderResult:

@@ -360,7 +360,7 @@ async def test_each_card_says_what_ran_and_names_only_the_models_that_did(
         await expect(ran.locator("dt")).to_have_text(["Voice", "Scene", "Motion", "Mouth", "Captions", "Encoding"])
         await expect(ran.locator("dd")).to_have_text(
             ["Piper neural voice (joe, en-US)", "procedural backdrop", "Ken Burns camera", "embedded mouth animation",
-             "timed per word", "FFmpeg"]
+             "timed per sentence", "FFmpeg"]
         )  # fmt: skip
         await expect(ran.locator('[data-stage="speech"] dd')).to_have_attribute("title", "piper:en_US-joe-medium")
         await expect(embedded.locator(".job-title")).to_have_text("Generate · Animated scene")

@@ -26,7 +26,6 @@ const RUNTIME_LABELS = {
   "ffmpeg-lanczos": "Lanczos resize",
   ffmpeg: "FFmpeg",
   "sentence-timed": "timed per sentence",
-  "word-timed": "timed per word",
 };
 
 // Backends that run a model's downloaded weights or a model service; everything else is embedded.
