@@ -66,11 +66,12 @@ def build_worker(
     store: ObjectStore,
     executor: ThreadPoolExecutor,
     backends: Backends | None = None,
+    narrator: Narrator | None = None,
 ) -> Worker:
     """The worker polling the GPU queue; sync activities run in `executor` (backends: built from settings if None)."""
     work_dir = settings.gpu.work_dir.resolve()
     backends = backends if backends is not None else build_backends(settings)
-    render = RenderActivities(store, work_dir, backends, Narrator(coqui=backends.speech))
+    render = RenderActivities(store, work_dir, backends, narrator or Narrator(coqui=backends.speech))
     training = TrainingActivities(store, work_dir, default_components_factory(settings.gpu.models_dir))
     return Worker(
         client,
@@ -105,12 +106,16 @@ async def main() -> None:
     # retry after a dead worker) does not pay for it. Not concurrently with polling: two
     # threads importing diffusers at once can see a half-initialised module.
     await asyncio.to_thread(warm_up)
-    await publish(sessions, manifest(settings, worker_id, backends))
-    advertiser = asyncio.create_task(publish_forever(sessions, lambda: manifest(settings, worker_id, backends)))
+    narrator = Narrator(coqui=backends.speech)  # one for the manifest's voices and every render
+    await asyncio.to_thread(narrator.load)  # the Piper voices, so the first render does not wait for them
+    await publish(sessions, manifest(settings, worker_id, backends, narrator))
+    advertiser = asyncio.create_task(
+        publish_forever(sessions, lambda: manifest(settings, worker_id, backends, narrator))
+    )
     logger.info("GPU worker %s polling %s", worker_id, settings.temporal.gpu_task_queue)
     with ThreadPoolExecutor(max_workers=settings.gpu.max_concurrent_activities + 1) as executor:
         try:
-            await run_until_signalled(build_worker(client, settings, store, executor, backends))
+            await run_until_signalled(build_worker(client, settings, store, executor, backends, narrator))
         finally:
             advertiser.cancel()
 

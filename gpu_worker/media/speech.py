@@ -7,6 +7,7 @@ duration checks read that timeline, so they do not depend on which runtime spoke
 """
 
 import logging
+import re
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,8 +188,6 @@ def assemble(
 
 def estimate_timeline(sentence: str, samples: np.ndarray, rate: int) -> SpokenSentence:
     """A sentence from a runtime without durations: words spread over the clip in proportion to their letters."""
-    import re
-
     tokens = re.findall(r"\S+", sentence)
     weights = np.array([max(1, len(re.sub(r"\W", "", t))) + 1 for t in tokens], dtype=float)
     edges = np.concatenate([[0.0], np.cumsum(weights)]) / max(weights.sum(), 1.0) * (samples.size / rate)
