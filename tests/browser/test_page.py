@@ -299,6 +299,16 @@ async def test_delete_a_finished_job_from_its_card(site: Site, page: Page) -> No
     await expect(delete).to_be_focused()
     await expect(card).to_be_visible()
 
+    # A status update may re-render the card's buttons while the dialog is open: focus goes to the new Delete.
+    await delete.click()
+    await expect(dialog).to_be_visible()
+    await card.locator('[data-action="delete"]').evaluate(
+        "(old) => { const fresh = old.cloneNode(true); fresh.disabled = false; old.replaceWith(fresh); }"
+    )
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(card.locator('[data-action="delete"]')).to_be_focused()
+
     # A refusal is shown on the card (a real 409 needs a job that is still running, whose card offers no Delete).
     refusal = f"job '{job_id}' is still queued or running; cancel it first"
 

@@ -367,7 +367,8 @@ class JobCard {
       title: "Delete this job?",
       message: `${topic ? `“${topic}”: its` : "Its"} video, downloads and every file it made are deleted for good.`,
       confirm: "Delete job",
-      opener,
+      // The card may re-render its buttons while the dialog is open (a status update).
+      opener: () => this.actions.querySelector('[data-action="delete"]') ?? (opener.isConnected ? opener : this.titleEl),
     });
     if (!ok) return;
     try {

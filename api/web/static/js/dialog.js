@@ -7,6 +7,8 @@ const dialog = () => document.getElementById("confirm");
  * Ask before doing something that cannot be undone; resolves true only for the confirm button.
  * Focus returns to `opener`: callers that disable their button while waiting pass it, since
  * Chromium blurs a focused button when it is disabled, leaving `document.activeElement` on the body.
+ * `opener` may be a function that finds the element when the dialog closes: a card that re-renders
+ * meanwhile replaces its buttons, and focus must land on the new one, not on a detached node.
  */
 export function confirmAction({ title, message, confirm, opener = document.activeElement }) {
   const el = dialog();
@@ -19,7 +21,8 @@ export function confirmAction({ title, message, confirm, opener = document.activ
       resolve(el.returnValue === "confirm");
       // After the caller's own reaction (it may re-enable or remove the button that opened us).
       setTimeout(() => {
-        if (opener instanceof HTMLElement && opener.isConnected && !el.open) opener.focus();
+        const target = typeof opener === "function" ? opener() : opener;
+        if (target instanceof HTMLElement && target.isConnected && !el.open) target.focus();
       });
     }, { once: true });
     if (!el.dataset.wired) {
