@@ -46,7 +46,7 @@ down:
 # A user and a new API key (printed once): `make user NAME=alice` (ADMIN=1 for an operator).
 user: install
 	@test -n "$(NAME)" || { echo "usage: make user NAME=alice [ADMIN=1]"; exit 2; }
-	@$(PY) -m core.auth create-user $(NAME) $(if $(ADMIN),--admin,)
+	@$(PY) -m ops.users create-user $(NAME) $(if $(ADMIN),--admin,)
 
 # Browser tests drive Debian's Chromium (never a downloaded browser).
 /usr/bin/chromium:
@@ -62,7 +62,7 @@ test: install-all /usr/bin/chromium /usr/bin/docker-compose
 lint: install-all
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy api workflows activities schemas core gpu_worker ops devstack
+	$(VENV)/bin/mypy api workflows activities schemas core gpu_worker ops devstack bench
 
 schemas: install-all
 	$(PY) -m schemas.export

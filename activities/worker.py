@@ -25,10 +25,9 @@ from activities.control import ControlActivities
 from activities.retention import RetentionActivities
 from activities.script_writer import OfflineScriptWriter, OllamaScriptWriter, ScriptWriter
 from core.capabilities import publish, publish_forever
-from core.db import create_async_engine, migrate, session_factory
+from core.services import open_services
 from core.settings import Settings, get_settings
 from core.shutdown import run_until_signalled
-from core.storage import ObjectStore
 from core.telemetry import (
     StageMetricsInterceptor,
     configure_logging,
@@ -36,7 +35,6 @@ from core.telemetry import (
     start_metrics_server,
     temporal_runtime,
 )
-from core.temporal import connect
 from schemas import names
 from schemas.capabilities import ANY_LANGUAGE, WorkerManifest
 from schemas.tasks import ExpireInput
@@ -83,7 +81,7 @@ def build_worker(
             control.generate_script,
             control.resolve_or_create_profile,
             control.load_existing_profile,
-            control.select_pipeline,
+            control.select_render_plan,
             control.register_outputs,
             CallbackActivities(settings.callbacks).notify,
         ],
@@ -129,23 +127,22 @@ async def main() -> None:
     settings = get_settings()
     setup_telemetry(settings.telemetry)
     start_metrics_server(settings.telemetry)
-    await asyncio.to_thread(migrate, settings.database.url)
-    sessions = session_factory(create_async_engine(settings.database.url))
-    store = ObjectStore(settings.storage)
-    await asyncio.to_thread(store.ensure_buckets)
     writer = script_writer(settings)
-    client = await connect(settings.temporal, temporal_runtime(settings.telemetry))
     worker_id = f"cpu-{socket.gethostname()}-{os.getpid()}"
-    await publish(sessions, manifest(settings, writer, worker_id))
-    await ensure_retention_schedule(client, settings)
-    advertiser = asyncio.create_task(publish_forever(sessions, lambda: manifest(settings, writer, worker_id)))
-    logger.info(
-        "CPU worker %s polling %s (script writer: %s)", worker_id, settings.temporal.cpu_task_queue, writer.source
-    )
-    try:
-        await run_until_signalled(build_worker(client, settings, ControlActivities(sessions, store, writer)))
-    finally:
-        advertiser.cancel()
+    async with open_services(settings, runtime=temporal_runtime(settings.telemetry)) as services:
+        sessions, client = services.sessions, services.temporal
+        await publish(sessions, manifest(settings, writer, worker_id))
+        await ensure_retention_schedule(client, settings)
+        advertiser = asyncio.create_task(publish_forever(sessions, lambda: manifest(settings, writer, worker_id)))
+        logger.info(
+            "CPU worker %s polling %s (script writer: %s)", worker_id, settings.temporal.cpu_task_queue, writer.source
+        )
+        try:
+            await run_until_signalled(
+                build_worker(client, settings, ControlActivities(sessions, services.store, writer))
+            )
+        finally:
+            advertiser.cancel()
 
 
 def run() -> None:

@@ -5,30 +5,18 @@ once (`POST /api/session`) and then sends an HttpOnly session cookie, because a 
 put a header on a WebSocket or a `<video>` request.
 """
 
-from dataclasses import dataclass
 from typing import Annotated, Final
 
 from fastapi import Depends, Path, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
-from temporalio.client import Client
 
 from api.errors import ApiError
 from core.auth import Principal, authenticate
+from core.services import Services as Services  # re-exported: routes and helpers type their clients with it
 from core.settings import Settings, get_settings
-from core.storage import ObjectStore
 
 SESSION_COOKIE: Final = "myspinbot_session"
 _CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="myspinbot"'}
-
-
-@dataclass
-class Services:
-    """Long-lived clients, created once in the app's lifespan."""
-
-    sessions: async_sessionmaker[AsyncSession]
-    store: ObjectStore
-    temporal: Client
 
 
 def get_services(request: Request) -> Services:

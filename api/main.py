@@ -17,12 +17,10 @@ from api import errors, openapi
 from api.deps import Services, ServicesDep
 from api.limits import MULTIPART_SLACK, BodyLimit
 from api.openapi import Health
-from api.routes import admin, auth, erasure, jobs, ops, uploads, web
-from core.db import create_async_engine, migrate, session_factory
+from api.routes import admin, jobs, profiles, session, uploads, web
+from core.services import open_services
 from core.settings import Settings, get_settings
-from core.storage import ObjectStore
 from core.telemetry import setup_telemetry
-from core.temporal import connect
 from schemas.names import UPLOADS_BUCKET
 
 logger = logging.getLogger(__name__)
@@ -35,19 +33,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Migrate the database and connect to Postgres, object storage and Temporal."""
     settings = app.dependency_overrides.get(get_settings, get_settings)()
     setup_telemetry(settings.telemetry)
-    await asyncio.to_thread(migrate, settings.database.url)
-    engine = create_async_engine(settings.database.url)
-    store = ObjectStore(settings.storage)
-    await asyncio.to_thread(store.ensure_buckets)
-    app.state.services = Services(
-        sessions=session_factory(engine),
-        store=store,
-        temporal=await connect(settings.temporal, give_up_after=TEMPORAL_GIVE_UP),
-    )
-    try:
+    async with open_services(settings, give_up_after=TEMPORAL_GIVE_UP) as services:
+        app.state.services = services
         yield
-    finally:
-        await engine.dispose()
 
 
 async def _ping_db(services: Services) -> None:
@@ -65,11 +53,10 @@ def create_app() -> FastAPI:
     app = FastAPI(title="MySpinBot", version="0.3.0", lifespan=lifespan)
     errors.install(app)
     app.add_middleware(BodyLimit, prefix="/api/uploads", limit=lambda: _upload_body_limit(app))
-    app.include_router(auth.router)
+    app.include_router(session.router)
     app.include_router(jobs.router)
-    app.include_router(ops.router)
+    app.include_router(profiles.router)
     app.include_router(uploads.router)
-    app.include_router(erasure.router)
     app.include_router(web.router)
     app.include_router(admin.router)
     openapi.install(app)  # 401/403/404/409/429/503 … in the OpenAPI document, beside FastAPI's 422

@@ -2,16 +2,19 @@
 
 The history gives what happened (scheduled, completed, failed, the workflow's end); the
 pending activities of `describe()` give what is happening: the running attempt, its
-heartbeat progress, and the last failure of a node that is retrying.
+heartbeat progress, and the last failure of a node that is retrying. Listings and retries,
+which need only the state, read it from a workflow's execution status (`job_state`).
 """
 
+import asyncio
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from temporalio.api.enums.v1 import EventType, PendingActivityState, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflow.v1 import PendingActivityInfo
-from temporalio.client import WorkflowExecutionDescription, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.converter import DataConverter
 
 from schemas import names
@@ -25,6 +28,49 @@ _TERMINAL = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "failed",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "failed",
 }
+
+# A workflow's execution status as a job state; "queued" needs the history (nothing ran yet).
+JOB_STATES: Final[dict[WorkflowExecutionStatus, JobState]] = {
+    WorkflowExecutionStatus.RUNNING: "running",
+    WorkflowExecutionStatus.COMPLETED: "completed",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TERMINATED: "failed",
+    WorkflowExecutionStatus.TIMED_OUT: "failed",
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
+}
+
+
+def job_state(status: WorkflowExecutionStatus | None) -> JobState:
+    """The job state of a workflow execution status (`running` when the server did not say)."""
+    return JOB_STATES.get(status, "running") if status is not None else "running"
+
+
+async def job_states(client: Client, job_ids: Iterable[str]) -> dict[str, JobState]:
+    """The state of each job that visibility already lists, from one query (absent: not listed yet)."""
+    ids = ", ".join(f"'{job_id}'" for job_id in job_ids)  # ids are ours (job-<hex>), never user input
+    states: dict[str, JobState] = {}
+    if ids:
+        async for wf in client.list_workflows(query=f"WorkflowId IN ({ids})"):
+            if wf.status is not None:
+                states.setdefault(wf.id, job_state(wf.status))
+    return states
+
+
+async def read_status(client: Client, job_id: str) -> JobStatus:
+    """The job's status, folded from its history and (while the run is open) `describe()`.
+
+    The history and `describe()` are independent reads, so they run concurrently; `describe()`
+    is ignored once the run closed.
+    """
+    handle = client.get_workflow_handle(job_id)
+    results = await asyncio.gather(handle.fetch_history(), handle.describe(), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    history, description = results
+    assert isinstance(history, WorkflowHistory) and isinstance(description, WorkflowExecutionDescription)
+    return await fold_status(history, description if is_open(history) else None, client.data_converter)
 
 
 def is_open(history: WorkflowHistory) -> bool:

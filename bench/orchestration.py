@@ -14,7 +14,7 @@ at once (order alternated between bursts), and CPU per job of this process (clie
 of the Temporal server, which is steadier than wall time on a shared machine.
 
 Run: `python -m bench.orchestration [--jobs 30] [--bursts 50 200] [--rounds 1]`. It starts its own Temporal
-dev server (`devstack.stack.start_temporal`, temporary directory, free ports) and stops it at the end.
+dev server (`devstack.servers.start_temporal`, temporary directory, free ports) and stops it at the end.
 `--smoke` (the CI size, a test runs it): 2 sequential jobs per variant, one burst of 4, a single warm-up job.
 """
 
@@ -46,16 +46,16 @@ from bench._baseline import (
     HandWrittenDagWorkflow,
 )
 from bench._common import cpu_seconds, machine, median, ms, out, percentile, quiet_logging, servers, table
-from devstack.stack import start_temporal
+from devstack.servers import start_temporal
 from schemas import names
 from schemas.capabilities import CapabilitiesManifest, Constraints, PlaneCapabilities, VoiceInfo
 from schemas.plan import GraphSpec, PlanNode
 from schemas.tasks import (
     JobRequest,
-    Pipeline,
     PipelineInput,
     PipelineResult,
     RegisterResult,
+    RenderPlan,
     RenderResult,
     Video,
 )
@@ -161,7 +161,7 @@ def in_process_runner(spec: GraphSpec) -> JobRunner:
         names.RESOLVE_PROFILE: PROFILE,
         names.TRAIN_LORA: LORA,
         names.TRAIN_VOICE: VOICE,
-        names.SELECT_PIPELINE: Pipeline(variant="svd"),
+        names.SELECT_PIPELINE: RenderPlan(variant="svd"),
         names.RENDER_VIDEO: RenderResult(video=Video(uri=VIDEO_URI, duration=1.0, variant="svd")),
         names.REGISTER_OUTPUTS: RegisterResult(artifacts=[]),
     }

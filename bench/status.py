@@ -1,6 +1,6 @@
 """Latency of `GET /api/status/{jobId}` while 100 jobs are running.
 
-Starts its own Temporal dev server, PostgreSQL and S3 server (`devstack.stack`, temporary
+Starts its own Temporal dev server, PostgreSQL and S3 server (`devstack.servers`, temporary
 directory, free ports), the real API under uvicorn in its own process on a free port, the
 real CPU worker (control activities with the offline script writer) and a GPU worker whose
 `render_video` heartbeats (with the GPU worker's 1 s throttle) until cancelled. It submits
@@ -57,9 +57,7 @@ from bench._common import (
 from core import repo
 from core.auth import create_user_with_key
 from core.capabilities import publish
-from core.db import create_async_engine, session_factory
 from core.settings import Settings
-from core.temporal import connect
 from gpu_worker.worker import manifest as gpu_manifest
 from schemas import names
 from schemas.tasks import RenderInput, RenderResult
@@ -202,19 +200,16 @@ async def breakdown(
 
 
 async def run_bench(args: argparse.Namespace, stack: Stack) -> None:
-    settings = stack.settings
-    engine = create_async_engine(settings.database.url)
-    sessions = session_factory(engine)
+    settings, sessions, client = stack.settings, stack.services.sessions, stack.services.temporal
     writer = OfflineScriptWriter()
     await publish(sessions, cpu_manifest(settings, writer, settings.temporal.cpu_task_queue))
     await publish(sessions, gpu_manifest(settings, settings.temporal.gpu_task_queue))
     key = await create_user_with_key(sessions, USER, name="bench.status")
-    client = await connect(settings.temporal)
     api_service = await asyncio.to_thread(start_api, stack.root, stack.env)
     job_ids: list[str] = []
     try:
         async with AsyncExitStack() as exits:
-            cpu_worker = build_cpu_worker(client, settings, ControlActivities(sessions, stack.store, writer))
+            cpu_worker = build_cpu_worker(client, settings, ControlActivities(sessions, stack.services.store, writer))
             await exits.enter_async_context(cpu_worker)
             # Exit is LIFO: this runs once the GPU worker has stopped, for any job the cancel left open.
             exits.push_async_callback(terminate_open, client, job_ids)
@@ -228,14 +223,13 @@ async def run_bench(args: argparse.Namespace, stack: Stack) -> None:
                     timeout=30,
                 )
             )
-            pids = {"API": api_service.pid, "Temporal": stack.services["temporal"].pid, "bench": os.getpid()}
+            pids = {"API": api_service.pid, "Temporal": stack.servers["temporal"].pid, "bench": os.getpid()}
             measured = await measure(args, api, client, sessions, pids, job_ids)
     except BaseException:
         log_tails(logger, [api_service], lines=40)
         raise
     finally:
         api_service.stop()
-        await engine.dispose()
         if evicted := collect_evicted_graphs():
             logger.info("collected the LangGraph generators of %d PipelineWorkflow runs evicted mid-graph", evicted)
     report(args, measured)
@@ -438,8 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.jobs, args.requests, args.clients, args.rate, args.breakdown, args.idle = 3, 20, 2, 20, 5, 1
     quiet_logging()
-    with local_stack("status", {"APP_API__MAX_CONCURRENT_JOBS": str(args.jobs)}) as stack:
-        asyncio.run(run_bench(args, stack))
+
+    async def in_stack() -> None:
+        async with local_stack("status", {"APP_API__MAX_CONCURRENT_JOBS": str(args.jobs)}) as stack:
+            await run_bench(args, stack)
+
+    asyncio.run(in_stack())
     return 0
 
 

@@ -2,7 +2,7 @@
 from a SIGKILLed GPU worker to resumed training on a new one.
 
 Run: `python -m bench.training [--smoke]`. It starts its own Temporal, PostgreSQL and S3 servers
-(`devstack.stack`, temporary directory, free ports), a CPU and a GPU worker process, and stops everything.
+(`devstack.servers`, temporary directory, free ports), a CPU and a GPU worker process, and stops everything.
 In-process it trains the `tiny` and `tiny-long` presets and restores a checkpoint; then a
 `train_only` job (`tiny-long`) runs through the workers, whose GPU worker is SIGKILLed at step 120
 and replaced. `--smoke` (the CI size, a test runs it) trains `tiny` only and runs the job with the
@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,8 @@ import gpu_worker.training.lora as lora
 from bench._common import Stack, local_stack, log_tails, machine, median, out, quiet_logging, start_worker, table
 from core import repo
 from core.capabilities import live_capabilities
-from core.db import create_async_engine, session_factory
 from core.storage import ObjectStore
-from core.temporal import connect
-from devstack.stack import Service
+from devstack.process import Service
 from gpu_worker.media.speech import VoiceParams
 from gpu_worker.media.voices import synthesize
 from schemas import names
@@ -144,10 +142,10 @@ async def start_training_job(
 ) -> WorkflowHandle[Any, Any]:
     """Wait for both workers' manifests, then start a `train_only` job with a face and a voice clip."""
     caps = await workers_capabilities(sessions)
-    image = astronaut(stack.store, f"{USER}/bench-face.png", "PNG")
+    image = astronaut(stack.services.store, f"{USER}/bench-face.png", "PNG")
     clip_path = stack.root / "clip.wav"
     await asyncio.to_thread(synthesize, "Hello there. This is my voice for the benchmark.", clip_path, VoiceParams())
-    clip, _ = stack.store.put_file(names.UPLOADS_BUCKET, f"{USER}/bench-clip.wav", clip_path, "audio/wav")
+    clip, _ = stack.services.store.put_file(names.UPLOADS_BUCKET, f"{USER}/bench-clip.wav", clip_path, "audio/wav")
     request = JobRequest(mode="train_only", topic="bench", variant="svd", profile_name=f"bench-{uuid.uuid4().hex[:6]}",
                          training_preset=preset, images=[image], audio=[clip], consent=True)  # fmt: skip
     job_id = f"job-{uuid.uuid4().hex[:16]}"
@@ -204,17 +202,14 @@ async def through_workers(stack: Stack, preset: str, kill: bool) -> Rows:
     """A `train_only` job on worker processes; with `kill`, the GPU worker dies mid-training."""
     workers = [start_worker(f"{plane}-worker", f"{module}.worker", stack.root, stack.env)
                for plane, module in (("cpu", "activities"), ("gpu", "gpu_worker"))]  # fmt: skip
-    engine = create_async_engine(stack.settings.database.url)
+    client = stack.services.temporal
     try:
-        async with AsyncExitStack() as exits:
-            exits.push_async_callback(engine.dispose)
-            client = await connect(stack.settings.temporal)
-            handle = await start_training_job(stack, session_factory(engine), client, preset)
-            if kill:
-                return await kill_and_resume(stack, client, handle, workers)
-            started = time.perf_counter()
-            await handle.result()
-            return [(f"`train_only` job (`{preset}`, LoRA + voice) on the workers", f"{time.perf_counter() - started:.1f} s")]  # fmt: skip
+        handle = await start_training_job(stack, stack.services.sessions, client, preset)
+        if kill:
+            return await kill_and_resume(stack, client, handle, workers)
+        started = time.perf_counter()
+        await handle.result()
+        return [(f"`train_only` job (`{preset}`, LoRA + voice) on the workers", f"{time.perf_counter() - started:.1f} s")]  # fmt: skip
     except BaseException:
         log_tails(logger, workers)
         raise
@@ -229,9 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_logging()
     presets = ["tiny"] if args.smoke else ["tiny", "tiny-long"]
-    with local_stack("training", {"HF_HUB_OFFLINE": "1"}) as stack:
-        rows = in_process(stack.store, stack.root / "work", presets)
-        rows += asyncio.run(through_workers(stack, presets[-1], kill=not args.smoke))
+
+    async def in_stack() -> Rows:
+        async with local_stack("training", {"HF_HUB_OFFLINE": "1"}) as stack:
+            rows = await asyncio.to_thread(in_process, stack.services.store, stack.root / "work", presets)
+            return rows + await through_workers(stack, presets[-1], kill=not args.smoke)
+
+    rows = asyncio.run(in_stack())
     out(f"## Training ({machine()})")
     out()
     out(table(["measurement", "result"], rows))

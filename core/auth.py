@@ -4,15 +4,15 @@ Secrets are 32 random bytes, so a plain SHA-256 is enough to make a leaked table
 slow password hash only matters for guessable secrets). The prefix tells what a secret is
 (`msb_` API key, `mss_` session) when one turns up in a log or a secret scanner.
 
-`python -m core.auth create-user NAME [--admin]` creates a user and prints their first key.
+The command that creates users is `python -m ops.users create-user NAME [--admin]`; `python -m
+core.auth` still hands over to it for one release, with a deprecation message.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import hashlib
 import re
+import runpy
 import secrets
 import sys
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.db import Credential, User, create_async_engine, migrate, session_factory, utcnow
+from core.db import Credential, User, utcnow
 
 API_KEY_PREFIX: Final = "msb_"
 SESSION_PREFIX: Final = "mss_"
@@ -47,10 +47,15 @@ def _new_secret(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
 
 
-async def create_user(session: AsyncSession, user_id: str, *, admin: bool = False) -> None:
-    """Create `user_id` (a no-op when it exists; `admin=True` also promotes an existing user)."""
+def check_user_id(user_id: str) -> None:
+    """Raise `ValueError`, with a sentence saying what is allowed, unless `user_id` is a valid user id."""
     if not USER_ID_PATTERN.match(user_id):
         raise ValueError(f"user id {user_id!r}: use 1–63 of a-z, 0-9, '_', '.', '-', starting with a letter or digit")
+
+
+async def create_user(session: AsyncSession, user_id: str, *, admin: bool = False) -> None:
+    """Create `user_id` (a no-op when it exists; `admin=True` also promotes an existing user)."""
+    check_user_id(user_id)
     stmt = insert(User).values(id=user_id, is_admin=admin)
     if admin:
         await session.execute(stmt.on_conflict_do_update(index_elements=[User.id], set_={"is_admin": True}))
@@ -102,33 +107,7 @@ async def create_user_with_key(
         return await issue_api_key(session, user_id, name)
 
 
-async def _create_user_cli(database_url: str, user_id: str, admin: bool, name: str | None) -> str:
-    engine = create_async_engine(database_url)
-    try:
-        return await create_user_with_key(session_factory(engine), user_id, admin=admin, name=name)
-    finally:
-        await engine.dispose()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m core.auth create-user alice [--admin] [--name laptop]`: prints the new key."""
-    from core.settings import get_settings
-
-    parser = argparse.ArgumentParser(prog="python -m core.auth", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create-user", help="create a user (or reuse one) and print a new API key")
-    create.add_argument("user_id")
-    create.add_argument("--admin", action="store_true", help="may retry any user's job and administer workers")
-    create.add_argument("--name", help="a label for the key, e.g. the machine it is for")
-    args = parser.parse_args(argv)
-    url = get_settings().database.url
-    migrate(url)
-    try:
-        key = asyncio.run(_create_user_cli(url, args.user_id, args.admin, args.name))
-    except ValueError as err:
-        parser.error(str(err))
-    sys.stdout.write(key + "\n")
-
-
 if __name__ == "__main__":
-    main()
+    # `core` must not import `ops`, so the command line is only handed over.
+    sys.stderr.write("`python -m core.auth` is deprecated and will be removed: use `python -m ops.users`\n")
+    runpy.run_module("ops.users", run_name="__main__", alter_sys=True)

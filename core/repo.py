@@ -106,6 +106,17 @@ async def get_job(session: AsyncSession, user_id: str, job_id: str) -> Job | Non
     return (await session.scalars(stmt)).one_or_none()
 
 
+async def lock_job(session: AsyncSession, job_id: str, user_id: str | None = None) -> bool:
+    """Lock the job's row (`FOR UPDATE`) until the transaction ends; False when there is no such job.
+
+    With `user_id`, only that user's job counts; None locks any user's job (an admin acting on it).
+    """
+    stmt = select(Job.id).where(Job.id == job_id).with_for_update()
+    if user_id is not None:
+        stmt = stmt.where(Job.user_id == user_id)
+    return (await session.execute(stmt)).first() is not None
+
+
 async def get_job_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Job | None:
     """The user's job submitted with `Idempotency-Key: key`, if any."""
     stmt = select(Job).where(Job.user_id == user_id, Job.idempotency_key == key)
@@ -339,3 +350,15 @@ async def live_manifests(
         except ValidationError:
             logger.warning("skipping unreadable manifest of worker %s", row.worker_id, exc_info=True)
     return manifests
+
+
+async def list_workers(session: AsyncSession) -> list[WorkerCapability]:
+    """Every stored worker manifest row, stale ones included, most recently seen first."""
+    stmt = select(WorkerCapability).order_by(WorkerCapability.last_seen.desc())
+    return list((await session.scalars(stmt)).all())
+
+
+async def delete_worker(session: AsyncSession, worker_id: str) -> bool:
+    """Forget a worker's manifest row; False when there was none."""
+    stmt = delete(WorkerCapability).where(WorkerCapability.worker_id == worker_id).returning(WorkerCapability.worker_id)
+    return (await session.execute(stmt)).first() is not None

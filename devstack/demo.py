@@ -16,7 +16,7 @@ import httpx
 API = "http://127.0.0.1:8000"
 TOPIC = "Why the sky is blue"
 KEY_ENV = "MYSPINBOT_API_KEY"
-KEY_FILE = "dev-api-key"  # devstack.stack.DEV_KEY_FILE, not imported: the demo needs only httpx
+KEY_FILE = "dev-api-key"  # devstack.apps.DEV_KEY_FILE, not imported: the demo needs only httpx
 
 
 def _say(text: str) -> None:

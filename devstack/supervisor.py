@@ -20,7 +20,7 @@ CRASH_LOOP = (5, 60.0)  # this many deaths within this many seconds: stop restar
 
 
 class Process(Protocol):
-    """What the supervisor needs of a running app (`devstack.stack.Service` has it)."""
+    """What the supervisor needs of a running app (`devstack.process.Service` has it)."""
 
     name: str
 

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from core.capabilities import publish, publish_forever
-from core.db import create_async_engine, migrate, session_factory
+from core.services import open_services
 from core.settings import Settings, get_settings
 from core.shutdown import run_until_signalled
 from core.storage import ObjectStore
@@ -22,14 +22,13 @@ from core.telemetry import (
     start_metrics_server,
     temporal_runtime,
 )
-from core.temporal import connect
 from gpu_worker.backends import Backends, build_backends
 from gpu_worker.backends.render import EMBEDDED_RUNTIMES
 from gpu_worker.media.voices import Narrator
 from gpu_worker.rendering import RenderActivities
-from gpu_worker.training.activities import TrainingActivities, presets_available
 from gpu_worker.training.components import training_available, warm_up
 from gpu_worker.training.lora import default_components_factory
+from gpu_worker.training.tasks import TrainingActivities, presets_available
 from schemas import names
 from schemas.capabilities import WorkerManifest
 
@@ -95,29 +94,27 @@ async def main() -> None:
     settings = get_settings()
     setup_telemetry(settings.telemetry)
     start_metrics_server(settings.telemetry)
-    await asyncio.to_thread(migrate, settings.database.url)  # either worker may start first; migrate is locked
-    sessions = session_factory(create_async_engine(settings.database.url))
-    store = ObjectStore(settings.storage)
-    await asyncio.to_thread(store.ensure_buckets)
-    client = await connect(settings.temporal, temporal_runtime(settings.telemetry))
     worker_id = f"gpu-{socket.gethostname()}-{os.getpid()}"
-    backends = build_backends(settings)  # a configured but broken model path stops the worker here, naming it
-    # Import torch/diffusers before polling (about 6 s cold), so the first activity (often a
-    # retry after a dead worker) does not pay for it. Not concurrently with polling: two
-    # threads importing diffusers at once can see a half-initialised module.
-    await asyncio.to_thread(warm_up)
-    narrator = Narrator(coqui=backends.speech)  # one for the manifest's voices and every render
-    await asyncio.to_thread(narrator.load)  # the Piper voices, so the first render does not wait for them
-    await publish(sessions, manifest(settings, worker_id, backends, narrator))
-    advertiser = asyncio.create_task(
-        publish_forever(sessions, lambda: manifest(settings, worker_id, backends, narrator))
-    )
-    logger.info("GPU worker %s polling %s", worker_id, settings.temporal.gpu_task_queue)
-    with ThreadPoolExecutor(max_workers=settings.gpu.max_concurrent_activities + 1) as executor:
-        try:
-            await run_until_signalled(build_worker(client, settings, store, executor, backends, narrator))
-        finally:
-            advertiser.cancel()
+    # Either worker may start first: both migrate, and the migration is locked.
+    async with open_services(settings, runtime=temporal_runtime(settings.telemetry)) as services:
+        backends = build_backends(settings)  # a configured but broken model path stops the worker here, naming it
+        # Import torch/diffusers before polling (about 6 s cold), so the first activity (often a
+        # retry after a dead worker) does not pay for it. Not concurrently with polling: two
+        # threads importing diffusers at once can see a half-initialised module.
+        await asyncio.to_thread(warm_up)
+        narrator = Narrator(coqui=backends.speech)  # one for the manifest's voices and every render
+        await asyncio.to_thread(narrator.load)  # the Piper voices, so the first render does not wait for them
+        await publish(services.sessions, manifest(settings, worker_id, backends, narrator))
+        advertiser = asyncio.create_task(
+            publish_forever(services.sessions, lambda: manifest(settings, worker_id, backends, narrator))
+        )
+        logger.info("GPU worker %s polling %s", worker_id, settings.temporal.gpu_task_queue)
+        with ThreadPoolExecutor(max_workers=settings.gpu.max_concurrent_activities + 1) as executor:
+            try:
+                worker = build_worker(services.temporal, settings, services.store, executor, backends, narrator)
+                await run_until_signalled(worker)
+            finally:
+                advertiser.cancel()
 
 
 def run() -> None:

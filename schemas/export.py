@@ -34,7 +34,7 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "train-voice-input": tasks.TrainVoiceInput,
     "train-voice-result": tasks.TrainVoiceResult,
     "select-input": tasks.SelectInput,
-    "pipeline": tasks.Pipeline,
+    "render-plan": tasks.RenderPlan,
     "render-input": tasks.RenderInput,
     "render-result": tasks.RenderResult,
     "register-input": tasks.RegisterInput,

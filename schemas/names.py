@@ -36,6 +36,7 @@ ARTIFACTS_BUCKET: Final = "artifacts"
 
 # Error types of `ApplicationError`s: raisers, retry policies and tests use these names.
 ERR_INVALID_INPUT: Final = "InvalidInput"
+ERR_NO_FACE_IN_PORTRAIT: Final = "NoFaceInPortrait"
 ERR_MISSING_WEIGHTS: Final = "MissingWeights"
 ERR_SCRIPT_INVALID: Final = "ScriptInvalid"
 ERR_PROFILE_NOT_FOUND: Final = "ProfileNotFound"

@@ -144,12 +144,14 @@ class SelectInput(Contract):
     portrait: str | None = None
 
 
-class Pipeline(Contract):
+class RenderPlan(Contract):
     """The render plan `planner.selectPipeline` fixes: the variant and which face is animated.
 
-    The rendering options travel once, in `RenderInput.options`. `params` is what jobs recorded
-    before this plan was typed (a copy of the options plus the portrait); only the portrait of such
-    an old history is still read from it.
+    Its wire names stay those of the time it was called a pipeline: the activity
+    `planner.selectPipeline` returns it and the `pipeline` fields of `RenderInput` and
+    `RegisterInput` carry it, as recorded histories do. The rendering options travel once, in
+    `RenderInput.options`. `params` is what jobs recorded before this plan was typed (a copy of the
+    options plus the portrait); only the portrait of such an old history is still read from it.
     """
 
     variant: Variant
@@ -169,7 +171,7 @@ class RenderInput(Contract):
 
     job_id: str
     node_id: str
-    pipeline: Pipeline
+    pipeline: RenderPlan
     script: Script
     profile: ProfileRef
     options: RenderSettings
@@ -214,7 +216,7 @@ class RegisterInput(Contract):
     outputs: dict[str, list[Asset]]
     script: ScriptResult | None = None
     profile: ProfileRef | None = None
-    pipeline: Pipeline | None = None
+    pipeline: RenderPlan | None = None
     video: Video | None = None
     partial: bool = False
     failed_stage: str | None = None

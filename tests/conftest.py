@@ -1,13 +1,15 @@
-"""Shared fixtures: the real servers (one set per session), settings pointing at them, and
-`stack_factory`, which runs both workers in-process on fresh task queues plus an API client."""
+"""Shared fixtures: the real servers (one set per session), settings pointing at them, the clients
+opened once with `core.services.open_services`, and `stack_factory`, which runs both workers in-process
+on fresh task queues plus an API client (`build_stack`, which `fault_stack` reuses)."""
 
 import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,12 @@ from activities.worker import build_worker as build_cpu_worker
 from activities.worker import manifest as cpu_manifest
 from api.main import create_app
 from core.capabilities import publish
-from core.db import create_async_engine, migrate, session_factory
+from core.db import migrate
+from core.services import Services, open_services
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore
-from core.temporal import connect
-from devstack.stack import Service, env_for, start_postgres, start_s3, start_temporal
+from devstack.process import Service
+from devstack.servers import env_for, start_postgres, start_s3, start_temporal
 from gpu_worker.worker import build_worker as build_gpu_worker
 from gpu_worker.worker import manifest as gpu_manifest
 from tests.helpers import api_client
@@ -79,22 +82,25 @@ def settings(
 
 
 @pytest.fixture(scope="session")
-def object_store(settings: Settings) -> ObjectStore:
-    store = ObjectStore(settings.storage)
-    store.ensure_buckets()
-    return store
+async def shared_services(settings: Settings) -> AsyncIterator[Services]:
+    """The clients of the session servers, opened as the processes open theirs (`settings` migrated already)."""
+    async with open_services(settings, migrate=False) as services:
+        yield services
 
 
 @pytest.fixture(scope="session")
-async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine(settings.database.url)
-    yield session_factory(engine)
-    await engine.dispose()
+def object_store(shared_services: Services) -> ObjectStore:
+    return shared_services.store
 
 
 @pytest.fixture(scope="session")
-async def temporal_client(settings: Settings) -> Client:
-    return await connect(settings.temporal)
+def sessions(shared_services: Services) -> async_sessionmaker[AsyncSession]:
+    return shared_services.sessions
+
+
+@pytest.fixture(scope="session")
+def temporal_client(shared_services: Services) -> Client:
+    return shared_services.temporal
 
 
 @dataclass
@@ -119,55 +125,73 @@ class Stack:
         return await self.exits.enter_async_context(api_client(self.app, self.sessions, user_id, admin=admin))
 
 
-@pytest.fixture
-def stack_factory(
-    settings: Settings, temporal_client: Client, object_store: ObjectStore, sessions: async_sessionmaker[AsyncSession]
-) -> Any:
-    """`async with stack_factory(writer=..., gpu_activities=...) as stack:` on fresh queues.
+@asynccontextmanager
+async def build_stack(
+    settings: Settings,
+    services: Services,
+    *,
+    writer: ScriptWriter | None = None,
+    gpu_activities: list[Any] | None = None,
+    gpu_store: ObjectStore | None = None,
+    gpu: bool = True,
+    api_limits: dict[str, Any] | None = None,
+    label: str = "test",
+) -> AsyncIterator[Stack]:
+    """Both workers and an API app on fresh task queues of `settings`' servers, the workers on `services`' clients.
 
-    `gpu_activities` replaces the GPU worker's activities (stubs registered under the real
-    names); `gpu=False` starts no GPU worker at all.
+    `gpu_activities` replaces the GPU worker's activities (stubs registered under the real names,
+    heartbeats throttled as the real worker throttles them); `gpu_store` replaces the store the real
+    GPU worker uploads with; `gpu=False` starts no GPU worker at all. `label` names the workers' manifests.
     """
+    suffix = uuid.uuid4().hex[:8]
+    temporal = settings.temporal.model_copy(
+        update={"cpu_task_queue": f"cpu-{suffix}", "gpu_task_queue": f"gpu-{suffix}"}
+    )
+    api = settings.api.model_copy(update=api_limits or {})
+    local = settings.model_copy(update={"temporal": temporal, "api": api})
+    writer = writer or OfflineScriptWriter()
+    client, store, sessions = services.temporal, services.store, services.sessions
+    await publish(sessions, cpu_manifest(local, writer, f"cpu-{label}-{suffix}"))
+    await publish(sessions, gpu_manifest(local, f"gpu-{label}-{suffix}"))
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: local
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(build_cpu_worker(client, local, ControlActivities(sessions, store, writer)))
+        if gpu:
+            executor = stack.enter_context(ThreadPoolExecutor(max_workers=2))
+            if gpu_activities is None:
+                worker = build_gpu_worker(client, local, gpu_store or store, executor)
+            else:
+                throttle = timedelta(seconds=local.gpu.heartbeat_throttle_seconds)
+                worker = Worker(
+                    client,
+                    task_queue=temporal.gpu_task_queue,
+                    activities=gpu_activities,
+                    activity_executor=executor,
+                    max_heartbeat_throttle_interval=throttle,
+                    default_heartbeat_throttle_interval=throttle,
+                )
+            await stack.enter_async_context(worker)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        user_id = f"user-{suffix}"
+        user_api = await stack.enter_async_context(api_client(app, sessions, user_id))
+        yield Stack(settings=local, client=client, api=user_api, store=store, sessions=sessions,
+                    app=app, user_id=user_id, exits=stack)  # fmt: skip
 
-    @asynccontextmanager
-    async def factory(
+
+@pytest.fixture
+def stack_factory(settings: Settings, shared_services: Services) -> Any:
+    """`async with stack_factory(writer=..., gpu_activities=...) as stack:` on fresh queues (see `build_stack`)."""
+
+    def factory(
         writer: ScriptWriter | None = None,
         gpu_activities: list[Any] | None = None,
         gpu: bool = True,
         api_limits: dict[str, Any] | None = None,
-    ) -> AsyncIterator[Stack]:
-        suffix = uuid.uuid4().hex[:8]
-        temporal = settings.temporal.model_copy(
-            update={"cpu_task_queue": f"cpu-{suffix}", "gpu_task_queue": f"gpu-{suffix}"}
+    ) -> AbstractAsyncContextManager[Stack]:
+        return build_stack(
+            settings, shared_services, writer=writer, gpu_activities=gpu_activities, gpu=gpu, api_limits=api_limits
         )
-        api = settings.api.model_copy(update=api_limits or {})
-        local = settings.model_copy(update={"temporal": temporal, "api": api})
-        writer = writer or OfflineScriptWriter()
-        await publish(sessions, cpu_manifest(local, writer, f"cpu-test-{suffix}"))
-        await publish(sessions, gpu_manifest(local, f"gpu-test-{suffix}"))
-        app = create_app()
-        app.dependency_overrides[get_settings] = lambda: local
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(
-                build_cpu_worker(temporal_client, local, ControlActivities(sessions, object_store, writer))
-            )
-            if gpu:
-                executor = stack.enter_context(ThreadPoolExecutor(max_workers=2))
-                if gpu_activities is None:
-                    worker = build_gpu_worker(temporal_client, local, object_store, executor)
-                else:
-                    worker = Worker(
-                        temporal_client,
-                        task_queue=temporal.gpu_task_queue,
-                        activities=gpu_activities,
-                        activity_executor=executor,
-                    )
-                await stack.enter_async_context(worker)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            user_id = f"user-{suffix}"
-            api = await stack.enter_async_context(api_client(app, sessions, user_id))
-            yield Stack(settings=local, client=temporal_client, api=api, store=object_store, sessions=sessions,
-                        app=app, user_id=user_id, exits=stack)  # fmt: skip
 
     return factory
 

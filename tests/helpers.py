@@ -13,7 +13,7 @@ from temporalio import activity
 from core.auth import create_user_with_key
 from core.settings import StorageSettings
 from core.storage import ObjectStore
-from devstack.stack import Service
+from devstack.process import Service
 from schemas import names
 from schemas.tasks import Asset, RenderInput, RenderResult
 

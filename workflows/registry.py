@@ -23,6 +23,7 @@ from schemas.tasks import (
     RegisterInput,
     RegisterResult,
     RenderInput,
+    RenderPlan,
     RenderResult,
     ScriptInput,
     ScriptResult,
@@ -32,7 +33,6 @@ from schemas.tasks import (
     TrainVoiceInput,
     TrainVoiceResult,
 )
-from schemas.tasks import Pipeline as PipelineChoice
 
 State = dict[str, Any]
 InputBuilder = Callable[[PipelineInput, State, PlanNode], BaseModel]
@@ -40,6 +40,7 @@ InputBuilder = Callable[[PipelineInput, State, PlanNode], BaseModel]
 # Errors that can never succeed on retry; activities raise ApplicationError with these types.
 NON_RETRYABLE_ERRORS = [
     names.ERR_INVALID_INPUT,
+    names.ERR_NO_FACE_IN_PORTRAIT,
     names.ERR_MISSING_WEIGHTS,
     names.ERR_SCRIPT_INVALID,
     names.ERR_PROFILE_NOT_FOUND,
@@ -162,13 +163,11 @@ def _select_input(job: PipelineInput, state: State, node: PlanNode) -> SelectInp
 
 
 def _render_input(job: PipelineInput, state: State, node: PlanNode) -> RenderInput:
-    pipeline: PipelineChoice = state.get("pipeline") or PipelineChoice(
-        variant=node.params.get("variant", job.request.variant)
-    )
+    plan: RenderPlan = state.get("pipeline") or RenderPlan(variant=node.params.get("variant", job.request.variant))
     return RenderInput(
         job_id=job.job_id,
         node_id=node.id,
-        pipeline=pipeline,
+        pipeline=plan,  # the field keeps its wire name
         script=state["script"].script,
         profile=profile_of(state),
         options=job.request.options,
@@ -237,7 +236,7 @@ TASKS: dict[str, TaskDef] = {
                 retry=_STORE_RETRY),
         TaskDef(names.LOAD_PROFILE, "cpu", ProfileInput, ProfileRef, "profile", _profile_input, timedelta(seconds=60),
                 retry=_STORE_RETRY),
-        TaskDef(names.SELECT_PIPELINE, "cpu", SelectInput, PipelineChoice, "pipeline", _select_input, timedelta(seconds=60),
+        TaskDef(names.SELECT_PIPELINE, "cpu", SelectInput, RenderPlan, "pipeline", _select_input, timedelta(seconds=60),
                 retry=_STORE_RETRY),
         TaskDef(names.REGISTER_OUTPUTS, "cpu", RegisterInput, RegisterResult, "artifacts", _register_input, timedelta(seconds=60),
                 retry=_STORE_RETRY),

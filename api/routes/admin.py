@@ -1,15 +1,16 @@
-"""Operator endpoints (admin API key): users and the workers' advertised capabilities."""
+"""Operator routes (admin API key): users and the workers' advertised capabilities."""
 
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, status
-from sqlalchemy import delete, select
 
 from api.deps import AdminDep, ServicesDep, WorkerIdPath, get_admin
 from api.errors import ApiError
+from api.views import worker_public
+from core import repo
 from core.auth import create_user_with_key
-from core.db import WorkerCapability, utcnow
-from schemas.api import UserCreate, UserCreated, WorkerPublic, WorkersPublic
+from core.db import utcnow
+from schemas.api import UserCreate, UserCreated, WorkersPublic
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(get_admin)])
 
@@ -27,10 +28,9 @@ async def create_user(body: UserCreate, _admin: AdminDep, services: ServicesDep)
 async def list_workers(_admin: AdminDep, services: ServicesDep) -> WorkersPublic:
     """Every worker's last manifest; `live` ones are what the planner currently plans against."""
     async with services.sessions() as session:
-        rows = (await session.scalars(select(WorkerCapability).order_by(WorkerCapability.last_seen.desc()))).all()
-    cutoff = utcnow() - LIVE_WINDOW
-    data = [WorkerPublic(worker_id=r.worker_id, plane=r.plane, task_queue=r.task_queue, last_seen=r.last_seen,
-                         live=r.last_seen >= cutoff, manifest=r.manifest) for r in rows]  # fmt: skip
+        rows = await repo.list_workers(session)
+    live_since = utcnow() - LIVE_WINDOW
+    data = [worker_public(r, live_since) for r in rows]
     return WorkersPublic(data=data, count=len(data))
 
 
@@ -41,6 +41,6 @@ async def forget_worker(worker_id: WorkerIdPath, _admin: AdminDep, services: Ser
     For a worker that was shut down; one that is still running re-advertises within 30 s.
     """
     async with services.sessions.begin() as session:
-        deleted = await session.execute(delete(WorkerCapability).where(WorkerCapability.worker_id == worker_id))
-    if deleted.rowcount == 0:  # type: ignore[attr-defined]
+        found = await repo.delete_worker(session, worker_id)
+    if not found:
         raise ApiError(404, f"worker '{worker_id}' not found")

@@ -1,4 +1,4 @@
-"""Uploads (multipart → object storage) and the caller's profiles."""
+"""Upload routes: store images and voice clips (multipart → object storage), list and delete them."""
 
 import asyncio
 import tempfile
@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, UploadFile, status
+from fastapi import Path as PathParam
 
-from api.deps import ProfileIdPath, ServicesDep, SettingsDep, UserDep, get_principal
-from api.errors import ApiError, FieldError
+from api import erasure
+from api.deps import ServicesDep, SettingsDep, UserDep, get_principal
+from api.errors import FieldError
 from api.media_checks import UnusableUpload, check_audio, check_image
-from api.routes.jobs import profile_public
-from core import repo
+from api.views import uploaded_object
 from schemas import names
-from schemas.api import ProfilePublic, ProfilesPublic, UploadedFile, UploadsPublic
+from schemas.api import UploadedFile, UploadsListed, UploadsPublic
 
-router = APIRouter(prefix="/api", tags=["uploads"], dependencies=[Depends(get_principal)])
+router = APIRouter(prefix="/api", dependencies=[Depends(get_principal)])
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 AUDIO_TYPES = {
@@ -26,10 +27,11 @@ AUDIO_TYPES = {
     ".ogg": "audio/ogg",
     ".flac": "audio/flac",
 }
+UPLOAD_NAME = r"^[0-9a-f]{32}\.[a-z0-9]{2,5}$"  # the names `POST /api/uploads` generates
 _CHUNK = 1024 * 1024
 
 
-@router.post("/uploads", status_code=status.HTTP_201_CREATED)
+@router.post("/uploads", status_code=status.HTTP_201_CREATED, tags=["uploads"])
 async def upload(
     files: Annotated[list[UploadFile], File()], user: UserDep, services: ServicesDep, settings: SettingsDep
 ) -> UploadsPublic:
@@ -81,19 +83,19 @@ async def _spool(file: UploadFile, dest: Path, max_bytes: int, index: int, name:
     return size
 
 
-@router.get("/profiles")
-async def list_profiles(user: UserDep, services: ServicesDep) -> ProfilesPublic:
-    """The caller's profiles with their LoRA and voice status."""
-    async with services.sessions() as session:
-        rows = await repo.list_profiles(session, user)
-    return ProfilesPublic(data=[profile_public(r) for r in rows], count=len(rows))
+@router.get("/uploads", tags=["personal data"])
+async def list_uploads(user: UserDep, services: ServicesDep) -> UploadsListed:
+    """The caller's stored uploads (unused ones expire after the retention period)."""
+    objects = await asyncio.to_thread(services.store.list_objects, names.UPLOADS_BUCKET, f"{user}/")
+    data = [uploaded_object(o) for o in objects]
+    return UploadsListed(data=data, count=len(data))
 
 
-@router.get("/profiles/{profile_id}")
-async def get_profile(profile_id: ProfileIdPath, user: UserDep, services: ServicesDep) -> ProfilePublic:
-    """One of the caller's profiles."""
-    async with services.sessions() as session:
-        row = await repo.get_profile(session, user, profile_id)
-    if row is None:
-        raise ApiError(404, f"profile '{profile_id}' not found")
-    return profile_public(row)
+@router.delete("/uploads/{name}", status_code=status.HTTP_204_NO_CONTENT, tags=["personal data"])
+async def delete_upload(
+    name: Annotated[str, PathParam(pattern=UPLOAD_NAME, examples=["3f0c9a7d5b1e4c2a8f6d0b9e7c5a3e1f.png"])],
+    user: UserDep,
+    services: ServicesDep,
+) -> None:
+    """Delete one of the caller's uploads (`name` is the last part of its `s3://uploads/<user>/…` URI)."""
+    await erasure.erase_upload(services, user, name)

@@ -8,12 +8,11 @@ import logging
 
 import numpy as np
 
-from gpu_worker.media.faces import Box
+from gpu_worker.media.faces import EYE_LINE, EYE_X, LIP_LINE, Box
 
 logger = logging.getLogger(__name__)
 
 _MOUTH_INSIDE = np.array([52, 18, 24], np.float32)  # dark red-brown of an open mouth
-_LIP_LINE = 0.86  # lip line, as a fraction of the Haar face box height
 _MAX_DROP = 0.065  # widest jaw drop, as a fraction of the face height
 
 
@@ -36,7 +35,7 @@ def open_mouth(frame: np.ndarray, face: Box, amount: float) -> None:
 
     Args:
         frame: HxWx3 uint8 RGB frame, modified in place.
-        face: the face box in `frame` coordinates.
+        face: the face box in `frame` coordinates (its lip seam at `faces.LIP_LINE`).
         amount: 0 (closed) to 1 (wide open).
     """
     import cv2
@@ -45,7 +44,7 @@ def open_mouth(frame: np.ndarray, face: Box, amount: float) -> None:
     drop = float(np.clip(amount, 0.0, 1.0)) * _MAX_DROP * fh
     if drop < 0.5 or fw < 8:
         return
-    lip = fy + _LIP_LINE * fh
+    lip = fy + LIP_LINE * fh
     x0, y0, x1, y1 = _clip_box(
         int(fx + 0.1 * fw), int(lip - 0.12 * fh), int(fx + 0.9 * fw), int(lip + 0.55 * fh), frame.shape
     )
@@ -72,7 +71,7 @@ def close_eyes(frame: np.ndarray, face: Box, amount: float) -> None:
 
     Args:
         frame: HxWx3 uint8 RGB frame, modified in place.
-        face: the face box in `frame` coordinates.
+        face: the face box in `frame` coordinates (its eye centres at `faces.EYE_X`, `faces.EYE_LINE`).
         amount: 0 (open) to 1 (closed).
     """
     fx, fy, fw, fh = face
@@ -80,8 +79,8 @@ def close_eyes(frame: np.ndarray, face: Box, amount: float) -> None:
     if amount <= 0.02 or fw < 8:
         return
     rx, ry = 0.115 * fw, 0.055 * fh
-    for ex in (fx + 0.3 * fw, fx + 0.7 * fw):
-        ey = fy + 0.375 * fh
+    ey = fy + EYE_LINE * fh
+    for ex in (fx + EYE_X[0] * fw, fx + EYE_X[1] * fw):
         x0, y0, x1, y1 = _clip_box(
             int(ex - rx * 1.4), int(ey - ry * 1.4), int(ex + rx * 1.4) + 1, int(ey + ry * 1.5) + 1, frame.shape
         )

@@ -1,35 +1,51 @@
-"""Face finding with OpenCV's Haar cascade, plus face-relative heuristics for mouth and eyes."""
+"""Face boxes for framing and facial edits, anchored to the face mesh's eyes and lips.
 
-import functools
-import logging
-from typing import TYPE_CHECKING
+A face box is a plain `(x, y, width, height)`, so it survives every crop, scale and camera move
+of the renderer; `anchored_box` places it so that the eye centres and the lip seam of the mesh
+sit at fixed fractions of it (`EYE_X`, `EYE_LINE`, `LIP_LINE`). The facial edits (`expressions`)
+read the eyes and mouth back from those fractions, so they land on this face's own features.
+"""
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import cv2
+from gpu_worker.media.facemesh import Box as Box  # the renderer imports `Box` from here
+from gpu_worker.media.facemesh import FaceMesh, face_mesh
 
-logger = logging.getLogger(__name__)
+# The fractions of a face box where the anchors sit. These match the frontal-face box that
+# framing and the edits were first tuned with (on the built-in presenter), so framing is unchanged.
+EYE_X = (0.27, 0.73)  # eye centres across the box: the subject's right eye (left in the image), left eye
+EYE_LINE = 0.38  # the eye centres, down the box
+LIP_LINE = 0.845  # the seam between the lips, down the box
 
-Box = tuple[int, int, int, int]
-"""`(x, y, width, height)` in pixels."""
 
-_MAX_DETECT_SIDE = 640  # detection runs on a downscaled copy; faces stay well above the cascade's 24 px
+def anchored_box(mesh: FaceMesh) -> Box:
+    """The face box whose anchor fractions fall on this mesh's eye centres and lip seam.
 
+    Sizes come from distances in the face's own frame (eye to eye, eye line to lip seam), so a
+    slightly tilted head still gets a box of the right size, centred between the eyes.
 
-@functools.cache
-def _cascade() -> "cv2.CascadeClassifier":
-    import cv2
+    Args:
+        mesh: the face mesh.
 
-    path = f"{cv2.data.haarcascades}haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise RuntimeError(f"cannot load the face cascade {path}")
-    return cascade
+    Returns:
+        The face box in the mesh's image coordinates.
+    """
+    right, left = mesh.eye_centres()
+    across = left - right
+    eye_gap = float(np.hypot(*across))
+    middle = (right + left) / 2
+    # The lip seam's distance from the eye line, measured perpendicular to it.
+    down = mesh.lip_seam() - middle
+    lip_gap = abs(float(across[0] * down[1] - across[1] * down[0])) / max(eye_gap, 1e-6)
+    w = max(eye_gap / (EYE_X[1] - EYE_X[0]), 1.0)
+    h = max(lip_gap / (LIP_LINE - EYE_LINE), 1.0)
+    x = middle[0] - w * (EYE_X[0] + EYE_X[1]) / 2
+    y = middle[1] - h * EYE_LINE
+    return round(x), round(y), round(w), round(h)
 
 
 def detect_face(image: np.ndarray) -> Box | None:
-    """Find the largest frontal face.
+    """Find the largest face and its anchored box.
 
     Args:
         image: an HxWx3 RGB (or HxW gray) uint8 array.
@@ -37,23 +53,12 @@ def detect_face(image: np.ndarray) -> Box | None:
     Returns:
         The face box in `image` coordinates, or None when no face is found.
     """
-    import cv2
-
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    scale = min(1.0, _MAX_DETECT_SIDE / max(gray.shape[:2]))
-    if scale < 1.0:
-        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    gray = cv2.equalizeHist(gray)
-    found = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-    if len(found) == 0:
-        logger.debug("no face found in a %dx%d image", image.shape[1], image.shape[0])
-        return None
-    x, y, w, h = max(found, key=lambda b: int(b[2]) * int(b[3]))
-    return int(x / scale), int(y / scale), int(w / scale), int(h / scale)
+    mesh = face_mesh(image)
+    return anchored_box(mesh) if mesh is not None else None
 
 
 def mouth_box(face: Box) -> Box:
-    """Where the mouth is inside a Haar face box (its lower third, central half).
+    """Where the lips are inside a face box: around the lip line, a bit wider than a smile.
 
     Args:
         face: the face box.
@@ -62,11 +67,11 @@ def mouth_box(face: Box) -> Box:
         The mouth box.
     """
     x, y, w, h = face
-    return x + int(w * 0.27), y + int(h * 0.66), int(w * 0.46), int(h * 0.24)
+    return x + int(w * 0.2), y + int(h * 0.7), int(w * 0.6), int(h * 0.28)
 
 
 def eyes_box(face: Box) -> Box:
-    """The band across both eyes inside a Haar face box.
+    """The band across both eyes inside a face box.
 
     Args:
         face: the face box.
@@ -75,4 +80,4 @@ def eyes_box(face: Box) -> Box:
         The eye band box.
     """
     x, y, w, h = face
-    return x + int(w * 0.15), y + int(h * 0.28), int(w * 0.70), int(h * 0.20)
+    return x + int(w * 0.1), y + int(h * 0.28), int(w * 0.8), int(h * 0.2)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from temporalio.exceptions import ApplicationError
 
 from gpu_worker.media.faces import Box, detect_face
+from schemas import names
 
 logger = logging.getLogger(__name__)
 
@@ -33,25 +35,34 @@ def builtin_portrait() -> Image.Image:
     return _astronaut().copy()
 
 
-def _fallback_face(width: int, height: int) -> Box:
-    """A guess for portraits where no face is detected: centred, in the upper third."""
-    side = int(min(width, height) * 0.3)
-    return (width - side) // 2, int(height * 0.18), side, side
+class NoFaceInPortrait(ApplicationError):
+    """The portrait shows no face to animate; the same photo would fail again, so it is never retried."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__(
+            f"no face found in the {size[0]}x{size[1]} portrait: use a photo with one clearly visible, frontal face",
+            type=names.ERR_NO_FACE_IN_PORTRAIT,
+            non_retryable=True,
+        )
 
 
 def find_face(image: Image.Image) -> tuple[Box, bool]:
-    """Detect the face of a portrait, falling back to a centred guess.
+    """Detect the face of a portrait with the face mesh.
 
     Args:
         image: the portrait.
 
     Returns:
-        The face box and whether it was really detected.
+        The face box (see `faces.anchored_box`) and True: a portrait without a face raises instead,
+        so the flag is always set (it is kept for the callers that pass it on).
+
+    Raises:
+        NoFaceInPortrait: no face was found.
     """
     face = detect_face(np.asarray(image.convert("RGB")))
     if face is None:
-        logger.warning("no face detected in the %dx%d portrait; guessing its position", *image.size)
-        return _fallback_face(*image.size), False
+        logger.warning("no face detected in the %dx%d portrait", *image.size)
+        raise NoFaceInPortrait(image.size)
     return face, True
 
 
@@ -73,6 +84,9 @@ def frame_portrait(
 
     Returns:
         The framed RGB image and the face box in its coordinates.
+
+    Raises:
+        NoFaceInPortrait: `face` was not given and no face was found.
     """
     image = image.convert("RGB")
     img_w, img_h = image.size

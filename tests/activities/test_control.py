@@ -63,7 +63,7 @@ async def test_the_render_plan_animates_the_request_portrait_then_the_profile_th
         options=RenderSettings(),
         portrait=portrait,
     )
-    plan = await ActivityEnvironment().run(control().select_pipeline, inp)
+    plan = await ActivityEnvironment().run(control().select_render_plan, inp)
     assert (plan.variant, plan.portrait_uri, plan.face_source) == ("sadtalker", *expected)
     assert plan.params == {}, "the options travel once, in the render input"
 

@@ -52,14 +52,14 @@ async def test_keys_are_stored_only_as_hashes(stack_factory) -> None:
 async def test_the_cli_creates_a_user_whose_key_works(stack_factory) -> None:
     async with stack_factory(gpu=False) as stack, _anonymous(stack.app) as anonymous:
         created = subprocess.run(
-            [sys.executable, "-m", "core.auth", "create-user", "cli-user", "--name", "laptop"],
+            [sys.executable, "-m", "ops.users", "create-user", "cli-user", "--name", "laptop"],
             capture_output=True, text=True, check=True, env=os.environ,
         )  # fmt: skip
         key = created.stdout.strip()
         assert key.startswith("msb_")
         me = await anonymous.get("/api/session", headers={"Authorization": f"Bearer {key}"})
         assert me.status_code == 200 and me.json() == {"userId": "cli-user", "isAdmin": False, "expiresAt": None}
-        bad = subprocess.run([sys.executable, "-m", "core.auth", "create-user", "Bad User!"], capture_output=True,
+        bad = subprocess.run([sys.executable, "-m", "ops.users", "create-user", "Bad User!"], capture_output=True,
                              text=True, env=os.environ)  # fmt: skip
         assert bad.returncode != 0 and "user id" in bad.stderr
 

@@ -7,7 +7,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api.routes.ops import reset_point
+from api.reset import reset_point
 from api.status import fold_status, job_input
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))

@@ -27,7 +27,7 @@ from core.db import (
     new_id,
     session_factory,
 )
-from devstack.stack import Service
+from devstack.process import Service
 
 pytestmark = pytest.mark.integration
 

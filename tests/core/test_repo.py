@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core import repo
 from core.db import WorkerCapability, create_async_engine, migrate, session_factory
-from devstack.stack import Service
+from devstack.process import Service
 from schemas.capabilities import WorkerManifest
 from schemas.plan import GraphSpec, Plane, PlanEdge, PlanNode
 from schemas.tasks import JobRequest, Script
@@ -97,6 +97,31 @@ async def test_get_job_of_another_user_is_none(sessions: async_sessionmaker[Asyn
     async with sessions() as session:
         assert await repo.get_job(session, "someone-else", job_id) is None
         assert await repo.get_job(session, user, "job-missing") is None
+
+
+async def test_lock_job_finds_the_users_job_or_any_for_none(
+    sessions: async_sessionmaker[AsyncSession], user: str
+) -> None:
+    async with sessions.begin() as session:
+        job_id = await _insert_job(session, user)
+    async with sessions.begin() as session:
+        assert await repo.lock_job(session, job_id, user)
+        assert not await repo.lock_job(session, job_id, "someone-else")
+        assert await repo.lock_job(session, job_id)  # an admin's retry: any user's job
+        assert not await repo.lock_job(session, "job-missing")
+
+
+async def test_lock_job_holds_the_row_until_the_transaction_ends(
+    sessions: async_sessionmaker[AsyncSession], user: str
+) -> None:
+    async with sessions.begin() as session:
+        job_id = await _insert_job(session, user)
+    async with sessions.begin() as holder:
+        assert await repo.lock_job(holder, job_id, user)
+        async with sessions.begin() as other:
+            await other.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+            with pytest.raises(sa.exc.DBAPIError, match="lock timeout"):
+                await repo.lock_job(other, job_id, user)
 
 
 async def test_list_jobs_pages_newest_first(sessions: async_sessionmaker[AsyncSession], user: str) -> None:
@@ -308,3 +333,26 @@ async def test_live_manifests_exclude_stale_workers(sessions: async_sessionmaker
     revived = [m for m in await live(plane="gpu") if m.worker_id == stale.worker_id]
     assert [m.tasks for m in revived] == [["render_video", "train_lora"]]
     assert [m.worker_id for m in await live(max_age_seconds=3600)] == sorted(m.worker_id for m in (fresh, stale, cpu))
+
+
+async def test_list_and_delete_workers(sessions: async_sessionmaker[AsyncSession]) -> None:
+    prefix = f"w-{uuid.uuid4().hex[:6]}"
+    older, newer = _manifest(f"{prefix}-older"), _manifest(f"{prefix}-newer")
+    async with sessions.begin() as session:
+        for manifest in (older, newer):
+            await repo.upsert_manifest(session, manifest)
+        await session.execute(
+            sa.update(WorkerCapability)
+            .where(WorkerCapability.worker_id == older.worker_id)
+            .values(last_seen=sa.func.now() - timedelta(hours=1))
+        )
+
+    async def listed() -> list[str]:
+        async with sessions() as session:
+            return [r.worker_id for r in await repo.list_workers(session) if r.worker_id.startswith(prefix)]
+
+    assert await listed() == [newer.worker_id, older.worker_id]  # stale ones too, most recently seen first
+    async with sessions.begin() as session:
+        assert await repo.delete_worker(session, older.worker_id)
+        assert not await repo.delete_worker(session, older.worker_id)
+    assert await listed() == [newer.worker_id]

@@ -1,4 +1,4 @@
-"""`devstack.stack`: the real servers start from their pip packages, restart on their data, and `up`/`down` work."""
+"""`devstack`: the real servers start from their pip packages, restart on their data, and `up`/`down` work."""
 
 import asyncio
 import json
@@ -22,7 +22,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from core.settings import Settings
 from core.storage import ObjectStore
-from devstack.stack import REPO_ROOT, Service, env_for, free_port, start_postgres, start_s3, start_temporal
+from devstack.process import REPO_ROOT, Service, free_port
+from devstack.servers import env_for, start_postgres, start_s3, start_temporal
 from schemas.names import ARTIFACTS_BUCKET, SEARCH_ATTRIBUTES
 from tests.helpers import storage_settings
 
@@ -192,7 +193,7 @@ async def test_the_development_key_is_kept_reused_and_replaced_when_revoked(sett
 
     from core.auth import authenticate
     from core.db import Credential
-    from devstack.stack import DEV_KEY_FILE, ensure_dev_api_key
+    from devstack.apps import DEV_KEY_FILE, ensure_dev_api_key
 
     first = await asyncio.to_thread(ensure_dev_api_key, tmp_path, settings.database.url)
     key_file = tmp_path / DEV_KEY_FILE
@@ -210,16 +211,16 @@ async def test_the_development_key_is_kept_reused_and_replaced_when_revoked(sett
 def test_temporal_picks_new_ports_when_a_picked_one_was_taken(tmp_path, monkeypatch) -> None:
     import socket
 
-    from devstack import stack
+    from devstack import process, servers
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     # The Web UI port (the second pick) is taken between picking and binding, as happened in CI.
-    picks = iter([stack.free_port(), taken.getsockname()[1], stack.free_port(), stack.free_port()])
-    monkeypatch.setattr(stack, "free_port", lambda: next(picks))
+    picks = iter([process.free_port(), taken.getsockname()[1], process.free_port(), process.free_port()])
+    monkeypatch.setattr(servers, "free_port", lambda: next(picks))
     try:
-        service = stack.start_temporal(tmp_path / "temporal")
+        service = servers.start_temporal(tmp_path / "temporal")
         try:
             assert service.env["APP_TEMPORAL__UI_URL"] != f"http://127.0.0.1:{taken.getsockname()[1]}"
         finally:
@@ -231,16 +232,16 @@ def test_temporal_picks_new_ports_when_a_picked_one_was_taken(tmp_path, monkeypa
 def test_s3_picks_new_ports_when_a_picked_one_was_taken(tmp_path, monkeypatch) -> None:
     import socket
 
-    from devstack import stack
+    from devstack import process, servers
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
-    fresh = [stack.free_port() for _ in range(40)]
+    fresh = [process.free_port() for _ in range(40)]
     picks = iter([fresh[0], taken.getsockname()[1], *fresh[1:]])  # the master port is taken
-    monkeypatch.setattr(stack, "free_port", lambda: next(picks))
+    monkeypatch.setattr(servers, "free_port", lambda: next(picks))
     try:
-        service = stack.start_s3(tmp_path / "s3")
+        service = servers.start_s3(tmp_path / "s3")
         service.stop()
     finally:
         taken.close()

@@ -9,7 +9,7 @@ import pytest
 
 from core.settings import StorageSettings
 from core.storage import ObjectStore, parse_s3_uri, s3_uri
-from devstack.stack import Service
+from devstack.process import Service
 from schemas.names import ARTIFACTS_BUCKET, UPLOADS_BUCKET
 from tests.helpers import storage_settings
 

@@ -3,19 +3,17 @@
 The session-wide servers of `tests/conftest.py` are shared by every other test, so a test that
 stops a server starts its own with `private_server(...)` (temporary data directory, free port)
 and builds its stack with `fault_stack(...)`, which points settings, both workers and the API at
-the private servers and at the shared ones for the rest.
+the private servers and at the shared ones for the rest: it opens its own clients with
+`core.services.open_services` and builds the stack with `build_stack`, as `stack_factory` does.
 """
 
 import asyncio
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,23 +22,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Worker
 
-from activities.control import ControlActivities
-from activities.script_writer import OfflineScriptWriter, ScriptWriter
-from activities.worker import build_worker as build_cpu_worker
-from activities.worker import manifest as cpu_manifest
-from api.main import create_app
-from core.capabilities import publish
-from core.db import create_async_engine, migrate, session_factory
-from core.settings import DatabaseSettings, Settings, get_settings
+from activities.script_writer import ScriptWriter
+from core.services import open_services
+from core.settings import DatabaseSettings, Settings
 from core.storage import ObjectStore
-from core.temporal import connect
-from devstack.stack import Service, start_postgres, start_s3, start_temporal
-from gpu_worker.worker import build_worker as build_gpu_worker
-from gpu_worker.worker import manifest as gpu_manifest
-from tests.conftest import Stack
-from tests.helpers import api_client, storage_settings
+from devstack.process import Service
+from devstack.servers import start_postgres, start_s3, start_temporal
+from tests.conftest import Stack, build_stack
+from tests.helpers import storage_settings
 
 ServerKind = Literal["temporal", "postgres", "s3"]
 _STARTERS: dict[ServerKind, Callable[[Path], Service]] = {
@@ -110,55 +100,28 @@ def fault_stack(
         gpu_store: ObjectStore | None = None,
         gpu: bool = True,
     ) -> AsyncIterator[Stack]:
-        suffix = uuid.uuid4().hex[:8]
-        temporal_url = (temporal.service if temporal else temporal_service).url
         local = settings.model_copy(
             update={
                 "temporal": settings.temporal.model_copy(
-                    update={
-                        "address": temporal_url,
-                        "cpu_task_queue": f"cpu-{suffix}",
-                        "gpu_task_queue": f"gpu-{suffix}",
-                    }
+                    update={"address": (temporal.service if temporal else temporal_service).url}
                 ),
                 "database": DatabaseSettings(url=(postgres.service if postgres else postgres_service).url),
                 "storage": storage_settings(s3.service if s3 else s3_service),
             }
         )
-        writer = writer or OfflineScriptWriter()
-        await asyncio.to_thread(migrate, local.database.url)
-        store = ObjectStore(local.storage)
-        await asyncio.to_thread(store.ensure_buckets)
-        engine = create_async_engine(local.database.url)
-        sessions = session_factory(engine)
-        client = await connect(local.temporal)
-        await publish(sessions, cpu_manifest(local, writer, f"cpu-fault-{suffix}"))
-        await publish(sessions, gpu_manifest(local, f"gpu-fault-{suffix}"))
-        app = create_app()
-        app.dependency_overrides[get_settings] = lambda: local
-        async with AsyncExitStack() as stack:
-            stack.push_async_callback(engine.dispose)
-            await stack.enter_async_context(build_cpu_worker(client, local, ControlActivities(sessions, store, writer)))
-            if gpu:
-                executor = stack.enter_context(ThreadPoolExecutor(max_workers=2))
-                if gpu_activities is None:
-                    worker = build_gpu_worker(client, local, gpu_store or store, executor)
-                else:
-                    throttle = timedelta(seconds=local.gpu.heartbeat_throttle_seconds)
-                    worker = Worker(
-                        client,
-                        task_queue=local.temporal.gpu_task_queue,
-                        activities=gpu_activities,
-                        activity_executor=executor,
-                        max_heartbeat_throttle_interval=throttle,
-                        default_heartbeat_throttle_interval=throttle,
-                    )
-                await stack.enter_async_context(worker)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            user_id = f"user-{suffix}"
-            api = await stack.enter_async_context(api_client(app, sessions, user_id))
-            yield Stack(settings=local, client=client, api=api, store=store, sessions=sessions,
-                        app=app, user_id=user_id, exits=stack)  # fmt: skip
+        async with (
+            open_services(local) as services,
+            build_stack(
+                local,
+                services,
+                writer=writer,
+                gpu_activities=gpu_activities,
+                gpu_store=gpu_store,
+                gpu=gpu,
+                label="fault",
+            ) as stack,
+        ):
+            yield stack
 
     return factory
 

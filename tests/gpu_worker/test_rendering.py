@@ -26,7 +26,7 @@ from gpu_worker.media.voices import Narrator
 from gpu_worker.rendering import RENDER_STAGES, RenderActivities
 from schemas.media import frame_size
 from schemas.speech import split_sentences
-from schemas.tasks import Pipeline, ProfileRef, RenderInput, RenderResult, RenderSettings, Script
+from schemas.tasks import ProfileRef, RenderInput, RenderPlan, RenderResult, RenderSettings, Script
 from tests.conftest import astronaut_png
 
 STAGE = "A quiet library with tall wooden shelves"
@@ -86,7 +86,7 @@ def render_input(
     return RenderInput(
         job_id=job_id,
         node_id="render",
-        pipeline=Pipeline(variant=variant, portrait_uri=portrait_uri),  # type: ignore[arg-type]
+        pipeline=RenderPlan(variant=variant, portrait_uri=portrait_uri),  # type: ignore[arg-type]
         script=Script(stage=STAGE, narrative=narrative),
         profile=ProfileRef(),
         options=options,
@@ -327,6 +327,17 @@ def test_bad_input_fails_at_once_instead_of_retrying(tmp_path: Path) -> None:
         ActivityEnvironment().run(RenderActivities(store, tmp_path / "work").render_video, inp)
     assert failure.value.type == "InvalidInput" and failure.value.non_retryable
     assert "stage 'speech'" in failure.value.message and "xx-nope" in failure.value.message
+
+
+def test_a_portrait_without_a_face_fails_at_once_instead_of_retrying(acts, store, tmp_path: Path) -> None:
+    from skimage import data
+
+    Image.fromarray(data.chelsea()).save(tmp_path / "cat.png")
+    portrait_uri, _ = store.put_file("uploads", "local/cat.png", tmp_path / "cat.png", "image/png")
+    with pytest.raises(ApplicationError) as failure:
+        run(acts, render_input("sadtalker", portrait_uri=portrait_uri))
+    assert failure.value.type == "NoFaceInPortrait" and failure.value.non_retryable
+    assert "stage 'scene'" in failure.value.message and "no face" in failure.value.message
 
 
 # ---------------------------------------------------------------- the length the user asked for

@@ -21,7 +21,7 @@ from gpu_worker.media.encode import probe
 from gpu_worker.rendering import RenderActivities
 from gpu_worker.training.lora import lora_uri
 from gpu_worker.worker import manifest
-from schemas.tasks import Pipeline, ProfileRef, RenderInput, RenderResult, RenderSettings, Script
+from schemas.tasks import ProfileRef, RenderInput, RenderPlan, RenderResult, RenderSettings, Script
 from tests.gpu_worker.training.helpers import FakeStore
 
 from .conftest import PROFILE
@@ -111,7 +111,7 @@ def render_input(variant: str, lora_id: str | None = None) -> RenderInput:
     return RenderInput(
         job_id="job-backends",
         node_id="render",
-        pipeline=Pipeline(variant=variant, params={**options.model_dump()}),
+        pipeline=RenderPlan(variant=variant, params={**options.model_dump()}),
         script=Script(stage="A quiet library with tall wooden shelves", narrative=NARRATIVE),
         profile=ProfileRef(id=PROFILE, lora_id=lora_id),
         options=options,

@@ -9,7 +9,7 @@ from gpu_worker.media.animate import blink_schedule, camera_path, ken_burns, tal
 from gpu_worker.media.encode import EncodeError, encode_frames, probe, thumbnail, upscale
 from gpu_worker.media.faces import detect_face, mouth_box
 from gpu_worker.media.pipeline import RenderCancelled, RenderOutputs, render_still_video
-from gpu_worker.media.presenter import builtin_portrait, frame_portrait
+from gpu_worker.media.presenter import NoFaceInPortrait, builtin_portrait, frame_portrait
 from gpu_worker.media.scene import compose_presenter, render_backdrop
 from gpu_worker.media.speech import VoiceParams
 
@@ -193,12 +193,13 @@ def test_cancel_stops_the_render(tmp_path: Path):
         )
 
 
-def test_portrait_without_a_face_still_renders(tmp_path: Path):
+def test_a_portrait_without_a_face_fails_the_render_for_good(tmp_path: Path):
     from skimage import data
 
     cat = Image.fromarray(data.chelsea())
-    out = render_still_video(
-        "", "Meow.", tmp_path, (320, 180), FPS, VoiceParams(), cat, "sadtalker", False, lambda *_: None, lambda: False
-    )
-    assert out.face_found is False
-    assert probe(out.video).duration == pytest.approx(out.duration, rel=0.05)
+    with pytest.raises(NoFaceInPortrait) as info:
+        render_still_video(
+            "", "Meow.", tmp_path, (320, 180), FPS, VoiceParams(), cat, "sadtalker", False, lambda *_: None, lambda: False
+        )
+    assert info.value.type == "NoFaceInPortrait" and info.value.non_retryable
+    assert not (tmp_path / "video.mp4").exists()

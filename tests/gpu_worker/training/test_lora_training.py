@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from gpu_worker.training.activities import TrainingActivities
 from gpu_worker.training.components import load_sd
 from gpu_worker.training.lora import LORA_FILE, PRESETS, default_components_factory, instance_prompt
+from gpu_worker.training.tasks import TrainingActivities
 from schemas.tasks import TrainLoraInput, TrainLoraResult
 
 from .helpers import FakeStore, encode_image

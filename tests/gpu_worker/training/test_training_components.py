@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from gpu_worker.training.activities import presets_available
 from gpu_worker.training.components import build_tiny_sd, load_sd, sd_model_dir
 from gpu_worker.training.errors import InvalidInputError, MissingWeightsError
 from gpu_worker.training.images import preprocess_image
 from gpu_worker.training.lora import instance_prompt
+from gpu_worker.training.tasks import presets_available
 
 from .helpers import encode_image
 

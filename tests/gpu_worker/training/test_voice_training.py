@@ -13,8 +13,8 @@ from temporalio.testing import ActivityEnvironment
 
 from gpu_worker.media.speech import VoiceParams
 from gpu_worker.media.voices import synthesize
-from gpu_worker.training.activities import TrainingActivities
 from gpu_worker.training.audio import SAMPLE_RATE, analyse, decode
+from gpu_worker.training.tasks import TrainingActivities
 from gpu_worker.training.voice import load_voice_params
 from schemas.tasks import TrainVoiceInput, TrainVoiceResult
 

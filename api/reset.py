@@ -1,36 +1,26 @@
-"""Operator routes: retry a failed job by resetting its workflow, or resubmit it as a new job."""
+"""Retrying a failed job: reset its workflow to just before the first node that did not complete.
+
+A reset keeps the same workflow id (= job id) and starts a new run that replays the base run's
+history up to the reset point, so completed nodes keep their results and are not run again.
+"""
 
 import logging
 import uuid
 
-from fastapi import APIRouter, Depends, status
-from sqlalchemy import select
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
-from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
+from temporalio.client import WorkflowHistory
 
-from api.deps import JobIdPath, PrincipalDep, Services, ServicesDep, SettingsDep, UserDep, get_principal
+from api.deps import Services
 from api.errors import ApiError
-from api.routes.jobs import _own_job
-from api.status import job_input
-from api.submit import check_references, plan_request, start_job
-from core.db import Job
-from schemas.api import JobAccepted, JobState
+from api.status import job_input, job_state
+from core import repo
+from core.auth import Principal
+from schemas.api import JobState
 from schemas.base import ApiModel
-from schemas.tasks import JobRequest
 
 logger = logging.getLogger(__name__)
-
-router = APIRouter(prefix="/api", tags=["operations"], dependencies=[Depends(get_principal)])
-
-_RETRYABLE = {WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT}
-_STATES: dict[WorkflowExecutionStatus, JobState] = {
-    WorkflowExecutionStatus.RUNNING: "running",
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
-}
 
 
 class JobRetried(ApiModel):
@@ -67,21 +57,14 @@ def _last_task_completed(history: WorkflowHistory) -> int | None:
     return ids[-1] if ids else None
 
 
-@router.post("/jobs/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED)
-async def retry_job(job_id: JobIdPath, caller: PrincipalDep, services: ServicesDep) -> JobRetried:
-    """Reset a failed job to just before its first failed node; completed nodes are reused.
-
-    The job's owner may retry it; an admin may retry any user's job (operators on call).
-    """
+async def retry(services: Services, job_id: str, caller: Principal) -> JobRetried:
+    """Reset the failed job (the caller's own, or any user's for an admin); 404 or 409 otherwise."""
     # The server does not de-duplicate resets by request id: a second reset of the same failed
     # run would terminate the first reset's run and start another. Holding the job row's lock
     # makes concurrent retries (any API replica) take turns; the later one then sees the job
     # running and gets a 409.
     async with services.sessions.begin() as session:
-        locked = select(Job.id).where(Job.id == job_id).with_for_update()
-        if not caller.is_admin:
-            locked = locked.where(Job.user_id == caller.user_id)
-        if (await session.execute(locked)).first() is None:
+        if not await repo.lock_job(session, job_id, None if caller.is_admin else caller.user_id):
             raise ApiError(404, f"job '{job_id}' not found")
         return await _reset(services, job_id, caller.user_id)
 
@@ -89,8 +72,8 @@ async def retry_job(job_id: JobIdPath, caller: PrincipalDep, services: ServicesD
 async def _reset(services: Services, job_id: str, user: str) -> JobRetried:
     client = services.temporal
     description = await client.get_workflow_handle(job_id).describe()
-    if description.status not in _RETRYABLE:
-        state = _STATES.get(description.status, "running") if description.status else "running"
+    state = job_state(description.status)
+    if state != "failed":  # failed, terminated or timed out
         raise ApiError(409, f"job '{job_id}' is {state}; only failed jobs can be retried")
     base_run = description.run_id
     history = await client.get_workflow_handle(job_id, run_id=base_run).fetch_history()
@@ -110,15 +93,3 @@ async def _reset(services: Services, job_id: str, user: str) -> JobRetried:
     )
     logger.info("job %s reset from run %s at event %d to run %s", job_id, base_run, event_id, response.run_id)
     return JobRetried(job_id=job_id, run_id=response.run_id, previous_run_id=base_run, reset_event_id=event_id)
-
-
-@router.post("/jobs/{job_id}/resubmit", status_code=status.HTTP_202_ACCEPTED)
-async def resubmit_job(job_id: JobIdPath, user: UserDep, services: ServicesDep, settings: SettingsDep) -> JobAccepted:
-    """Start a new job with the same request (profile, topic, options) as this one."""
-    row = await _own_job(services, user, job_id)
-    request = JobRequest.model_validate(row.request)
-    await check_references(request, user, services)
-    resolved, graph = await plan_request(request, services)
-    new_id = await start_job(resolved, graph, user, services, settings)
-    logger.info("job %s resubmitted as %s", job_id, new_id)
-    return JobAccepted(job_id=new_id, status="queued")

@@ -1,4 +1,4 @@
-"""The GPU queue's training activities: sync, heartbeating, resumable, with non-retryable input errors.
+"""The GPU queue's training tasks (`train_lora`, `train_voice`) as activities: sync, heartbeating, resumable, bad input non-retryable.
 
 Register on the GPU worker (sync activities need a `ThreadPoolExecutor`):
 

@@ -1,4 +1,4 @@
-"""Sign-in for the web page: an API key becomes an HttpOnly session cookie, and back."""
+"""Session routes: sign in (an API key becomes an HttpOnly session cookie), who am I, sign out."""
 
 from datetime import timedelta
 
