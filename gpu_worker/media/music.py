@@ -267,6 +267,8 @@ def music_track(music: MusicKind | Path, seconds: float, sample_rate: int, seed:
     n = int(round(seconds * sample_rate))
     if isinstance(music, Path):
         track = decode_audio(music, sample_rate)
+        loud = np.flatnonzero(np.abs(track) > 1e-3 * max(float(np.abs(track).max(initial=0.0)), 1e-9))
+        track = track[loud[0] : loud[-1] + 1] if loud.size else track  # silence at its ends would gap the loop
         logger.info("music: %s, %.1f s looped or trimmed to %.1f s", music.name, track.size / sample_rate, seconds)
         return fit_to_length(track, n, sample_rate)
     return fit_to_length(music_bed(music, seconds, sample_rate, seed), n, sample_rate, crossfade=0.0)

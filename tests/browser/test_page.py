@@ -303,11 +303,14 @@ async def test_delete_a_finished_job_from_its_card(site: Site, page: Page) -> No
     await delete.click()
     await expect(dialog).to_be_visible()
     await card.locator('[data-action="delete"]').evaluate(
-        "(old) => { const fresh = old.cloneNode(true); fresh.disabled = false; old.replaceWith(fresh); }"
+        "(old) => { const fresh = old.cloneNode(true); fresh.disabled = false; window.original = old;"
+        " old.replaceWith(fresh); }"
     )
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
     await expect(card.locator('[data-action="delete"]')).to_be_focused()
+    # The stand-in has no click handler: put the card's own button back.
+    await card.locator('[data-action="delete"]').evaluate("(fresh) => fresh.replaceWith(window.original)")
 
     # A refusal is shown on the card (a real 409 needs a job that is still running, whose card offers no Delete).
     refusal = f"job '{job_id}' is still queued or running; cancel it first"

@@ -68,10 +68,15 @@ def test_music_beds_are_tonal_and_differ():
         assert np.exp(np.mean(np.log(power))) / np.mean(power) < 0.01
     # Calm has no sharp edges (no clicks: almost nothing above 8 kHz); upbeat's hi-hats are its only highs.
     freqs = np.fft.rfftfreq(calm.size, 1 / RATE)
-    highs = [np.sum(np.abs(np.fft.rfft(b))[freqs > 8000] ** 2) / np.sum(np.abs(np.fft.rfft(b)) ** 2) for b in (calm, upbeat)]
+    highs = [
+        np.sum(np.abs(np.fft.rfft(b))[freqs > 8000] ** 2) / np.sum(np.abs(np.fft.rfft(b)) ** 2) for b in (calm, upbeat)
+    ]
     assert highs[0] < 1e-6 < highs[1]
     # Upbeat moves faster: its loudness changes more from one 50 ms frame to the next.
-    flux = [np.mean(np.abs(np.diff(_frames_rms(b, RATE // 20)))) / np.mean(_frames_rms(b, RATE // 20)) for b in (calm, upbeat)]
+    flux = [
+        np.mean(np.abs(np.diff(_frames_rms(b, RATE // 20)))) / np.mean(_frames_rms(b, RATE // 20))
+        for b in (calm, upbeat)
+    ]
     assert flux[1] > 2 * flux[0]
     assert not np.allclose(music_bed("calm", 10, RATE, seed=0), music_bed("calm", 10, RATE, seed=1))
 
@@ -149,7 +154,9 @@ def _decoded_loudness(path: Path) -> tuple[float, float]:
 def _mux(audio: Path, seconds: float, out: Path) -> Path:
     """The audio muxed into an MP4 the way the renderer muxes it (`encode_frames`)."""
     n = int(np.ceil(seconds * 10))
-    encode_frames((np.zeros((32, 32, 3), np.uint8) for _ in range(n)), (32, 32), 10, out, audio=audio, preset="ultrafast")
+    encode_frames(
+        (np.zeros((32, 32, 3), np.uint8) for _ in range(n)), (32, 32), 10, out, audio=audio, preset="ultrafast"
+    )
     return out
 
 
