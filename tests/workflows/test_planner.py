@@ -1,6 +1,7 @@
-"""Planner: both graph shapes, every validation error, and a snapshot of the compiled graph."""
+"""Planner: the three graph shapes, every validation error, and snapshots of the compiled graphs."""
 
 import math
+from collections.abc import Callable
 
 import pytest
 
@@ -169,8 +170,13 @@ async def _noop(_state: dict[str, object]) -> dict[str, object]:
     return {}
 
 
-def test_compiled_graph_snapshot(snapshot: object) -> None:
-    spec = plan(train(), caps())
+@pytest.mark.parametrize(
+    "request_of",
+    [generate, train, lambda: train(mode="train_only")],
+    ids=["generate_v1", "train_and_generate_v1", "train_v1"],
+)
+def test_compiled_graph_snapshot(request_of: Callable[[], JobRequest], snapshot: object) -> None:
+    spec = plan(request_of(), caps())
     compiled = compile_graph(spec, lambda _node: _noop)
     assert compiled.get_graph().draw_mermaid(with_styles=False) == snapshot
     assert spec.model_dump(mode="json", by_alias=True) == snapshot
