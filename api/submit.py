@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.storage import ObjectStore, parse_s3_uri
 from schemas import names
 from schemas.api import GenerateRequest, PlanResponse, TrainRequest
+from schemas.media import MUSIC_BEDS
 from schemas.plan import GraphSpec
 from schemas.tasks import JobRequest, PipelineInput, RenderSettings, Script
 from workflows.planner import plan, resolve_request
@@ -123,6 +124,13 @@ async def check_references(request: JobRequest, user_id: str, services: Services
     refs += [(("body", "audio", i), uri) for i, uri in enumerate(request.audio)]
     for loc, uri in refs:
         await _check_upload(services.store, user_id, loc, uri)
+    if request.options.music not in MUSIC_BEDS:
+        loc = ("body", "options", "music")
+        await _check_upload(services.store, user_id, loc, request.options.music)
+        if not parse_s3_uri(request.options.music)[1].startswith(f"{user_id}/{names.MUSIC_UPLOAD_PREFIX}"):
+            raise FieldError(
+                loc, "not a music upload: upload it with purpose=music and rightsConfirmed=true (POST /api/uploads)"
+            )
     if request.profile_id:
         async with services.sessions() as session:
             profile = await repo.get_profile(session, user_id, request.profile_id)

@@ -1,12 +1,13 @@
 """HTTP bodies: camelCase on the wire (seed §5, ARCHITECTURE.md "API bodies")."""
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, field_validator
 
 from schemas.base import ApiModel
-from schemas.media import AspectRatio, JobMode, Resolution, Variant
+from schemas.media import MUSIC_BEDS, AspectRatio, CaptionPosition, CaptionStyle, JobMode, Resolution, Variant
 from schemas.plan import GraphSpec
 
 JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -24,6 +25,21 @@ class RenderOptions(ApiModel):
     aspect_ratio: AspectRatio = "16:9"
     fps: int = Field(default=25, ge=1, le=60)
     captions: bool = False
+    caption_style: CaptionStyle = Field(default="plain", description="`karaoke` highlights the word being spoken")
+    caption_position: CaptionPosition = "bottom"
+    music: str = Field(
+        default="none",
+        max_length=600,
+        description="`none`, a bed our code synthesises (`calm`, `upbeat`), or one of your music uploads (s3://uploads/…)",
+    )
+    music_volume: float = Field(default=0.25, ge=0, le=1, description="the bed's level between sentences, 0–1")
+
+    @field_validator("music")
+    @classmethod
+    def _music_is_a_bed_or_an_upload(cls, value: str) -> str:
+        if value in MUSIC_BEDS or re.fullmatch(S3_URI_PATTERN, value):
+            return value
+        raise ValueError(f"must be one of {', '.join(MUSIC_BEDS)} or the s3://uploads/… URI of your uploaded audio")
 
 
 class ScriptIn(ApiModel):

@@ -6,6 +6,9 @@ Variant = Literal["svd", "sadtalker"]
 Resolution = Literal["480p", "576p", "720p", "1080p"]
 AspectRatio = Literal["16:9", "9:16", "1:1"]
 JobMode = Literal["generate", "train_and_generate", "train_only"]
+CaptionStyle = Literal["plain", "karaoke"]
+CaptionPosition = Literal["bottom", "top", "center"]
+MUSIC_BEDS: Final[tuple[str, ...]] = ("none", "calm", "upbeat")  # or the s3://uploads/<user>/… URI of own audio
 
 RESOLUTION_HEIGHTS: Final[dict[str, int]] = {"480p": 480, "576p": 576, "720p": 720, "1080p": 1080}
 

@@ -52,3 +52,7 @@ ERR_CALLBACK_REFUSED: Final = "CallbackRefused"
 ERR_CALLBACK_UNREACHABLE: Final = "CallbackUnreachable"
 ERR_CALLBACK_REJECTED: Final = "CallbackRejected"
 ERR_CALLBACK_FAILED: Final = "CallbackFailed"
+
+# Music uploads (`POST /api/uploads` with purpose=music and the rights confirmed) are named
+# `s3://uploads/<user>/music-<hex>.<ext>`: `options.music` accepts only those.
+MUSIC_UPLOAD_PREFIX: Final = "music-"

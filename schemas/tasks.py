@@ -24,6 +24,10 @@ class RenderSettings(Contract):
     aspect_ratio: str = "16:9"
     fps: int = 25
     captions: bool = False
+    caption_style: str = "plain"  # these four arrived with word captions and music: old histories lack them
+    caption_position: str = "bottom"
+    music: str = "none"
+    music_volume: float = 0.25
 
 
 class JobRequest(Contract):

@@ -1,12 +1,12 @@
-"""Upload routes: store images and voice clips (multipart → object storage), list and delete them."""
+"""Upload routes: store images, voice clips and music (multipart → object storage), list and delete them."""
 
 import asyncio
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, UploadFile, status
 from fastapi import Path as PathParam
 
 from api import erasure
@@ -27,23 +27,44 @@ AUDIO_TYPES = {
     ".ogg": "audio/ogg",
     ".flac": "audio/flac",
 }
-UPLOAD_NAME = r"^[0-9a-f]{32}\.[a-z0-9]{2,5}$"  # the names `POST /api/uploads` generates
+UPLOAD_NAME = r"^(music-)?[0-9a-f]{32}\.[a-z0-9]{2,5}$"  # the names `POST /api/uploads` generates
 _CHUNK = 1024 * 1024
+MUSIC_PREFIX = names.MUSIC_UPLOAD_PREFIX
 
 
 @router.post("/uploads", status_code=status.HTTP_201_CREATED, tags=["uploads"])
 async def upload(
-    files: Annotated[list[UploadFile], File()], user: UserDep, services: ServicesDep, settings: SettingsDep
+    files: Annotated[list[UploadFile], File()],
+    user: UserDep,
+    services: ServicesDep,
+    settings: SettingsDep,
+    purpose: Annotated[
+        Literal["media", "music"],
+        Form(description="`music`: audio for `options.music` (needs `rightsConfirmed`); `media`: everything else"),
+    ] = "media",
+    rights_confirmed: Annotated[
+        bool,
+        Form(alias="rightsConfirmed", description="music only: you hold the rights to use it in your videos"),
+    ] = False,
 ) -> UploadsPublic:
-    """Store images and voice clips; the returned `s3://` URIs go into `/api/train` or `portrait`."""
+    """Store images, voice clips and music; the returned `s3://` URIs go into `/api/train`, `portrait` or `options.music`."""
     limits = settings.api
     if len(files) > limits.max_files_per_upload:
         raise FieldError(("body", "files"), f"at most {limits.max_files_per_upload} files per upload")
+    music = purpose == "music"
+    if music and not rights_confirmed:
+        raise FieldError(
+            ("body", "rightsConfirmed"), "confirm that you hold the rights to use this music in your videos"
+        )
     stored: list[UploadedFile] = []
     for i, file in enumerate(files):
         name = file.filename or "upload"
         suffix = Path(name).suffix.lower()
-        content_type = IMAGE_TYPES.get(suffix) or AUDIO_TYPES.get(suffix)
+        content_type = AUDIO_TYPES.get(suffix) if music else IMAGE_TYPES.get(suffix) or AUDIO_TYPES.get(suffix)
+        if content_type is None and music:
+            raise FieldError(
+                ("body", "files", i), f"'{name}': music must be audio ({', '.join(AUDIO_TYPES)})", status_code=415
+            )
         if content_type is None:
             raise FieldError(
                 ("body", "files", i),
@@ -57,7 +78,7 @@ async def upload(
                 await asyncio.to_thread(check, Path(tmp.name))
             except UnusableUpload as err:
                 raise FieldError(("body", "files", i), f"'{name}' {err}") from err
-            key = f"{user}/{uuid.uuid4().hex}{suffix}"
+            key = f"{user}/{MUSIC_PREFIX if music else ''}{uuid.uuid4().hex}{suffix}"
             uri, _ = await asyncio.to_thread(
                 services.store.put_file, names.UPLOADS_BUCKET, key, Path(tmp.name), content_type
             )
