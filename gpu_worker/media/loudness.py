@@ -32,8 +32,11 @@ RATE = 48_000  # what `loudness_normalise` writes
 # 0.01 dB, and FFmpeg's AAC encoder (with `-aac_coder fast`) adds up to about 0.1 dB.
 _HEADROOM_DB = (0.3, 0.9)
 _CODED_MARGIN_DB = 0.1
-# The audio options `encode.VideoWriter` muxes with (keep them equal): the codec whose overshoots count.
-MUX_AUDIO = ("-c:a", "aac", "-b:a", "96k", "-ar", "44100")
+_MAX_LIMIT_DB = 12.0  # beyond this, limiting is audible pumping: `loudnorm`'s dynamic mode takes over
+# The audio options the mux must use (`encode.VideoWriter`): the codec whose overshoots count. FFmpeg's
+# default AAC coder (`twoloop`) has glitches that lift true peaks by up to 3 dB at random places;
+# the `fast` coder stays within about 0.1 dB of the WAV.
+MUX_AUDIO = ("-c:a", "aac", "-aac_coder", "fast", "-b:a", "96k", "-ar", "44100")
 _ROTATOR_HZ = (120.0, 240.0, 480.0, 960.0)
 
 
@@ -156,34 +159,49 @@ def _tame_peaks(
 ) -> tuple[Path, dict[str, str], float]:
     """Rotate and limit `src`'s audio until a linear gain to `target` keeps true peaks under `ceiling`.
 
-    Limiting lowers the loudness too (by about half as much on speech), so the amount is found by
-    the secant method on `loudnorm`'s measurements, a few passes at most.
+    Limiting lowers the loudness too, by an amount that depends on the audio, so the amount is
+    searched for on measurements.
 
     Returns:
-        The file to normalise, its `loudnorm` measurement, and how far its peaks were limited (dB).
+        The file to normalise, its measurement (`_measure`), and how far its peaks were limited (dB).
     """
     samples = rotate_phase(decode_audio(src, RATE), RATE)
     top = 20 * np.log10(max(float(np.abs(samples).max()), 1e-9))
     path = work / "tamed.wav"
     aim, tolerance = sum(_HEADROOM_DB) / 2, (_HEADROOM_DB[1] - _HEADROOM_DB[0]) / 2
-    points = [(0.0, aim - _headroom(first, target, ceiling))]  # (dB limited, dB the peaks are too high)
-    limited = 2 * points[0][1]  # a first guess: speech loses about half the limiting in loudness
-    for _ in range(6):
+
+    def attempt(limited: float) -> tuple[dict[str, str], float]:
+        """Limit by `limited` dB into `path`; its measurement and how many dB its peaks would be too high."""
         write_wav(path, limit_peaks(samples, RATE, top - limited), RATE)
         report = _measure(path, target, ceiling)
         logger.debug("limited %.2f dB: %s", limited, report)
-        miss = aim - _headroom(report, target, ceiling)
+        return report, aim - _headroom(report, target, ceiling)
+
+    # Secant steps on the last two points, kept inside the bracket (too little, enough) once there is one.
+    low, high = (0.0, aim - _headroom(first, target, ceiling)), None  # (dB limited, dB too high)
+    last, limited = low, low[1]
+    for _ in range(6):
+        report, miss = attempt(limited)
         if abs(miss) <= tolerance:
+            return path, report, limited
+        if miss > 0:
+            low = max(low, (limited, miss))
+        elif high is None or limited < high[0]:
+            high = (limited, miss)
+        (l0, m0), (l1, m1), last = last, (limited, miss), (limited, miss)
+        limited = l1 - m1 * (l1 - l0) / (m1 - m0) if m1 != m0 else l1 + 2 * m1
+        if high is None and limited <= low[0]:
+            limited = low[0] + 2 * low[1]
+        elif high is not None and not low[0] < limited < high[0]:
+            limited = (low[0] + high[0]) / 2
+        if low[0] >= _MAX_LIMIT_DB:
             break
-        points.append((limited, miss))
-        (l0, m0), (l1, m1) = points[-2:]
-        slope = min((m1 - m0) / (l1 - l0), -0.1) if l1 != l0 else -0.5  # more limiting, lower peaks
-        limited = max(0.0, l1 - m1 / slope)
-    else:
-        limited = points[-1][0]  # what `path` and `report` hold
-        if miss > tolerance:
-            logger.warning("peaks %.1f dB too high after limiting %.1f dB", miss, limited)
-    return path, report, limited
+        limited = min(limited, _MAX_LIMIT_DB)
+    if high is None:  # `path` holds the last attempt; `loudnorm` will fall back to its dynamic mode
+        logger.warning("true peaks %.1f dB too high after limiting %.1f dB", last[1], last[0])
+        return path, report, last[0]
+    report, _ = attempt(high[0])  # enough, if more than needed
+    return path, report, high[0]
 
 
 def _coded_peak(wav: Path, codec: Sequence[str], work: Path) -> float:
@@ -204,10 +222,9 @@ def loudness_normalise(
 
     Two `loudnorm` passes: the first measures, the second applies one linear gain with the first's
     values. When that gain would push true peaks over the ceiling, the peaks are tamed first
-    (module docstring) and measured again, so the second pass stays linear. AAC at 96 kb/s lifts
-    the true peaks of densely limited audio by up to about 1 dB (more in glitches of FFmpeg's
-    default coder), so with `codec` the result is encoded the way the mux will encode it and, if
-    that copy peaks over the ceiling, normalised again under a ceiling lowered by the overshoot.
+    (module docstring) and measured again, so the second pass stays linear. Lossy coding lifts
+    true peaks a little, so with `codec` the result is encoded the way the mux will encode it and,
+    if that copy peaks over the ceiling, normalised again under a ceiling lowered by the overshoot.
 
     Args:
         src: Any audio or video file with an audio stream.

@@ -197,9 +197,8 @@ def test_a_portrait_without_a_face_fails_the_render_for_good(tmp_path: Path):
     from skimage import data
 
     cat = Image.fromarray(data.chelsea())
+    args = ("", "Meow.", tmp_path, (320, 180), FPS, VoiceParams(), cat, "sadtalker", False)
     with pytest.raises(NoFaceInPortrait) as info:
-        render_still_video(
-            "", "Meow.", tmp_path, (320, 180), FPS, VoiceParams(), cat, "sadtalker", False, lambda *_: None, lambda: False
-        )
+        render_still_video(*args, progress=lambda *_: None, cancelled=lambda: False)
     assert info.value.type == "NoFaceInPortrait" and info.value.non_retryable
     assert not (tmp_path / "video.mp4").exists()

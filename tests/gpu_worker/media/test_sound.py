@@ -8,10 +8,17 @@ import pyloudnorm
 import pytest
 from scipy.signal import resample_poly
 
-from gpu_worker.media.encode import encode_frames, ffmpeg_exe
-from gpu_worker.media.loudness import loudness_normalise, measure_loudness
+from gpu_worker.media.encode import ffmpeg_exe
+from gpu_worker.media.loudness import (
+    MUX_AUDIO,
+    limit_peaks,
+    loudness_normalise,
+    measure_loudness,
+    rotate_phase,
+    write_wav,
+)
 from gpu_worker.media.music import decode_audio, loop_seconds, music_bed, music_track
-from gpu_worker.media.sound import Stems, duck_envelope, finish_soundtrack, mix_stems
+from gpu_worker.media.sound import Stems, compress_speech, duck_envelope, finish_soundtrack, mix_stems
 from gpu_worker.media.speech import SpeechResult, VoiceParams
 from gpu_worker.media.voices import synthesize
 
@@ -151,12 +158,14 @@ def _decoded_loudness(path: Path) -> tuple[float, float]:
     return float(integrated), float(true_peak)
 
 
-def _mux(audio: Path, seconds: float, out: Path) -> Path:
-    """The audio muxed into an MP4 the way the renderer muxes it (`encode_frames`)."""
-    n = int(np.ceil(seconds * 10))
-    encode_frames(
-        (np.zeros((32, 32, 3), np.uint8) for _ in range(n)), (32, 32), 10, out, audio=audio, preset="ultrafast"
-    )
+def _mux(audio: Path, out: Path) -> Path:
+    """The audio muxed into an MP4 with the mux's audio options (`MUX_AUDIO`) under a still picture."""
+    subprocess.run(
+        [ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=32x32:r=10", "-i", str(audio),
+         "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+         *MUX_AUDIO, "-shortest", str(out)],
+        check=True,
+    )  # fmt: skip
     return out
 
 
@@ -170,7 +179,7 @@ def test_finished_soundtrack_is_at_minus_14_lufs_under_minus_1_dbtp(
     chosen = tone_file if music == "upload" else music
     track = finish_soundtrack(speech, tmp_path / "soundtrack.wav", chosen, seed=2)
     assert track.loudness.mode == "linear"  # peaks were tamed enough for one linear gain
-    video = _mux(track.path, speech.duration, tmp_path / "video.mp4")
+    video = _mux(track.path, tmp_path / "video.mp4")
     integrated, true_peak = _decoded_loudness(video)
     assert -15 <= integrated <= -13
     assert true_peak <= -1.0
@@ -183,7 +192,7 @@ def test_finished_soundtrack_is_at_minus_14_lufs_under_minus_1_dbtp(
 def test_short_clip_under_three_seconds_is_normalised(tmp_path: Path):
     speech = synthesize("Hi there.", tmp_path / "hi.wav", VoiceParams(), 2)
     track = finish_soundtrack(speech, tmp_path / "soundtrack.wav", "calm")
-    integrated, true_peak = _decoded_loudness(_mux(track.path, speech.duration, tmp_path / "video.mp4"))
+    integrated, true_peak = _decoded_loudness(_mux(track.path, tmp_path / "video.mp4"))
     assert -15 <= integrated <= -13 and true_peak <= -1.0
 
 
@@ -200,3 +209,51 @@ def test_quiet_smooth_audio_gets_one_linear_gain(tmp_path: Path):
     out = decode_audio(result.path, 48000)
     gain = np.sqrt(np.mean(out**2)) / np.sqrt(np.mean(tone**2))
     np.testing.assert_allclose(out[48000:96000], tone[48000:96000] * gain, atol=2e-3)  # the same waveform, louder
+
+
+def test_a_codec_that_lifts_peaks_gets_a_lower_ceiling(speech: SpeechResult, tmp_path: Path):
+    src = tmp_path / "speech.wav"
+    write_wav(src, compress_speech(decode_audio(speech.path, 48000), 48000), 48000)
+    lifting = ("-af", "volume=1.5dB", "-c:a", "pcm_s16le")  # a stand-in for a codec's overshoots
+    result = loudness_normalise(src, tmp_path / "out.wav", codec=lifting)
+    assert result.coded_true_peak_dbtp is not None and result.coded_true_peak_dbtp <= -1.0
+    assert result.true_peak_dbtp <= -2.4 and result.integrated_lufs == pytest.approx(-14, abs=0.2)
+    assert result.mode == "linear"
+
+
+def test_limiter_caps_peaks_and_leaves_quiet_audio_alone():
+    rate = 48000
+    t = np.arange(rate) / rate
+    x = 0.1 * np.sin(2 * np.pi * 200 * t)
+    x[20000:22000] *= 8  # a 0.8 burst
+    y = limit_peaks(x, rate, ceiling_db=-6)
+    assert np.abs(y).max() <= 10 ** (-6 / 20) + 1e-9
+    np.testing.assert_allclose(y[:18000], x[:18000])  # far from the burst: untouched
+    np.testing.assert_allclose(y[44000:], x[44000:], rtol=5e-3)  # recovered after the ~80 ms release
+    gain = np.abs(y[19000:24000]) / np.maximum(np.abs(x[19000:24000]), 1e-9)
+    assert np.abs(np.diff(gain[np.abs(x[19000:24000]) > 0.05])).max() < 0.05  # no sudden gain steps
+
+
+def test_phase_rotation_keeps_the_sound_and_lowers_speech_peaks(speech: SpeechResult):
+    voice = decode_audio(speech.path, 48000)
+    rotated = rotate_phase(voice, 48000)
+    assert _db(rotated) == pytest.approx(_db(voice), abs=0.01)  # same energy (an all-pass)
+    spectrum = [np.abs(np.fft.rfft(x)) for x in (voice, rotated)]
+    bands = [np.add.reduceat(s, np.arange(0, s.size, s.size // 64)) for s in spectrum]
+    np.testing.assert_allclose(bands[1], bands[0], rtol=0.05)  # same spectrum
+    assert np.abs(rotated).max() < 0.9 * np.abs(voice).max()  # smaller peaks
+
+
+def test_compressor_evens_out_loud_and_soft_speech(speech: SpeechResult):
+    samples = decode_audio(speech.path, speech.sample_rate)
+    squeezed = compress_speech(samples, speech.sample_rate)
+    assert np.all(np.abs(squeezed) <= np.abs(samples) + 1e-12)  # it only turns down
+    loud = _frames_rms(samples, 441) > 0.5 * _frames_rms(samples, 441).max()
+    quiet = (_frames_rms(samples, 441) > 0.01) & ~loud
+    reduction = _frames_rms(squeezed, 441) / np.maximum(_frames_rms(samples, 441), 1e-9)
+    assert reduction[loud].mean() < 0.8 * reduction[quiet].mean()
+
+
+def test_music_volume_outside_zero_to_one_is_rejected(speech: SpeechResult):
+    with pytest.raises(ValueError, match="music volume"):
+        mix_stems(speech, "calm", 1.5)
