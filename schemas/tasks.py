@@ -201,7 +201,7 @@ class Video(Contract):
     duration: float
     variant: Variant
     # Which runtime rendered each stage, ids exactly as the GPU manifest advertises them
-    # (`{"speech": "piper:en_US-joe-medium", "talking_head": "embedded-face"}`); empty in old histories.
+    # (`{"speech": "piper:en_US-joe-medium", "talking_head": "embedded-face-mesh"}`); empty in old histories.
     rendering: dict[str, str] = Field(default_factory=dict)
 
 

@@ -22,7 +22,7 @@ EMBEDDED_SVD_RENDERING = {
     "speech": "piper:en_US-joe-medium",
     "scene": "procedural",
     "image_to_video": "ken-burns",
-    "lipsync": "embedded-mouth",
+    "lipsync": "embedded-visemes",
     "captions": "sentence-timed",
     "mux": "ffmpeg",
 }

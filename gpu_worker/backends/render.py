@@ -6,8 +6,8 @@ its embedded CPU runtime, so any mix works (e.g. Stable Diffusion scene + Ken Bu
 
 - svd: scene (SD or ComfyUI, else `procedural`) → presenter composed in → image_to_video (SVD
   clip looped to the speech, else `ken-burns`) = `base.mp4` → lipsync (Wav2Lip on `base.mp4`,
-  else `embedded-mouth` when a face was found).
-- sadtalker: the framed portrait → talking_head (SadTalker, else `embedded-face`: mouth, blinks
+  else `embedded-visemes`: the mouth posed to the phonemes on the face mesh).
+- sadtalker: the framed portrait → talking_head (SadTalker, else `embedded-face-mesh`: visemes, blinks
   and head motion on the portrait).
 
 Frames from a model smaller than the video go through `upscale` (Real-ESRGAN, then Lanczos).
@@ -34,8 +34,10 @@ from gpu_worker.backends.frames import pingpong, read_frames
 from gpu_worker.media.animate import camera_path, head_motion, ken_burns, map_box, talking_frames
 from gpu_worker.media.encode import VideoWriter, encode_frames
 from gpu_worker.media.faces import Box
+from gpu_worker.media.mouth import Lips
 from gpu_worker.media.presenter import frame_portrait
 from gpu_worker.media.scene import compose_presenter, render_backdrop
+from gpu_worker.media.visemes import MouthTrack
 
 if TYPE_CHECKING:
     from gpu_worker.backends import Backends
@@ -52,11 +54,11 @@ EMBEDDED_RUNTIMES: dict[str, dict[str, list[str]]] = {
     "svd": {
         "scene": ["procedural"],
         "image_to_video": ["ken-burns"],
-        "lipsync": ["embedded-mouth"],
+        "lipsync": ["embedded-visemes"],
         "captions": ["sentence-timed"],
         "mux": ["ffmpeg"],
     },
-    "sadtalker": {"talking_head": ["embedded-face"], "captions": ["sentence-timed"], "mux": ["ffmpeg"]},
+    "sadtalker": {"talking_head": ["embedded-face-mesh"], "captions": ["sentence-timed"], "mux": ["ffmpeg"]},
 }
 
 
@@ -89,12 +91,12 @@ class FrameInputs:
     stage: str  # the stage description
     face: Image.Image
     face_box: Box
-    face_found: bool
+    lips: Lips  # the portrait's lips in fractions of its face box
     size: tuple[int, int]
     fps: int
     speech: Path
-    loudness: np.ndarray  # per-frame loudness 0..1 (its length is the frame count)
-    mouth: np.ndarray  # per-frame mouth opening (zero without a detected face)
+    loudness: np.ndarray  # per-frame loudness 0..1 (its length is the frame count); it drives the head's nods
+    mouth: MouthTrack  # per-frame mouth poses from the phoneme timeline
     blinks: np.ndarray | None
     seed: int
     out_dir: Path
@@ -187,7 +189,7 @@ class RenderBackends:
             base = ken_burns(scene, inp.size, n, inp.seed, zoom=_ZOOM, focus=focus)
             rendering["image_to_video"] = "ken-burns"
         base_path = inp.out_dir / "base.mp4"
-        if b.lipsync is not None and inp.face_found:
+        if b.lipsync is not None:
             encode_frames(base, inp.size, inp.fps, base_path, crf=inp.crf + 3, preset="ultrafast")
             progress = report("lipsync", 0.6, 1.0)
             progress(0.0)
@@ -195,13 +197,14 @@ class RenderBackends:
             rendering["lipsync"] = b.lipsync.name
             frames = read_frames(synced, inp.size, inp.fps, n, b.upscaler)
             return StageFrames(frames, scene_path, base_path, rendering | self._upscaled(synced, inp.size))
-        if inp.face_found:  # without a real face, a mouth edit would smear a guessed region: camera motion only
-            rendering["lipsync"] = "embedded-mouth"
+        rendering["lipsync"] = "embedded-visemes"
         if b.image_to_video is None:
             # A Ken Burns move over `scene.png` is not worth a second encoder (a quarter of the render's time).
-            return StageFrames(talking_frames(base, boxes, inp.mouth, inp.blinks), scene_path, None, rendering)
+            return StageFrames(
+                talking_frames(base, boxes, inp.lips, inp.mouth, inp.blinks), scene_path, None, rendering
+            )
         writer = stack.enter_context(VideoWriter(base_path, inp.size, inp.fps, crf=inp.crf + 3, preset="ultrafast"))
-        frames = talking_frames(_tee(base, writer), boxes, inp.mouth, inp.blinks)
+        frames = talking_frames(_tee(base, writer), boxes, inp.lips, inp.mouth, inp.blinks)
         return StageFrames(frames, scene_path, base_path, rendering)
 
     def _talking_head(self, inp: FrameInputs, report: Callable[[str, float, float], Progress]) -> StageFrames:
@@ -209,7 +212,7 @@ class RenderBackends:
         portrait_path = inp.out_dir / "portrait.png"
         framed.save(portrait_path)
         talking_head = self.backends.talking_head
-        if talking_head is not None and inp.face_found:
+        if talking_head is not None:
             progress = report("talking_head", 0.0, 1.0)
             progress(0.0)
             video = talking_head.animate(portrait_path, inp.speech, inp.out_dir, progress)
@@ -217,8 +220,8 @@ class RenderBackends:
             rendering = {"talking_head": talking_head.name} | self._upscaled(video, inp.size)
             return StageFrames(frames, portrait_path, None, rendering)
         motion = head_motion(inp.size, face_box, len(inp.loudness), inp.fps, inp.seed, inp.loudness)
-        frames = talking_frames(framed, face_box, inp.mouth, inp.blinks, motion)
-        return StageFrames(frames, portrait_path, None, {"talking_head": "embedded-face"})
+        frames = talking_frames(framed, face_box, inp.lips, inp.mouth, inp.blinks, motion)
+        return StageFrames(frames, portrait_path, None, {"talking_head": "embedded-face-mesh"})
 
     def _fit(self, image: Image.Image, size: tuple[int, int], rendering: dict[str, str]) -> Image.Image:
         """A model's image at the render's size; records `upscale` when the upscaler enlarged it."""

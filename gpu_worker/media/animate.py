@@ -1,4 +1,4 @@
-"""Frame generators: camera motion, speech-driven mouth, blinks and head motion.
+"""Frame generators: camera motion, the mouth posed by visemes, blinks and head motion.
 
 Every generator yields HxWx3 uint8 RGB frames one at a time, so a whole video is never held
 in memory.
@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gpu_worker.media.expressions import close_eyes, open_mouth
+from gpu_worker.media.expressions import close_eyes
 from gpu_worker.media.faces import Box
+from gpu_worker.media.mouth import Lips, pose_mouth
+from gpu_worker.media.visemes import MouthTrack
 
 logger = logging.getLogger(__name__)
 
@@ -163,28 +165,30 @@ def ken_burns(
 def talking_frames(
     base: Source,
     face_box: Box | Sequence[Box],
-    loudness: np.ndarray,
+    lips: Lips,
+    mouth: MouthTrack,
     blinks: np.ndarray | None = None,
     motion: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
-    """Animate a face: mouth driven by loudness, blinks, and optional head motion.
+    """Animate a face: the mouth posed by the visemes of the speech, blinks, and optional head motion.
 
     Args:
-        base: a still (portrait or composed scene) or base frames; one frame per loudness value.
+        base: a still (portrait or composed scene) or base frames; one frame per mouth pose.
         face_box: the face box, or one box per frame when the base clip moves.
-        loudness: per-frame loudness 0..1 (see `loudness_envelope`); its length is the frame count.
+        lips: the portrait's lips in fractions of its face box (see `mouth.lips_of`).
+        mouth: the per-frame mouth poses (see `visemes.mouth_track`); its length is the frame count.
         blinks: per-frame eyelid closure 0..1 (see `blink_schedule`); None for no blinks.
         motion: per-frame affine matrices applied after the face edits (see `head_motion`).
 
     Yields:
         RGB frames the size of the base.
     """
-    n = len(loudness)
+    n = len(mouth)
     per_frame = not (len(face_box) == 4 and np.isscalar(face_box[0]))
     for i, frame in enumerate(_frames(base, n)):
         box: Box = tuple(face_box[i]) if per_frame else face_box  # type: ignore[assignment,arg-type]
         out = frame.copy()
-        open_mouth(out, box, float(loudness[i]))
+        pose_mouth(out, box, lips, mouth.pose(i))
         if blinks is not None:
             close_eyes(out, box, float(blinks[i]))
         if motion is not None:

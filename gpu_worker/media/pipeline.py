@@ -17,6 +17,7 @@ from gpu_worker.media.captions import caption_frames, to_srt
 from gpu_worker.media.encode import EncodeError, encode_frames, thumbnail
 from gpu_worker.media.presenter import builtin_portrait, find_face
 from gpu_worker.media.speech import Segment, SpeechResult, VoiceParams
+from gpu_worker.media.visemes import mouth_track
 from gpu_worker.media.voices import Narrator, default_narrator
 
 logger = logging.getLogger(__name__)
@@ -33,11 +34,7 @@ class RenderCancelled(Exception):
 
 @dataclass(frozen=True)
 class RenderOutputs:
-    """Files written by `render_still_video` (all inside its `out_dir`).
-
-    `face_found` is False when no face was detected in the portrait: the video then has camera or
-    head motion but no mouth or blink animation.
-    """
+    """Files written by `render_still_video` (all inside its `out_dir`)."""
 
     video: Path
     thumbnail: Path
@@ -46,7 +43,6 @@ class RenderOutputs:
     base_clip: Path | None
     captions_srt: Path | None
     duration: float
-    face_found: bool = True
     rendering: dict[str, str] = field(default_factory=dict)  # stage → runtime id, as advertised
     speech: SpeechResult | None = None
 
@@ -139,17 +135,16 @@ def render_still_video(
     loudness = loudness_envelope(speech.path, fps, n)
     checkpoint("scene", _SPEECH)
     face = portrait if portrait is not None else builtin_portrait()
-    face_box, face_found = find_face(face)
-    # Without a real face, mouth and eyelid edits would smear a guessed region: keep only the motion.
-    mouth = loudness if face_found else np.zeros_like(loudness)
-    blinks = blink_schedule(n, fps, seed) if face_found else None
+    face_box, lips = find_face(face)
+    mouth = mouth_track(speech.phonemes, fps, n)
+    blinks = blink_schedule(n, fps, seed)
     srt = None
     if captions:
         srt = out_dir / "captions.srt"
         srt.write_text(to_srt(speech.segments), encoding="utf-8")
     video = out_dir / "video.mp4"
     inputs = FrameInputs(
-        script_stage, face, face_box, face_found, size, fps, speech.path, loudness, mouth, blinks, seed, out_dir, crf
+        script_stage, face, face_box, lips, size, fps, speech.path, loudness, mouth, blinks, seed, out_dir, crf
     )
     stages = backends or RenderBackends(Backends())
     with stages.frames(variant, inputs, checkpoint, (_SPEECH, _SPEECH + _SCENE)) as staged:
@@ -172,7 +167,6 @@ def render_still_video(
         staged.base_path,
         srt,
         speech.duration,
-        face_found,
         rendering,
         speech,
     )

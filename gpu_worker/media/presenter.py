@@ -8,7 +8,9 @@ import numpy as np
 from PIL import Image
 from temporalio.exceptions import ApplicationError
 
-from gpu_worker.media.faces import Box, detect_face
+from gpu_worker.media.facemesh import face_mesh
+from gpu_worker.media.faces import Box, anchored_box
+from gpu_worker.media.mouth import Lips, lips_of
 from schemas import names
 
 logger = logging.getLogger(__name__)
@@ -46,24 +48,24 @@ class NoFaceInPortrait(ApplicationError):
         )
 
 
-def find_face(image: Image.Image) -> tuple[Box, bool]:
+def find_face(image: Image.Image) -> tuple[Box, Lips]:
     """Detect the face of a portrait with the face mesh.
 
     Args:
         image: the portrait.
 
     Returns:
-        The face box (see `faces.anchored_box`) and True: a portrait without a face raises instead,
-        so the flag is always set (it is kept for the callers that pass it on).
+        The face box (see `faces.anchored_box`) and the lips in fractions of it (see `mouth.lips_of`).
 
     Raises:
         NoFaceInPortrait: no face was found.
     """
-    face = detect_face(np.asarray(image.convert("RGB")))
-    if face is None:
+    mesh = face_mesh(np.asarray(image.convert("RGB")))
+    if mesh is None:
         logger.warning("no face detected in the %dx%d portrait", *image.size)
         raise NoFaceInPortrait(image.size)
-    return face, True
+    box = anchored_box(mesh)
+    return box, lips_of(mesh, box)
 
 
 def frame_portrait(

@@ -346,7 +346,7 @@ MODEL_SVD = {
     "upscale": "realesrgan",
     "mux": "ffmpeg",
 }
-UNKNOWN_SADTALKER = {"speech": "espeak-ng:de", "talking_head": "embedded-face", "lipsync": "viseme-blend-v2"}
+UNKNOWN_SADTALKER = {"speech": "espeak-ng:de", "talking_head": "embedded-face-mesh", "lipsync": "viseme-blend-v2"}
 
 
 async def test_each_card_says_what_ran_and_names_only_the_models_that_did(
@@ -395,10 +395,10 @@ async def test_each_card_says_what_ran_and_names_only_the_models_that_did(
 
 async def test_variant_choices_name_a_model_only_when_the_workers_would_run_it(site: Site, page: Page) -> None:
     caps = (await site.stack.api.get("/api/capabilities")).json()
-    embedded = {"speech": ["piper:en_US-joe-medium"], "talking_head": ["embedded-face"], "lipsync": ["embedded-mouth"]}
+    embedded = {"speech": ["piper:en_US-joe-medium"], "talking_head": ["embedded-face-mesh"], "lipsync": ["embedded-visemes"]}
     caps["gpu"]["runtimes"] = {
         "svd": {"scene": ["procedural"], "image_to_video": ["diffusers-svd", "ken-burns"],
-                "lipsync": ["wav2lip", "embedded-mouth"]},
+                "lipsync": ["wav2lip", "embedded-visemes"]},
         "sadtalker": embedded,
     }  # fmt: skip
     await page.route("**/api/capabilities", lambda route: route.fulfill(json=caps))

@@ -73,8 +73,8 @@ def test_manifest_advertises_configured_backends_before_the_embedded_runtimes(ev
     svd, sadtalker = runtimes["svd"], runtimes["sadtalker"]
     assert svd["scene"] == ["diffusers-sd", "procedural"]
     assert svd["image_to_video"] == ["diffusers-svd", "ken-burns"]
-    assert svd["lipsync"] == ["wav2lip", "embedded-mouth"]
-    assert sadtalker["talking_head"] == ["sadtalker", "embedded-face"]
+    assert svd["lipsync"] == ["wav2lip", "embedded-visemes"]
+    assert sadtalker["talking_head"] == ["sadtalker", "embedded-face-mesh"]
     assert svd["upscale"] == sadtalker["upscale"] == ["realesrgan"]
     assert "talking_head" not in svd and "scene" not in sadtalker, "each variant lists only its own stages"
     assert svd["speech"] == ["piper:en_US-joe-medium", "espeak-ng"] and svd["mux"] == ["ffmpeg"]

@@ -7,11 +7,13 @@ from PIL import Image
 
 from gpu_worker.media.animate import blink_schedule, camera_path, ken_burns, talking_frames
 from gpu_worker.media.encode import EncodeError, encode_frames, probe, thumbnail, upscale
+from gpu_worker.media.facemesh import face_mesh
 from gpu_worker.media.faces import detect_face, mouth_box
 from gpu_worker.media.pipeline import RenderCancelled, RenderOutputs, render_still_video
-from gpu_worker.media.presenter import NoFaceInPortrait, builtin_portrait, frame_portrait
+from gpu_worker.media.presenter import NoFaceInPortrait, builtin_portrait, find_face, frame_portrait
 from gpu_worker.media.scene import compose_presenter, render_backdrop
-from gpu_worker.media.speech import VoiceParams
+from gpu_worker.media.speech import Segment, VoiceParams
+from gpu_worker.media.visemes import mouth_track
 
 from .conftest import FPS, NARRATIVE, SIZE, STAGE
 
@@ -95,15 +97,22 @@ def test_sadtalker_mouth_moves_more_while_speaking(sadtalker_render):
     assert np.abs(np.diff(mouth))[speaking[1:]].mean() > 2 * np.abs(np.diff(mouth))[quiet[1:]].mean()
 
 
-def test_talking_frames_leave_the_face_alone_in_silence():
-    portrait, face = frame_portrait(builtin_portrait(), (320, 240))
+def test_talking_frames_pose_the_mouth_and_blink():
+    portrait, _ = frame_portrait(builtin_portrait(), (320, 240))
+    face, lips = find_face(portrait)
     base = np.asarray(portrait)
-    loudness = np.array([0, 0, 0, 1, 0.6, 1, 0.3, 0], np.float32)
-    frames = list(talking_frames(portrait, face, loudness))
+    spans = [Segment("ɑː", 0.4, 0.52), Segment("m", 0.52, 0.6)]  # frame 0: rest; 11: "a"; 14: "m"
+    track = mouth_track(spans, FPS, 18)
+    frames = list(talking_frames(portrait, face, lips, track))
     change = _mouth_change(frames, base, mouth_box(face))
-    assert np.all(change[loudness == 0] == 0)
-    assert np.all(change[loudness >= 0.6] > 3)
-    blinking = list(talking_frames(portrait, face, np.zeros(3, np.float32), blinks=np.array([0, 1, 0], np.float32)))
+    assert change[11] > 2 * change[0]  # the open "a" changes the mouth far more than the resting lips
+    mesh = [face_mesh(frame) for frame in frames]
+    assert all(m is not None for m in mesh)
+    assert mesh[11].mouth_openness() > 2 * mesh[14].mouth_openness()  # type: ignore[union-attr]
+    assert mesh[14].mouth_openness() < 0.15  # type: ignore[union-attr]
+    blinking = list(
+        talking_frames(portrait, face, lips, mouth_track([], FPS, 3), blinks=np.array([0, 1, 0], np.float32))
+    )
     assert np.abs(blinking[1].astype(np.int16) - base).mean() > np.abs(blinking[0].astype(np.int16) - base).mean()
 
 

@@ -15,8 +15,11 @@ export const STAGE_TITLES = {
 const RUNTIME_LABELS = {
   procedural: "procedural backdrop",
   "ken-burns": "Ken Burns camera",
-  "embedded-mouth": "embedded mouth animation",
-  "embedded-face": "animated portrait (embedded)",
+  "embedded-visemes": "mouth shaped to the phonemes (face mesh)",
+  "embedded-face-mesh": "animated portrait (face mesh)",
+  // Ids of jobs rendered before the face mesh: the mouth followed the loudness.
+  "embedded-mouth": "mouth moved with the loudness",
+  "embedded-face": "animated portrait (loudness-driven mouth)",
   "diffusers-sd": "Stable Diffusion",
   "diffusers-svd": "Stable Video Diffusion",
   comfyui: "ComfyUI",
