@@ -191,8 +191,39 @@ def _ass_colour(rgb: tuple[int, int, int], alpha: int = 0) -> str:
     return f"&H{alpha:02X}{b:02X}{g:02X}{r:02X}"
 
 
-def _ass_escape(text: str) -> str:
-    return text.replace("\\", "/").replace("{", "(").replace("}", ")")
+_ASS_HEAD = """[Script Info]
+; Captions by MySpinBot
+ScriptType: v4.00+
+PlayResX: {w}
+PlayResY: {h}
+WrapStyle: 0
+ScaledBorderAndShadow: yes
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, \
+Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, \
+MarginV, Encoding
+Style: Caption,Arial,{size},{primary},&H00FFFFFF,&H00000000,&H78000000,0,0,0,0,100,100,0,0,1,{outline},0,{align},\
+{margin_h},{margin_h},{margin_v},1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+"""
+
+
+def _ass_text(cue: Cue, karaoke: bool) -> str:
+    r"""The cue's lines joined by `\N`; in karaoke, each word after a `\k` tag lasting until the next word starts."""
+    lines = []
+    for line in _tokens(cue):
+        words = []
+        for token, k in line:
+            text = token.replace("\\", "/").replace("{", "(").replace("}", ")")  # no escapes in ASS
+            if karaoke and k is not None:
+                after = cue.words[k + 1].start if k + 1 < len(cue.words) else cue.words[k].end
+                text = rf"{{\k{round(after * 100) - round(cue.words[k].start * 100)}}}{text}"
+            words.append(text)
+        lines.append(" ".join(words))
+    return r"\N".join(lines)
 
 
 def to_ass(
@@ -209,52 +240,17 @@ def to_ass(
     w, h = size
     top, bottom, wide = safe_area(w, h)
     align, margin_v = {"bottom": (2, h * (1 - bottom)), "top": (8, h * top), "center": (5, 0.0)}[position]
-    margin_h = round(w * (1 - wide) / 2)
-    white, fill = _ass_colour((255, 255, 255)), _ass_colour(_HIGHLIGHT) if style == "karaoke" else None
-    outline = max(1, min(w, h) // 240)
-    fields = (
-        f"Arial,{_font_size(w, h)},{fill or white},{white},&H00000000,&H78000000,0,0,0,0,100,100,0,0,1,{outline},0,"
-        f"{align},{margin_h},{margin_h},{round(margin_v)},1"
-    )
+    primary = _ass_colour(_HIGHLIGHT if style == "karaoke" else (255, 255, 255))
+    head = _ASS_HEAD.format(
+        w=w, h=h, size=_font_size(w, h), primary=primary, outline=max(1, min(w, h) // 240), align=align,
+        margin_h=round(w * (1 - wide) / 2), margin_v=round(margin_v),
+    )  # fmt: skip
     pos = rf"{{\an5\pos({w // 2},{round(h * (top + bottom) / 2)})}}" if position == "center" else ""
-    events = []
-    for cue in _as_cues(items):
-        lines = []
-        for line in _tokens(cue):
-            words = []
-            for token, k in line:
-                if style == "karaoke" and k is not None:
-                    after = cue.words[k + 1].start if k + 1 < len(cue.words) else cue.words[k].end
-                    cs = round(after * 100) - round(cue.words[k].start * 100)
-                    token = rf"{{\k{cs}}}{_ass_escape(token)}"
-                else:
-                    token = _ass_escape(token)
-                words.append(token)
-            lines.append(" ".join(words))
-        text = pos + r"\N".join(lines)
-        events.append(f"Dialogue: 0,{_ass_time(cue.start)},{_ass_time(cue.end)},Caption,,0,0,0,,{text}")
-    return "\n".join(
-        [
-            "[Script Info]",
-            "; Captions by MySpinBot",
-            "ScriptType: v4.00+",
-            f"PlayResX: {w}",
-            f"PlayResY: {h}",
-            "WrapStyle: 0",
-            "ScaledBorderAndShadow: yes",
-            "",
-            "[V4+ Styles]",
-            "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, "
-            "Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, "
-            "Alignment, MarginL, MarginR, MarginV, Encoding",
-            f"Style: Caption,{fields}",
-            "",
-            "[Events]",
-            "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
-            *events,
-            "",
-        ]
+    events = (
+        f"Dialogue: 0,{_ass_time(c.start)},{_ass_time(c.end)},Caption,,0,0,0,,{pos}{_ass_text(c, style == 'karaoke')}\n"
+        for c in _as_cues(items)
     )
+    return head + "".join(events)
 
 
 # A few words in each non-Latin script, by primary language subtag, to test the caption font with.

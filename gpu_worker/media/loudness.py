@@ -28,11 +28,12 @@ from gpu_worker.media.music import decode_audio
 logger = logging.getLogger(__name__)
 
 RATE = 48_000  # what `loudness_normalise` writes
-# The linear gain leaves true peaks 0.3-0.9 dB under the ceiling: `loudnorm`'s report is rounded to
-# 0.01 dB, and FFmpeg's AAC encoder (with `-aac_coder fast`) adds up to about 0.1 dB.
+# The linear gain leaves true peaks 0.3-0.9 dB under the ceiling: `ebur128` reports to 0.1 dB, and
+# FFmpeg's AAC encoder (with `-aac_coder fast`) adds up to about 0.1 dB.
 _HEADROOM_DB = (0.3, 0.9)
 _CODED_MARGIN_DB = 0.1
-_MAX_LIMIT_DB = 12.0  # beyond this, limiting is audible pumping: `loudnorm`'s dynamic mode takes over
+_MAX_LIMIT_DB = 12.0  # beyond this, limiting is audible pumping: the target is lowered a little instead...
+_MAX_QUIETER_DB = 0.8  # ...by up to this much; beyond, `loudnorm`'s dynamic mode takes over
 # The audio options the mux must use (`encode.VideoWriter`): the codec whose overshoots count. FFmpeg's
 # default AAC coder (`twoloop`) has glitches that lift true peaks by up to 3 dB at random places;
 # the `fast` coder stays within about 0.1 dB of the WAV.
@@ -116,16 +117,21 @@ def rotate_phase(samples: np.ndarray, rate: int) -> np.ndarray:
     """Pass audio through second-order all-pass filters (120-960 Hz, Q 0.7), applied by FFT.
 
     Only phases change (the sound does not); a voice's lopsided glottal pulses become more
-    symmetric, which lowers its peaks by 1-2 dB for free.
+    symmetric, which lowers its peaks by 1-2 dB for free. Chunks of about 5 s are filtered with
+    room for the filters' ring-out and overlap-added, so ten minutes need no more memory than five seconds.
     """
-    n = samples.size + rate // 2  # room for the filters' ring-out, so nothing wraps around
+    chunk, tail = 1 << 18, rate // 2
+    n = chunk + tail
     z = np.exp(-1j * 2 * np.pi * np.fft.rfftfreq(n, 1 / rate) / rate)
     response = np.ones_like(z)
     for hz in _ROTATOR_HZ:
         w0 = 2 * np.pi * hz / rate
         alpha, c = np.sin(w0) / (2 * 0.7), -2 * np.cos(w0)
         response *= ((1 - alpha) + c * z + (1 + alpha) * z**2) / ((1 + alpha) + c * z + (1 - alpha) * z**2)
-    return np.asarray(np.fft.irfft(np.fft.rfft(samples, n) * response, n)[: samples.size])
+    out = np.zeros(samples.size + n)
+    for start in range(0, samples.size, chunk):
+        out[start : start + n] += np.fft.irfft(np.fft.rfft(samples[start : start + chunk], n) * response, n)
+    return out[: samples.size]
 
 
 def limit_peaks(samples: np.ndarray, rate: int, ceiling_db: float, release: float = 0.08) -> np.ndarray:
@@ -248,7 +254,9 @@ def loudness_normalise(
             source, first, limited = src, _measure(src, target_lufs, ceiling), 0.0
             if _headroom(first, target_lufs, ceiling) < _HEADROOM_DB[0]:
                 source, first, limited = _tame_peaks(src, Path(tmp), first, target_lufs, ceiling)
-            second = _loudnorm(source, target_lufs, ceiling, out, first)
+            # Peaks still too high after the most limiting allowed: a little quieter, within the target's ±1 LU.
+            quieter = min(max(_HEADROOM_DB[0] - _headroom(first, target_lufs, ceiling), 0.0), _MAX_QUIETER_DB)
+            second = _loudnorm(source, target_lufs - quieter, ceiling, out, first)
             if codec is None:
                 break
             coded = _coded_peak(out, codec, Path(tmp))

@@ -159,7 +159,7 @@ def _compose(kind: MusicKind, rate: int, seed: int) -> np.ndarray:
         else:
             for note in pad:
                 _place(loop, int(t0 * rate), 0.10 * _pad(_hz(note), span, rate))
-            for step in range(int(span / beat) * 2):  # eighth notes: bass on the beat, arpeggio off it
+            for step in range(int(span / beat) * 2):  # eighth notes: bass on beats, plucks on each, hi-hats between
                 at = int((t0 + step * beat / 2) * rate)
                 if step % 2 == 0:
                     octave = 12 if step % 4 == 2 else 0

@@ -115,7 +115,7 @@ def speech_spans(speech: SpeechResult, samples: np.ndarray, *, merge_gap: float 
 
 
 def duck_envelope(spans: Sequence[Span], n: int, rate: int) -> np.ndarray:
-    """0 away from speech, 1 under it: raised-cosine attack (~100 ms, done before speech starts) and release (~150 ms)."""
+    """0 away from speech, 1 under it: raised-cosine attack (100 ms, over before speech starts), release 150 ms."""
     env = np.zeros(n)
     for a, b in spans:
         lo, hi = int((a - _GUARD_S) * rate), int((b + _GUARD_S) * rate)
@@ -161,12 +161,12 @@ def duck(
     return np.asarray(ducked), depth
 
 
-def compress_speech(samples: np.ndarray, rate: int, ratio: float = 2.0, threshold_db: float = -6.0) -> np.ndarray:
+def compress_speech(samples: np.ndarray, rate: int, ratio: float = 3.0, threshold_db: float = -9.0) -> np.ndarray:
     """Even out loud and soft syllables: a compressor on the speech's 30 ms RMS (no make-up gain).
 
     Above `threshold_db` relative to the RMS of its active (not silent) parts, the level rises only
     `1 / ratio` dB per dB. A voice's loudest syllables then sit closer to its loudness, so the
-    limiter before normalisation (`gpu_worker.media.loudness`) has about half as much to take off.
+    limiter before normalisation (`gpu_worker.media.loudness`) has a third as much to take off.
     """
     block = max(1, rate // 200)  # 5 ms
     nb = -(-samples.size // block)

@@ -18,7 +18,7 @@ from gpu_worker.media.loudness import (
     write_wav,
 )
 from gpu_worker.media.music import decode_audio, loop_seconds, music_bed, music_track
-from gpu_worker.media.sound import Stems, compress_speech, duck_envelope, finish_soundtrack, mix_stems
+from gpu_worker.media.sound import Stems, compress_speech, duck_envelope, finish_soundtrack, mix_stems, speech_spans
 from gpu_worker.media.speech import SpeechResult, VoiceParams
 from gpu_worker.media.voices import synthesize
 
@@ -107,6 +107,10 @@ def test_upload_without_audio_is_rejected(tmp_path: Path):
                     str(image)], check=True)  # fmt: skip
     with pytest.raises(ValueError, match="no audio"):
         decode_audio(image, RATE)
+    garbage = tmp_path / "song.mp3"
+    garbage.write_bytes(b"not audio at all" * 100)
+    with pytest.raises(ValueError, match="does not decode"):
+        music_track(garbage, 5, RATE)
 
 
 def _speech_mask(stems: Stems, speech: SpeechResult) -> np.ndarray:
@@ -257,3 +261,13 @@ def test_compressor_evens_out_loud_and_soft_speech(speech: SpeechResult):
 def test_music_volume_outside_zero_to_one_is_rejected(speech: SpeechResult):
     with pytest.raises(ValueError, match="music volume"):
         mix_stems(speech, "calm", 1.5)
+
+
+def test_without_a_timeline_speech_is_found_in_the_signal(speech: SpeechResult):
+    untimed = SpeechResult(speech.path, speech.duration, speech.sample_rate)
+    samples = decode_audio(speech.path, speech.sample_rate)
+    spans = speech_spans(untimed, samples)
+    for sentence in speech.segments:  # each sentence's middle is inside a span
+        middle = (sentence.start + sentence.end) / 2
+        assert any(a <= middle <= b for a, b in spans)
+    assert spans[0][0] > 0.05 and spans[-1][1] < speech.duration  # the lead-in and tail are not speech
