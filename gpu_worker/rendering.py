@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from core.storage import ObjectStore
 from gpu_worker.backends import Backends
 from gpu_worker.media.pipeline import RenderCancelled, RenderOutputs, render_still_video
+from gpu_worker.media.sound import Music
 from gpu_worker.media.speech import VoiceParams
 from gpu_worker.media.voices import Narrator
 from gpu_worker.progress import Heartbeater, stop_error
@@ -29,6 +30,8 @@ _CONTENT_TYPES = {
     ".png": "image/png",
     ".wav": "audio/wav",
     ".srt": "application/x-subrip",
+    ".vtt": "text/vtt",
+    ".ass": "text/x-ssa",
 }
 
 
@@ -97,6 +100,10 @@ class RenderActivities:
                 backends=self._backends.bind(self._store, inp.profile.lora_id),
                 narrator=self._narrator,
                 duration_seconds=options.duration_seconds,
+                caption_style=options.caption_style,
+                caption_position=options.caption_position,
+                music=self._music(options.music, out_dir),
+                music_volume=options.music_volume,
             )
         except RenderCancelled as err:
             raise stop_error("render stopped") from err
@@ -134,6 +141,12 @@ class RenderActivities:
                 f"portrait {uri} is not a readable image", type=names.ERR_INVALID_INPUT, non_retryable=True
             ) from err
 
+    def _music(self, music: str, out_dir: Path) -> Music:
+        """A synthesised bed by name, or the caller's upload (the API checked it is theirs) downloaded."""
+        if music in ("none", "calm", "upbeat"):
+            return music  # type: ignore[return-value]
+        return self._store.download(music, out_dir / "music")
+
     def _voice(self, inp: RenderInput) -> VoiceParams:
         # `voice` is an advertised voice id (`piper:…`, `espeak-ng:de`); histories from before voices were
         # advertised carry None or an eSpeak NG variant (`f3`), which eSpeak NG still speaks.
@@ -158,9 +171,11 @@ class RenderActivities:
         return Asset(kind=kind, uri=uri, content_type=content_type, size_bytes=size)
 
     def _upload(self, inp: RenderInput, outputs: RenderOutputs) -> RenderResult:
-        files = {"video": outputs.video, "thumbnail": outputs.thumbnail, "audio": outputs.audio, "scene": outputs.scene_image,
-                 "base_clip": outputs.base_clip, "captions": outputs.captions_srt}  # fmt: skip
-        assets = {kind: self._put(inp, kind, path) for kind, path in files.items() if path is not None}
+        files = [("video", outputs.video), ("thumbnail", outputs.thumbnail), ("audio", outputs.audio),
+                 ("scene", outputs.scene_image), ("base_clip", outputs.base_clip)]  # fmt: skip
+        files += [("captions", path) for path in outputs.captions]  # SRT, WebVTT, ASS
+        uploaded = [self._put(inp, kind, path) for kind, path in files if path is not None]
+        assets = {asset.kind: asset for asset in uploaded}
         video = Video(
             uri=assets["video"].uri,
             thumbnail_uri=assets["thumbnail"].uri,
@@ -168,13 +183,14 @@ class RenderActivities:
             variant=inp.pipeline.variant,
             rendering=outputs.rendering,
         )
-        return RenderResult(video=video, assets=list(assets.values()))
+        return RenderResult(video=video, assets=uploaded)
 
     def _upload_partial(self, inp: RenderInput, out_dir: Path) -> list[Asset]:
         """Upload whatever earlier stages left (seed §6 partial outputs); never raise from here."""
         # The finished video too when only its thumbnail failed (VideoWriter leaves no file when encoding fails).
         kinds = {"speech.wav": "audio", "scene.png": "scene", "portrait.png": "scene", "base.mp4": "base_clip",
-                 "captions.srt": "captions", "video.mp4": "video"}  # fmt: skip
+                 "captions.srt": "captions", "captions.vtt": "captions", "captions.ass": "captions",
+                 "video.mp4": "video"}  # fmt: skip
         uploaded: list[Asset] = []
         for name, kind in kinds.items():
             path = out_dir / name

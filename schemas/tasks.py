@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from schemas.base import Contract
-from schemas.media import JobMode, Variant
+from schemas.media import CaptionPosition, CaptionStyle, JobMode, Variant
 from schemas.plan import GraphSpec
 
 
@@ -24,8 +24,8 @@ class RenderSettings(Contract):
     aspect_ratio: str = "16:9"
     fps: int = 25
     captions: bool = False
-    caption_style: str = "plain"  # these four arrived with word captions and music: old histories lack them
-    caption_position: str = "bottom"
+    caption_style: CaptionStyle = "plain"  # these four arrived with word captions and music: old histories lack them
+    caption_position: CaptionPosition = "bottom"
     music: str = "none"
     music_volume: float = 0.25
 

@@ -48,17 +48,16 @@ Checkpoint = Callable[[str, float], None]
 _SCENE_MARGIN = 1.1  # the scene is painted larger than the frame so the camera can zoom in crisply
 _ZOOM = 0.08
 
+WORD_CAPTIONS = "word-timed"  # captions cut from the word timeline (plain or karaoke)
+SYNTHESISED_BED = "synthesised-bed"  # `options.music` calm or upbeat, made by our own code
+UPLOADED_MUSIC = "uploaded-music"  # the caller's own music upload
+_FINISHING = {"captions": [WORD_CAPTIONS], "music": [SYNTHESISED_BED, UPLOADED_MUSIC], "mux": ["ffmpeg"]}
+
 # The embedded CPU runtimes need no weights, so every GPU worker has them; per variant, then stage.
 # (`speech` comes from the narrator, `upscale` only from a configured upscaler: nothing to upscale here.)
 EMBEDDED_RUNTIMES: dict[str, dict[str, list[str]]] = {
-    "svd": {
-        "scene": ["procedural"],
-        "image_to_video": ["ken-burns"],
-        "lipsync": ["embedded-visemes"],
-        "captions": ["sentence-timed"],
-        "mux": ["ffmpeg"],
-    },
-    "sadtalker": {"talking_head": ["embedded-face-mesh"], "captions": ["sentence-timed"], "mux": ["ffmpeg"]},
+    "svd": {"scene": ["procedural"], "image_to_video": ["ken-burns"], "lipsync": ["embedded-visemes"], **_FINISHING},
+    "sadtalker": {"talking_head": ["embedded-face-mesh"], **_FINISHING},
 }
 
 

@@ -12,17 +12,15 @@ import re
 import textwrap
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from gpu_worker.media.speech import Segment
+from schemas.media import CaptionPosition, CaptionStyle
 
 logger = logging.getLogger(__name__)
 
-CaptionStyle = Literal["plain", "karaoke"]
-CaptionPosition = Literal["bottom", "top", "center"]
 
 _LINE_CHARS = 42  # the usual subtitle line length
 _MAX_LINES = 2
@@ -66,12 +64,14 @@ def word_cues(
     chars: int = _LINE_CHARS,
     lines: int = _MAX_LINES,
     pause: float = _PAUSE_S,
+    until: float | None = None,
 ) -> list[Cue]:
     """Group timed words into cues of at most `lines` lines of `chars` characters.
 
     A new cue starts after a sentence end (punctuation, or a boundary of `sentences`), after a
     pause of at least `pause` seconds, or when the next word would not fit. A cue lasts from its
-    first word's start until shortly after its last word's end, never overlapping the next cue.
+    first word's start until shortly after its last word's end, never overlapping the next cue
+    nor lasting past `until` (the end of the audio).
     """
     bounds = [s.end for s in sentences]
     groups: list[list[Segment]] = []
@@ -91,6 +91,8 @@ def word_cues(
         end = group[-1].end + _LINGER_S
         if i + 1 < len(groups):
             end = max(group[-1].end, min(end, groups[i + 1][0].start))
+        elif until is not None:
+            end = max(group[-1].end, min(end, until))
         cues.append(Cue(group[0].start, end, _wrap(" ".join(w.text for w in group), chars), tuple(group)))
     return cues
 

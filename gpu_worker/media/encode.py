@@ -37,6 +37,11 @@ class Probe:
 AI_DISCLOSURE = "AI-generated: synthetic video and voice made by MySpinBot"
 
 
+# AAC as the video carries it. The fast coder, because FFmpeg's default (twoloop) adds glitches
+# that lift a normalised soundtrack's true peak by up to 3.7 dB, past the -1 dBTP ceiling.
+MUX_AUDIO = ("-c:a", "aac", "-aac_coder", "fast", "-b:a", "96k", "-ar", "44100")
+
+
 def ffmpeg_exe() -> str:
     """Path of the static ffmpeg binary shipped by `imageio-ffmpeg`."""
     import imageio_ffmpeg
@@ -90,7 +95,7 @@ class VideoWriter:
             args += ["-vf", "subtitles=captions.srt:force_style='FontSize=20,Outline=2,MarginV=24'"]
         args += _h264(crf, preset)
         if audio is not None:
-            args += ["-c:a", "aac", "-b:a", "96k", "-ar", "44100", "-shortest"]
+            args += [*MUX_AUDIO, "-shortest"]
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         self._cwd = cwd
         self._stderr = tempfile.TemporaryFile()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu_worker.media.encode import EncodeError, ffmpeg_exe
+from gpu_worker.media.encode import MUX_AUDIO, EncodeError, ffmpeg_exe
 from gpu_worker.media.music import decode_audio
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ _MAX_QUIETER_DB = 0.8  # ...by up to this much; beyond, `loudnorm`'s dynamic mod
 # The audio options the mux must use (`encode.VideoWriter`): the codec whose overshoots count. FFmpeg's
 # default AAC coder (`twoloop`) has glitches that lift true peaks by up to 3 dB at random places;
 # the `fast` coder stays within about 0.1 dB of the WAV.
-MUX_AUDIO = ("-c:a", "aac", "-aac_coder", "fast", "-b:a", "96k", "-ar", "44100")
 _ROTATOR_HZ = (120.0, 240.0, 480.0, 960.0)
 
 

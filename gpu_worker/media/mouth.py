@@ -137,8 +137,11 @@ def pose_mouth(frame: np.ndarray, box: Box, lips: Lips, pose: MouthPose) -> None
     map_y = np.where(rows <= dst_upper, above, np.where(rows <= dst_lower, inside, below))
     # Spread and rounding: columns move out or in around the mouth's centre, fading away from the lips.
     scale = 1.0 + _SPREAD * float(np.clip(pose.spread, -1, 1))
+    # The corners themselves move (a rounded mouth is narrower corner to corner); the pull fades
+    # from the corners to the edges of the warped region, and away from the lip line.
     near = np.exp(-(((rows - middle) / (0.45 * width)) ** 2))
-    map_x = columns[None, :] + (columns[None, :] - cx) * (1 / scale - 1) * near * profile[None, :] ** 0.5
+    reach = np.clip((_SIDE * width - np.abs(columns - cx)) / ((_SIDE - 0.5) * width), 0.0, 1.0)
+    map_x = columns[None, :] + (columns[None, :] - cx) * (1 / scale - 1) * near * reach[None, :]
     region = cv2.remap(
         frame, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )

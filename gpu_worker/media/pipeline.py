@@ -11,14 +11,23 @@ import numpy as np
 from PIL import Image
 
 from gpu_worker.backends import Backends
-from gpu_worker.backends.render import FrameInputs, RenderBackends
+from gpu_worker.backends.render import SYNTHESISED_BED, UPLOADED_MUSIC, WORD_CAPTIONS, FrameInputs, RenderBackends
 from gpu_worker.media.animate import blink_schedule, loudness_envelope
-from gpu_worker.media.captions import caption_frames, to_srt
+from gpu_worker.media.captions import (
+    Cue,
+    caption_frames,
+    to_ass,
+    to_srt,
+    to_vtt,
+    word_cues,
+)
 from gpu_worker.media.encode import EncodeError, encode_frames, thumbnail
 from gpu_worker.media.presenter import builtin_portrait, find_face
-from gpu_worker.media.speech import Segment, SpeechResult, VoiceParams
+from gpu_worker.media.sound import Music, finish_soundtrack
+from gpu_worker.media.speech import SpeechResult, VoiceParams
 from gpu_worker.media.visemes import mouth_track
 from gpu_worker.media.voices import Narrator, default_narrator
+from schemas.media import CaptionPosition, CaptionStyle
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +50,7 @@ class RenderOutputs:
     audio: Path
     scene_image: Path
     base_clip: Path | None
-    captions_srt: Path | None
+    captions: list[Path]  # SRT, WebVTT and ASS files, word-timed (none without captions)
     duration: float
     rendering: dict[str, str] = field(default_factory=dict)  # stage → runtime id, as advertised
     speech: SpeechResult | None = None
@@ -85,6 +94,10 @@ def render_still_video(
     backends: RenderBackends | None = None,
     narrator: Narrator | None = None,
     duration_seconds: float | None = None,
+    caption_style: CaptionStyle = "plain",
+    caption_position: CaptionPosition = "bottom",
+    music: Music = "none",
+    music_volume: float = 0.25,
 ) -> RenderOutputs:
     """Render a narrated talking-presenter video: speech, the variant's stages, captions, H.264/AAC MP4.
 
@@ -101,7 +114,7 @@ def render_still_video(
         voice: the voice (id, language, a profile's pace).
         portrait: the presenter photo; None uses the built-in presenter.
         variant: `svd` or `sadtalker`.
-        captions: write `captions.srt` and burn the captions into the video.
+        captions: write `captions.srt`, `.vtt` and `.ass` (word-timed) and burn the captions into the video.
         progress: called with `(stage, overall fraction 0..1)` at least about every second.
         cancelled: polled between stages and every 25 frames.
         seed: variation of scene, camera, blinks and head motion (and of a speech model's sampling).
@@ -110,6 +123,10 @@ def render_still_video(
         backends: the worker's model backends bound to this render; None: embedded runtimes only.
         narrator: speaks the narration; None: the default voices (Piper, eSpeak NG).
         duration_seconds: how long the video must last; None: as long as the speech.
+        caption_style: `plain`, or `karaoke` (the spoken word highlighted).
+        caption_position: `bottom`, `top` or `center` (inside the safe area of the frame).
+        music: `none`, a synthesised bed (`calm`, `upbeat`) or the path of the caller's audio file.
+        music_volume: the bed's level away from speech, 0-1.
 
     Returns:
         The paths of the outputs, the video duration and which runtime rendered each stage.
@@ -133,48 +150,70 @@ def render_still_video(
     )
     n = max(1, math.ceil(speech.duration * fps))
     loudness = loudness_envelope(speech.path, fps, n)
+    checkpoint("music", _SPEECH)
+    # The narration with its bed, at -14 LUFS: what the video carries (`speech.wav` stays the bare narration).
+    soundtrack = finish_soundtrack(speech, out_dir / "soundtrack.wav", music, music_volume, seed)
     checkpoint("scene", _SPEECH)
     face = portrait if portrait is not None else builtin_portrait()
     face_box, lips = find_face(face)
     mouth = mouth_track(speech.phonemes, fps, n)
     blinks = blink_schedule(n, fps, seed)
-    srt = None
-    if captions:
-        srt = out_dir / "captions.srt"
-        srt.write_text(to_srt(speech.segments), encoding="utf-8")
+    cues = word_cues(speech.words, speech.segments, until=speech.duration) if captions else []
+    caption_files = _write_captions(cues, out_dir, size, caption_style, caption_position) if captions else []
     video = out_dir / "video.mp4"
     inputs = FrameInputs(
         script_stage, face, face_box, lips, size, fps, speech.path, loudness, mouth, blinks, seed, out_dir, crf
     )
     stages = backends or RenderBackends(Backends())
     with stages.frames(variant, inputs, checkpoint, (_SPEECH, _SPEECH + _SCENE)) as staged:
-        segments = speech.segments if captions else None
-        _encode(staged.frames, segments, size, fps, n, video, speech.path, crf, preset, progress, cancelled)
+        burned = (
+            caption_frames(staged.frames, cues, fps, style=caption_style, position=caption_position)
+            if captions
+            else staged.frames
+        )
+        _encode(burned, size, fps, n, video, soundtrack.path, crf, preset, progress, cancelled)
     checkpoint("thumbnail", _SPEECH + _SCENE + _FRAMES)
     thumb = thumbnail(video, out_dir / "thumbnail.jpg")
     progress("done", 1.0)
     rendering = {"speech": speech.runtime, **staged.rendering, "mux": "ffmpeg"}
     if captions:
-        rendering["captions"] = "sentence-timed"
+        rendering["captions"] = WORD_CAPTIONS
+    if music != "none":
+        rendering["music"] = SYNTHESISED_BED if isinstance(music, str) else UPLOADED_MUSIC
+    level = soundtrack.loudness
     logger.info(
-        "rendered %s: %d frames, %.2f s of audio, face at %s, %s", variant, n, speech.duration, face_box, rendering
-    )
+        "rendered %s: %d frames, %.2f s of audio at %.1f LUFS / %.1f dBTP, face at %s, %s",
+        variant, n, speech.duration, level.integrated_lufs, level.true_peak_dbtp, face_box, rendering,
+    )  # fmt: skip
     return RenderOutputs(
         video,
         thumb,
         speech.path,
         staged.scene_path,
         staged.base_path,
-        srt,
+        caption_files,
         speech.duration,
         rendering,
         speech,
     )
 
 
+def _write_captions(
+    cues: Sequence[Cue], out_dir: Path, size: tuple[int, int], style: CaptionStyle, position: CaptionPosition
+) -> list[Path]:
+    """The caption files beside the video: SRT (every player), WebVTT (the web), ASS (styled, karaoke)."""
+    files = {
+        "captions.srt": to_srt(cues),
+        "captions.vtt": to_vtt(cues, karaoke=style == "karaoke", position=position, size=size),
+        "captions.ass": to_ass(cues, size, style, position),
+    }
+    for name, text in files.items():
+        (out_dir / name).write_text(text, encoding="utf-8")
+    return [out_dir / name for name in files]
+
+
 def _encode(
     frames: Iterator[np.ndarray],
-    segments: Sequence[Segment] | None,
     size: tuple[int, int],
     fps: int,
     n: int,
@@ -185,9 +224,6 @@ def _encode(
     progress: Progress,
     cancelled: Callable[[], bool],
 ) -> None:
-    if segments is not None:
-        frames = caption_frames(frames, segments, fps)
-
     def flushing() -> None:
         if cancelled():
             raise RenderCancelled("cancelled while encoding")

@@ -395,7 +395,11 @@ async def test_each_card_says_what_ran_and_names_only_the_models_that_did(
 
 async def test_variant_choices_name_a_model_only_when_the_workers_would_run_it(site: Site, page: Page) -> None:
     caps = (await site.stack.api.get("/api/capabilities")).json()
-    embedded = {"speech": ["piper:en_US-joe-medium"], "talking_head": ["embedded-face-mesh"], "lipsync": ["embedded-visemes"]}
+    embedded = {
+        "speech": ["piper:en_US-joe-medium"],
+        "talking_head": ["embedded-face-mesh"],
+        "lipsync": ["embedded-visemes"],
+    }
     caps["gpu"]["runtimes"] = {
         "svd": {"scene": ["procedural"], "image_to_video": ["diffusers-svd", "ken-burns"],
                 "lipsync": ["wav2lip", "embedded-visemes"]},

@@ -181,14 +181,18 @@ def test_heartbeats_carry_stage_progress_and_never_go_backwards(captioned) -> No
     assert len(set(animate)) >= 2, "progress moves inside the long stage"
 
 
-def test_captions_follow_the_speech_segments_and_partition_the_audio(captioned) -> None:
+def test_captions_follow_the_words_and_partition_the_audio(captioned) -> None:
     result: RenderResult = captioned["result"]
     store: FakeStore = captioned["store"]
     assets = {a.kind: a for a in result.assets}
-    cues = _parse_srt(store.get_bytes(assets["captions"].uri).decode())
-    # One cue per sentence; their timing is checked against the rendered audio itself below (a fresh
-    # synthesis would differ: the neural voice samples its durations).
-    assert [c[2] for c in cues] == split_sentences(LONGER)
+    captions = {a.content_type: a for a in result.assets if a.kind == "captions"}
+    assert set(captions) == {"application/x-subrip", "text/vtt", "text/x-ssa"}
+    cues = _parse_srt(store.get_bytes(captions["application/x-subrip"].uri).decode())
+    # Short cues of whole words, never across a sentence; their timing is checked against the rendered
+    # audio itself below (a fresh synthesis would differ: the neural voice samples its durations).
+    assert " ".join(c[2] for c in cues).split() == LONGER.split()
+    sentences = [s.split() for s in split_sentences(LONGER)]
+    assert all(any(" ".join(c[2].split()) in " ".join(s) for s in sentences) for c in cues)
     with wave.open(str(store.path(assets["audio"].uri)), "rb") as wav:
         rate = wav.getframerate()
         samples = np.abs(np.frombuffer(wav.readframes(wav.getnframes()), np.int16).astype(np.int32))

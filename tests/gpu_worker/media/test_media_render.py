@@ -71,7 +71,8 @@ def test_video_is_h264_aac_as_long_as_the_speech(fixture: str, request: pytest.F
 def test_svd_mouth_moves_with_speech_while_the_camera_drifts(svd_render):
     out, _ = svd_render
     assert out.base_clip is None, "a Ken Burns move over scene.png is not encoded twice"
-    assert out.captions_srt is not None and "-->" in out.captions_srt.read_text()
+    assert [p.name for p in out.captions] == ["captions.srt", "captions.vtt", "captions.ass"]
+    assert "-->" in out.captions[0].read_text()
     frames = _frames(out.video)
     faces = [detect_face(frame) for frame in frames]  # the camera moves: follow the face
     assert all(face is not None and face[0] > SIZE[0] // 2 for face in faces)  # the presenter sits at the right
@@ -86,7 +87,7 @@ def test_svd_mouth_moves_with_speech_while_the_camera_drifts(svd_render):
 
 def test_sadtalker_mouth_moves_more_while_speaking(sadtalker_render):
     out, _ = sadtalker_render
-    assert out.base_clip is None and out.captions_srt is None
+    assert out.base_clip is None and out.captions == []
     frames = _frames(out.video)
     face = detect_face(frames[0])
     assert face is not None

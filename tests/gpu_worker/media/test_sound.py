@@ -8,9 +8,8 @@ import pyloudnorm
 import pytest
 from scipy.signal import resample_poly
 
-from gpu_worker.media.encode import ffmpeg_exe
+from gpu_worker.media.encode import encode_frames, ffmpeg_exe
 from gpu_worker.media.loudness import (
-    MUX_AUDIO,
     limit_peaks,
     loudness_normalise,
     measure_loudness,
@@ -163,13 +162,10 @@ def _decoded_loudness(path: Path) -> tuple[float, float]:
 
 
 def _mux(audio: Path, out: Path) -> Path:
-    """The audio muxed into an MP4 with the mux's audio options (`MUX_AUDIO`) under a still picture."""
-    subprocess.run(
-        [ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=32x32:r=10", "-i", str(audio),
-         "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-         *MUX_AUDIO, "-shortest", str(out)],
-        check=True,
-    )  # fmt: skip
+    """The audio muxed into an MP4 by the renderer's own encoder, under a still picture."""
+    seconds = decode_audio(audio, 8000).size / 8000
+    frames = [np.zeros((32, 32, 3), np.uint8)] * (int(seconds * 10) + 1)
+    encode_frames(frames, (32, 32), 10, out, audio=audio, preset="ultrafast")
     return out
 
 
