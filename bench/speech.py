@@ -8,6 +8,9 @@ en-us acoustic model, language model and dictionary (nothing derived from the te
 the audio at 16 kHz mono int16: the delivered mp4's audio stream decoded with PyAV, the references'
 WAVs resampled the same way. Word error rates use jiwer on lower-cased text without punctuation.
 Targets (issue 11): delivered WER ≤ 0.5× eSpeak NG's and ≤ 1.10× the direct Piper voice's.
+With music: the first variant's render is repeated with `music: calm` (default `musicVolume`
+0.25) on the very same narration (`Replay` hands the first render's speech back instead of
+speaking again, so the two mp4s differ only by the bed); target: its WER ≤ 1.10× the WER without music.
 
 Duration: one topic's offline narration written for 5, 10, 20 and 60 s and rendered with that
 `duration_seconds`, for both variants. The video and audio streams of the mp4 are measured
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import math
 import re
@@ -45,8 +49,9 @@ import numpy as np
 from activities.script_writer import OfflineScriptWriter
 from bench._common import machine, out, quiet_logging, table
 from gpu_worker.media.pipeline import RenderOutputs, render_still_video
+from gpu_worker.media.sound import Music
 from gpu_worker.media.speech import SpeechResult, VoiceParams
-from gpu_worker.media.voices import default_narrator
+from gpu_worker.media.voices import Narrator, Progress, default_narrator
 from schemas.media import frame_size
 from schemas.speech import DURATION_TOLERANCE, MIN_SPEECH_COVERAGE, count_words
 from schemas.tasks import ScriptInput
@@ -66,12 +71,24 @@ RESOLUTION, FPS, RATE = "480p", 25, 16000
 STAGE = "A friendly presenter in a bright studio, with a large backdrop of a landscape."
 MAX_PAUSE_S = 1.5
 TARGET_VS_ESPEAK, TARGET_VS_PIPER = 0.5, 1.10
+MUSIC = "calm"  # the bed the first variant is rendered with a second time
+TARGET_VS_SILENT = 1.10  # its WER ≤ 1.10× the same video's without music
 _SILENCE_RMS = 100  # int16 RMS of a 20 ms window below which it counts as silence (about -50 dBFS)
 
 
 def delivered(variant: str) -> str:
     """The source name of a variant's delivered mp4."""
     return f"{variant} mp4"
+
+
+def with_music(variant: str) -> str:
+    """The source name of a variant's delivered mp4 with the `MUSIC` bed under the same narration."""
+    return f"{variant} mp4 + {MUSIC} music"
+
+
+def sources(variants: Sequence[str]) -> list[str]:
+    """Every transcribed source, in table order: the delivered mp4s, the one with music, the references."""
+    return [*(delivered(v) for v in variants), with_music(variants[0]), *REFERENCES]
 
 
 @dataclass(frozen=True)
@@ -169,13 +186,46 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
 
 
-def render(variant: str, narrative: str, out_dir: Path, seconds: float | None) -> tuple[RenderOutputs, float]:
+class Replay(Narrator):
+    """Speaks nothing: hands back a narration already spoken, whatever the text, so renders differ only after speech."""
+
+    def __init__(self, speech: SpeechResult) -> None:
+        super().__init__(piper_models=[])
+        self._speech = speech
+
+    def speak(
+        self,
+        text: str,
+        out_wav: Path,
+        voice: VoiceParams,
+        target_seconds: float | None = None,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> SpeechResult:
+        """A copy of the recorded narration at `out_wav` (the arguments other than `out_wav` are ignored)."""
+        out_wav.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._speech.path, out_wav)
+        return dataclasses.replace(self._speech, path=out_wav)
+
+
+def render(
+    variant: str,
+    narrative: str,
+    out_dir: Path,
+    seconds: float | None,
+    *,
+    music: Music = "none",
+    music_volume: float = 0.25,
+    narrator: Narrator | None = None,
+    resolution: str = RESOLUTION,
+) -> tuple[RenderOutputs, float]:
     """What the GPU worker delivers (no model backends): the outputs and the wall seconds."""
     start = time.perf_counter()
     result = render_still_video(
         STAGE, narrative, out_dir,
-        frame_size(RESOLUTION, "16:9"), FPS, VoiceParams(language="en"), None, variant, captions=False,
+        frame_size(resolution, "16:9"), FPS, VoiceParams(language="en"), None, variant, captions=False,
         progress=lambda _stage, _fraction: None, cancelled=lambda: False, duration_seconds=seconds,
+        narrator=narrator, music=music, music_volume=music_volume,
     )  # fmt: skip
     return result, time.perf_counter() - start
 
@@ -237,6 +287,8 @@ def listen(texts: list[Group], variants: Sequence[str], work: Path) -> Heard:
             heard.runtimes.add(result.rendering.get("speech", "?"))
             audio[delivered(variant)] = result.video
             logger.info("%s, %s: rendered %.1f s of video in %.1f s", group.name, variant, result.duration, wall)
+            if variant == variants[0]:
+                audio[with_music(variant)] = render_with_music(variant, result, group, work / f"g{n}-{variant}-{MUSIC}")
         for source, voice_id in REFERENCES.items():
             speech = speak(group.text, voice_id, work / f"g{n}-{voice_id.replace(':', '_')}.wav")
             heard.words[voice_id] = heard.words.get(voice_id, 0) + count_words(group.text)
@@ -251,7 +303,19 @@ def listen(texts: list[Group], variants: Sequence[str], work: Path) -> Heard:
             logger.info("%s, %s: WER %.3f", group.name, source, heard.wer[group.name, source])
         for variant in variants:
             shutil.rmtree(work / f"g{n}-{variant}", ignore_errors=True)
+        shutil.rmtree(work / f"g{n}-{variants[0]}-{MUSIC}", ignore_errors=True)
     return heard
+
+
+def render_with_music(variant: str, silent: RenderOutputs, group: Group, out_dir: Path) -> Path:
+    """The same render as `silent` (its narration replayed) with the `MUSIC` bed: the mp4."""
+    if silent.speech is None:
+        raise RuntimeError("render_still_video returned no speech timeline")
+    result, wall = render(variant, group.text, out_dir, group.seconds, music=MUSIC, narrator=Replay(silent.speech))
+    if result.rendering.get("music") is None:
+        raise RuntimeError(f"the render with music: {MUSIC} does not say it carries a bed: {result.rendering}")
+    logger.info("%s, %s with %s music: rendered in %.1f s", group.name, variant, MUSIC, wall)
+    return result.video
 
 
 def time_renders(topic: str, durations: Sequence[float], variants: Sequence[str], work: Path) -> list[Timed]:

@@ -137,16 +137,23 @@ def pose_mouth(frame: np.ndarray, box: Box, lips: Lips, pose: MouthPose) -> None
     map_y = np.where(rows <= dst_upper, above, np.where(rows <= dst_lower, inside, below))
     # Spread and rounding: columns move out or in around the mouth's centre, fading away from the lips.
     scale = 1.0 + _SPREAD * float(np.clip(pose.spread, -1, 1))
-    # The corners themselves move (a rounded mouth is narrower corner to corner); the pull fades
-    # from the corners to the edges of the warped region, and away from the lip line.
+    # Rounding pulls the corners themselves in (a rounded mouth is narrower corner to corner), the
+    # pull fading from the corners to the edges of the warped region; spreading keeps the corners
+    # where they are (stretching them outwards would drag the dark corner creases onto the cheeks).
+    # Both fade away from the lip line.
     near = np.exp(-(((rows - middle) / (0.45 * width)) ** 2))
-    reach = np.clip((_SIDE * width - np.abs(columns - cx)) / ((_SIDE - 0.5) * width), 0.0, 1.0)
+    if scale < 1:
+        reach = np.clip((_SIDE * width - np.abs(columns - cx)) / ((_SIDE - 0.5) * width), 0.0, 1.0)
+    else:
+        reach = profile**0.5
     map_x = columns[None, :] + (columns[None, :] - cx) * (1 / scale - 1) * near * reach[None, :]
     region = cv2.remap(
         frame, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     # The opened gap shows the inside of the mouth between the teeth, darker towards its middle.
     margin = np.minimum(np.minimum(rows - dst_upper, dst_lower - rows) - had / 2, shown / 2)
-    alpha = (np.clip(margin / 1.5, 0.0, 1.0) * (rows > dst_upper) * (rows < dst_lower))[..., None]
+    # It fades out before the corners, where real lips meet at a soft crease, not a dark slit.
+    corners = np.clip((profile - 0.25) / 0.4, 0.0, 1.0)
+    alpha = (np.clip(margin / 1.5, 0.0, 1.0) * (rows > dst_upper) * (rows < dst_lower) * corners)[..., None]
     out = region.astype(np.float32) * (1 - alpha * 0.9) + _INSIDE * alpha * 0.9
     frame[y0:y1, x0:x1] = np.clip(out, 0, 255).astype(np.uint8)
