@@ -2,8 +2,11 @@
 
 For each variant (svd, sadtalker) and resolution (480p, 720p) it renders about 20 s of narrated
 video with `render_still_video` (the embedded CPU runtime behind `render_video`: Piper
-speech fitted to the duration, scene or portrait, animation, H.264/AAC encode, thumbnail) and reports the wall time (split into speech and frames + encode) and
-the real-time factor (seconds of video per second of wall time; ≥ 1 is faster than real time).
+speech fitted to the duration, the soundtrack (the narration over a ducked `calm` music bed by
+default, `--music`, normalised to -14 LUFS), scene or portrait, animation, H.264/AAC encode,
+thumbnail) and reports the wall time (split into speech, soundtrack and frames + encode, from the
+render's progress stages) and the real-time factor (seconds of video per second of wall time; ≥ 1
+is faster than real time).
 
 Next to it, two floors for the same number of frames at the same size, encoded with the same
 settings (libx264 `veryfast`, CRF 23, yuv420p, `+faststart`, AAC 96k of the same speech):
@@ -29,12 +32,15 @@ import time
 from dataclasses import dataclass
 from itertools import cycle, islice
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
 from bench._common import machine, out, quiet_logging, table
 from gpu_worker.media.encode import VideoWriter, ffmpeg_exe, probe
+from gpu_worker.media.music import MusicKind
 from gpu_worker.media.pipeline import render_still_video
+from gpu_worker.media.sound import Music
 from gpu_worker.media.speech import VoiceParams
 from gpu_worker.media.voices import synthesize
 from schemas.media import frame_size
@@ -70,6 +76,7 @@ class Row:
     lavfi_s: float
     pipe_s: float
     speech_s: float  # of `render_s`: the narration (Piper), fitted to the duration
+    soundtrack_s: float  # of `render_s`: music bed, ducking and loudness normalisation
     frames_s: float  # of `render_s`: scene, animation and encoding
 
 
@@ -88,7 +95,12 @@ def narrative_for(seconds: float, work: Path) -> tuple[str, float]:
 
 
 def render_once(
-    variant: str, size: tuple[int, int], narrative: str, out_dir: Path, seconds: float | None = None
+    variant: str,
+    size: tuple[int, int],
+    narrative: str,
+    out_dir: Path,
+    seconds: float | None = None,
+    music: Music = "none",
 ) -> tuple[float, Path, Path, float, dict[str, float]]:
     """Render with the embedded runtime; returns (wall seconds, video, speech wav, video seconds, seconds per stage)."""
     start = time.perf_counter()
@@ -100,12 +112,15 @@ def render_once(
     result = render_still_video(
         STAGE, narrative, out_dir, size, FPS, VoiceParams(), None, variant, captions=False,
         progress=progress, cancelled=lambda: False,
-        crf=CRF, preset=PRESET, duration_seconds=seconds,
+        crf=CRF, preset=PRESET, duration_seconds=seconds, music=music,
     )  # fmt: skip
     wall = time.perf_counter() - start
+    if {"music", "scene", "thumbnail"} - entered.keys():
+        raise RuntimeError(f"the render reported no `music`, `scene` or `thumbnail` stage: {sorted(entered)}")
     stages = {
-        "speech": entered.get("scene", start) - start,
-        "frames": entered.get("thumbnail", start) - entered.get("scene", start),
+        "speech": entered["music"] - start,
+        "soundtrack": entered["scene"] - entered["music"],
+        "frames": entered["thumbnail"] - entered["scene"],
     }
     return wall, result.video, result.audio, result.duration, stages
 
@@ -142,15 +157,18 @@ def pipe_floor(pool: list[np.ndarray], size: tuple[int, int], frames: int, audio
     return time.perf_counter() - start
 
 
-def measure(variant: str, resolution: str, narrative: str, repeat: int, work: Path, seconds: float) -> Row:
+def measure(
+    variant: str, resolution: str, narrative: str, repeat: int, work: Path, seconds: float, music: Music
+) -> Row:
     """Render and both floors, interleaved run by run so that other load on the machine hits all three alike."""
     size = frame_size(resolution, "16:9")
-    renders, lavfis, pipes, speeches, frame_times = [], [], [], [], []
+    renders, lavfis, pipes, speeches, soundtracks, frame_times = [], [], [], [], [], []
     pool: list[np.ndarray] = []
     for i in range(repeat):
         out_dir = work / f"{variant}-{resolution}-{i}"
-        wall, video, audio, duration, stages = render_once(variant, size, narrative, out_dir, seconds)
+        wall, video, audio, duration, stages = render_once(variant, size, narrative, out_dir, seconds, music)
         speeches.append(stages["speech"])
+        soundtracks.append(stages["soundtrack"])
         frame_times.append(stages["frames"])
         frames = max(1, math.ceil(duration * FPS))
         if i == 0:
@@ -169,16 +187,16 @@ def measure(variant: str, resolution: str, narrative: str, repeat: int, work: Pa
     med = statistics.median
     return Row(
         variant, resolution, size, frames, duration, med(renders), med(lavfis), med(pipes), med(speeches),
-        med(frame_times),
+        med(soundtracks), med(frame_times),
     )  # fmt: skip
 
 
-def report(rows: list[Row], seconds: float, repeat: int) -> None:
+def report(rows: list[Row], seconds: float, repeat: int, music: str) -> None:
     out(f"## Embedded render runtime vs. the ffmpeg encode floor ({machine()})")
     out()
     out(
-        f"{seconds:.1f} s of narrated video, 16:9, {FPS} fps, libx264 `{PRESET}` CRF {CRF} + AAC 96k; "
-        f"median of {repeat} run(s), render and floors interleaved. Real-time = video seconds ÷ render seconds."
+        f"{seconds:.1f} s of narrated video with `music: {music}`, 16:9, {FPS} fps, libx264 `{PRESET}` CRF {CRF} "
+        f"+ AAC 96k; median of {repeat} run(s), render and floors interleaved. Real-time = video seconds ÷ render seconds."
     )
     out()
     body = []
@@ -194,12 +212,12 @@ def report(rows: list[Row], seconds: float, repeat: int) -> None:
         )
         body.append([
             r.variant, r.resolution, f"{r.size[0]}x{r.size[1]}", r.frames, f"{r.video_s:.2f}", f"{r.render_s:.2f}",
-            f"{rtf:.2f}×", f"{r.speech_s:.2f}", f"{r.frames_s:.2f}", f"{r.lavfi_s:.2f}", f"{vs_lavfi:.2f}×",
-            f"{r.pipe_s:.2f}", f"{vs_pipe:.2f}×", targets,
+            f"{rtf:.2f}×", f"{r.speech_s:.2f}", f"{r.soundtrack_s:.2f}", f"{r.frames_s:.2f}", f"{r.lavfi_s:.2f}",
+            f"{vs_lavfi:.2f}×", f"{r.pipe_s:.2f}", f"{vs_pipe:.2f}×", targets,
         ])  # fmt: skip
     header = [
-        "variant", "res", "size", "frames", "video s", "render s", "real-time", "speech s", "frames + encode s",
-        "ffmpeg alone s", "render ÷ alone", "piped frames s", "render ÷ piped", "targets (≥1× RT at 720p, ≤2× floor)",
+        "variant", "res", "size", "frames", "video s", "render s", "real-time", "speech s", "soundtrack s",
+        "frames + encode s", "ffmpeg alone s", "render ÷ alone", "piped frames s", "render ÷ piped", "targets (≥1× RT at 720p, ≤2× floor)",
     ]  # fmt: skip
     out(table(header, body))
     out()
@@ -216,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per measurement (the median is reported)")
     parser.add_argument("--variants", nargs="+", default=["svd", "sadtalker"], choices=["svd", "sadtalker"])
     parser.add_argument("--resolutions", nargs="+", default=["480p", "720p"], choices=["480p", "576p", "720p", "1080p"])
+    parser.add_argument(
+        "--music", default="calm", choices=["none", *get_args(MusicKind)], help="the bed under the narration"
+    )
     parser.add_argument("--smoke", action="store_true", help="CI size: 5 s, one run, 480p, both variants")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -228,11 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         # Warm up: espeak-ng, OpenCV's face cascade, the scene renderer and ffmpeg, outside the timings.
         render_once("svd", (320, 180), "Warming up.", work / "warmup")
         rows = [
-            measure(variant, resolution, narrative, args.repeat, work, args.seconds)
+            measure(variant, resolution, narrative, args.repeat, work, args.seconds, args.music)
             for variant in args.variants
             for resolution in args.resolutions
         ]
-    report(rows, args.seconds, args.repeat)
+    report(rows, args.seconds, args.repeat, args.music)
     return 0
 
 

@@ -40,7 +40,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,7 @@ import numpy as np
 
 from activities.script_writer import OfflineScriptWriter
 from bench._common import machine, out, quiet_logging, table
+from gpu_worker.media.music import MusicKind
 from gpu_worker.media.pipeline import RenderOutputs, render_still_video
 from gpu_worker.media.sound import Music
 from gpu_worker.media.speech import SpeechResult, VoiceParams
@@ -71,7 +72,7 @@ RESOLUTION, FPS, RATE = "480p", 25, 16000
 STAGE = "A friendly presenter in a bright studio, with a large backdrop of a landscape."
 MAX_PAUSE_S = 1.5
 TARGET_VS_ESPEAK, TARGET_VS_PIPER = 0.5, 1.10
-MUSIC = "calm"  # the bed the first variant is rendered with a second time
+MUSIC: MusicKind = "calm"  # the bed the first variant is rendered with a second time
 TARGET_VS_SILENT = 1.10  # its WER ≤ 1.10× the same video's without music
 _SILENCE_RMS = 100  # int16 RMS of a 20 ms window below which it counts as silence (about -50 dBFS)
 
@@ -218,13 +219,14 @@ def render(
     music_volume: float = 0.25,
     narrator: Narrator | None = None,
     resolution: str = RESOLUTION,
+    progress: Callable[[str, float], None] = lambda _stage, _fraction: None,
 ) -> tuple[RenderOutputs, float]:
     """What the GPU worker delivers (no model backends): the outputs and the wall seconds."""
     start = time.perf_counter()
     result = render_still_video(
         STAGE, narrative, out_dir,
         frame_size(resolution, "16:9"), FPS, VoiceParams(language="en"), None, variant, captions=False,
-        progress=lambda _stage, _fraction: None, cancelled=lambda: False, duration_seconds=seconds,
+        progress=progress, cancelled=lambda: False, duration_seconds=seconds,
         narrator=narrator, music=music, music_volume=music_volume,
     )  # fmt: skip
     return result, time.perf_counter() - start
@@ -349,28 +351,31 @@ def report_intelligibility(
     texts: list[Group], heard: Heard, variants: Sequence[str], topic_seconds: float, transcripts: bool
 ) -> None:
     """Per-group WER, then each source's mean and the delivered/reference ratios against the targets."""
-    sources = [*(delivered(v) for v in variants), *REFERENCES]
+    heard_from = sources(variants)
     out("## Intelligibility: PocketSphinx 5.1.1 word error rate (default en-us model, LM and dictionary, 16 kHz)")
     out()
     out(
         f"Delivered: `render_still_video` mp4 at {RESOLUTION} {FPS} fps, speech runtime recorded as "
         f"{', '.join(sorted(heard.runtimes))}; Harvard lists rendered as long as spoken, topic narrations "
-        f"written by the offline writer and rendered for {topic_seconds:g} s. "
+        f"written by the offline writer and rendered for {topic_seconds:g} s. `{with_music(variants[0])}`: the "
+        f"{variants[0]} render again with `music: {MUSIC}` (volume 0.25) under the same narration. "
         f"References: `{PIPER}` and `{ESPEAK}` spoken directly to WAV. Lower is better."
     )
     out()
-    rows = [[g.name, count_words(g.text), *(f"{heard.wer[g.name, s]:.3f}" for s in sources)] for g in texts]
-    out(table(["text", "words", *sources], rows))
+    rows = [[g.name, count_words(g.text), *(f"{heard.wer[g.name, s]:.3f}" for s in heard_from)] for g in texts]
+    out(table(["text", "words", *heard_from], rows))
     out()
-    mean = {s: statistics.fmean(heard.wer[g.name, s] for g in texts) for s in sources}
-    out(table(["source", "mean WER"], [[s, f"{mean[s]:.3f}"] for s in sources]))
+    mean = {s: statistics.fmean(heard.wer[g.name, s] for g in texts) for s in heard_from}
+    out(table(["source", "mean WER"], [[s, f"{mean[s]:.3f}"] for s in heard_from]))
     out()
+    pairs = [(delivered(v), ref, target) for v in variants
+             for ref, target in (("eSpeak NG", TARGET_VS_ESPEAK), ("Piper direct", TARGET_VS_PIPER))]  # fmt: skip
+    pairs.append((with_music(variants[0]), delivered(variants[0]), TARGET_VS_SILENT))
     ratios = []
-    for variant in variants:
-        d = mean[delivered(variant)]
-        for ref, target in (("eSpeak NG", TARGET_VS_ESPEAK), ("Piper direct", TARGET_VS_PIPER)):
-            ratio = d / mean[ref] if mean[ref] else math.inf
-            ratios.append([f"{delivered(variant)} ÷ {ref}", f"{d:.3f} ÷ {mean[ref]:.3f}", f"{ratio:.2f}", f"≤ {target:.2f}", verdict(ratio <= target)])  # fmt: skip
+    for source, ref, target in pairs:
+        d = mean[source]
+        ratio = d / mean[ref] if mean[ref] else (1.0 if d == 0 else math.inf)
+        ratios.append([f"{source} ÷ {ref}", f"{d:.3f} ÷ {mean[ref]:.3f}", f"{ratio:.2f}", f"≤ {target:.2f}", verdict(ratio <= target)])  # fmt: skip
     out(table(["ratio of mean WER", "values", "ratio", "target", "result"], ratios))
     out()
     if transcripts:
@@ -378,7 +383,7 @@ def report_intelligibility(
             out(f"### {g.name}")
             out()
             out(f"- reference: {normalise(g.text)}")
-            for s in sources:
+            for s in heard_from:
                 out(f"- {s}: {heard.hyp[g.name, s]}")
             out()
 

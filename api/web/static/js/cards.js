@@ -5,7 +5,8 @@ import { get, post, del, jobSocketUrl, reportUnauthorized, HttpError } from "./a
 import { confirmAction } from "./dialog.js";
 import { h, fill, icon, announce } from "./dom.js";
 import {
-  ARTIFACT_LABELS, STAGE_LABELS, STATUS_LABELS, TERMINAL, bytes, elapsed, fullTime, jobTitle, nodeLabel, seconds, when,
+  STAGE_LABELS, STATUS_LABELS, TERMINAL, artifactLabel, bytes, captionFormat, elapsed, fullTime, jobTitle, nodeLabel, seconds,
+  when,
 } from "./format.js";
 import { STAGE_TITLES, renderingEntries, runtimeLabel } from "./runtimes.js";
 
@@ -284,7 +285,7 @@ class JobCard {
   renderResult() {
     const r = this.record;
     if (!r) return;
-    const artifacts = [...(r.artifacts ?? [])].sort((a, b) => rank(a.kind) - rank(b.kind));
+    const artifacts = [...(r.artifacts ?? [])].sort((a, b) => rank(a) - rank(b));
     const thumb = artifacts.find((a) => a.kind === "thumbnail" && !a.partial);
     const parts = [];
     if (r.video && this.status?.status === "completed") {
@@ -297,7 +298,7 @@ class JobCard {
       parts.push(h("div", { class: "downloads", role: "group", "aria-label": "Downloads" },
         artifacts.map((a) => h("a", { class: `download${a.partial ? " partial" : a.kind === "video" ? " primary" : ""}`, href: a.url, download: "",
           title: a.partial ? "Partial output of the failed run" : a.contentType ?? "" },
-        icon("download"), `${ARTIFACT_LABELS[a.kind] ?? a.kind}${a.partial ? " (partial)" : ""}`,
+        icon("download"), `${artifactLabel(a)}${a.partial ? " (partial)" : ""}`,
         a.sizeBytes ? h("span", { class: "size" }, bytes(a.sizeBytes)) : null))));
     }
     const ran = renderingEntries(r.rendering);
@@ -432,7 +433,9 @@ function whatRan(entries) {
       h("dd", { title: id }, runtimeLabel(id))))));
 }
 
-const rank = (kind) => {
-  const i = ARTIFACT_ORDER.indexOf(kind);
-  return i < 0 ? ARTIFACT_ORDER.length : i;
+/** Downloads by kind, and caption files by format (SRT, WebVTT, ASS, then any other). */
+const rank = (artifact) => {
+  const i = ARTIFACT_ORDER.indexOf(artifact.kind);
+  const format = artifact.kind === "captions" ? captionFormat(artifact) : 0;
+  return (i < 0 ? ARTIFACT_ORDER.length : i) * 10 + (format < 0 ? 9 : format);
 };

@@ -22,12 +22,30 @@ const CONTROLS = {
   "options.resolution": "resolution",
   "options.aspectRatio": "aspect-16-9",
   "options.captions": "captions",
+  "options.captionStyle": "caption-style-plain",
+  "options.captionPosition": "caption-position-bottom",
+  "options.music": "music",
+  "options.musicVolume": "music-volume",
+  musicFile: "music-file",
+  rightsConfirmed: "music-rights",
   "script.narrative": "narrative",
   "script": "narrative",
   consent: "consent",
 };
 
+// Radio groups: the checked radio takes the error's `aria-invalid` and focus.
+const RADIO_GROUPS = {
+  variant: "variant",
+  "options.aspectRatio": "aspectRatio",
+  "options.captionStyle": "captionStyle",
+  "options.captionPosition": "captionPosition",
+};
+
 const CONSENT_MESSAGE = "Tick the box to confirm you have the right to use these faces and voices.";
+const RIGHTS_MESSAGE = "Tick the box to confirm you hold the rights to use this music in your videos.";
+const MUSIC_FILE_MESSAGE = "Choose an audio file, or pick another music option.";
+// Messages the page words itself, whatever the server said.
+const FIXED = { consent: CONSENT_MESSAGE, rightsConfirmed: RIGHTS_MESSAGE };
 
 // Plain words for the schema's terse messages, keyed by "field:error type".
 const FRIENDLY = {
@@ -44,15 +62,23 @@ export class JobForm {
     this.$ = (id) => document.getElementById(id);
     this.images = new FileField({ input: this.$("images"), list: this.$("images-list"), error: this.$("err-images"), kind: "image", max: 20 });
     this.audio = new FileField({ input: this.$("audio"), list: this.$("audio-list"), error: this.$("err-audio"), kind: "audio", max: 10 });
+    // Music is uploaded on submit: its upload needs the rights box, which may be ticked after the file is chosen.
+    this.music = new FileField({
+      input: this.$("music-file"), list: this.$("music-file-list"), error: this.$("err-musicFile"), kind: "music", max: 1, deferred: true,
+    });
     this.submitButton = this.$("submit");
     form.addEventListener("submit", (event) => { event.preventDefault(); this.submit(); });
     form.addEventListener("change", (event) => this.changed(event.target));
-    form.addEventListener("input", (event) => this.clearFieldError(event.target));
+    form.addEventListener("input", (event) => {
+      this.clearFieldError(event.target);
+      if (event.target.id === "music-volume") this.showVolume();
+    });
     this.changed(null);
   }
 
   get mode() { return this.form.elements.mode.value; }
   get trainOnly() { return this.mode === "train" && this.$("train-only").checked; }
+  get ownMusic() { return !this.trainOnly && this.$("music").value === "own"; }
 
   changed(target) {
     if (target) this.clearFieldError(target);
@@ -61,8 +87,19 @@ export class JobForm {
     const custom = this.form.elements.duration.value === "custom";
     this.$("custom-duration").hidden = !custom;
     if (target?.id === "duration-custom") this.$("duration-seconds").focus();
+    this.$("caption-options").hidden = !this.$("captions").checked;
+    const music = this.$("music").value;
+    this.$("music-volume-field").hidden = music === "none";
+    this.$("music-own").hidden = music !== "own";
+    this.showVolume();
     const label = this.mode === "generate" ? "Create video" : this.trainOnly ? "Train profile" : "Train & create video";
     this.submitButton.querySelector(".btn-label").textContent = label;
+  }
+
+  showVolume() {
+    const volume = this.$("music-volume");
+    this.$("music-volume-value").textContent = `${volume.value} %`;
+    volume.setAttribute("aria-valuetext", `${volume.value} %`);
   }
 
   /** Make only the advertised variants, resolutions, durations and presets selectable. */
@@ -140,6 +177,13 @@ export class JobForm {
         aspectRatio: el.aspectRatio.value,
         captions: this.$("captions").checked,
       };
+      if (body.options.captions) {
+        body.options.captionStyle = el.captionStyle.value;
+        body.options.captionPosition = el.captionPosition.value;
+      }
+      const music = this.ownMusic ? this.music.uris()[0] : this.$("music").value;
+      body.options.music = music;
+      if (music !== "none") body.options.musicVolume = Number(this.$("music-volume").value) / 100;
     }
     if (this.mode === "generate") {
       body.mode = "generate";
@@ -157,9 +201,9 @@ export class JobForm {
 
   /** Only what the server cannot see is checked here: files still uploading or refused. */
   localProblems() {
-    if (this.mode !== "train") return null;
-    if (this.images.busy || this.audio.busy) return "Wait for the uploads to finish, then try again.";
-    const broken = [...this.images.broken, ...this.audio.broken];
+    const fields = [...(this.mode === "train" ? [this.images, this.audio] : []), ...(this.ownMusic ? [this.music] : [])];
+    if (fields.some((f) => f.busy)) return "Wait for the uploads to finish, then try again.";
+    const broken = fields.flatMap((f) => f.broken);
     if (broken.length) return `Remove the ${broken.length === 1 ? "file" : "files"} marked in red first.`;
     return null;
   }
@@ -171,15 +215,42 @@ export class JobForm {
     return true;
   }
 
+  /** Own music needs a file and the rights box: without both, nothing is uploaded or sent. */
+  musicMissing() {
+    if (!this.ownMusic) return false;
+    const missing = [];
+    if (!this.music.items.length) missing.push({ loc: ["body", "musicFile"], msg: MUSIC_FILE_MESSAGE, type: "missing" });
+    if (!this.$("music-rights").checked) missing.push({ loc: ["body", "rightsConfirmed"], msg: RIGHTS_MESSAGE, type: "missing" });
+    if (missing.length) this.showFieldErrors(missing);
+    return missing.length > 0;
+  }
+
+  /** Upload the chosen music (once); false when it was refused, with the reason shown. */
+  async sendMusic() {
+    if (!this.ownMusic) return true;
+    const refusal = await this.music.send({ purpose: "music", rightsConfirmed: "true" });
+    if (refusal) {
+      this.showFieldErrors(refusal.fields);
+      return false;
+    }
+    if (this.music.broken.length) {
+      this.showFormError("The music file was refused; remove it or choose another.");
+      this.music.input.focus();
+      return false;
+    }
+    return this.music.uris().length > 0;
+  }
+
   async submit() {
     if (this.submitting) return;
     this.clearErrors();
     const problem = this.localProblems();
     if (problem) return this.showFormError(problem);
-    if (this.consentMissing()) return;
-    const [path, body] = this.body();
+    if (this.consentMissing() || this.musicMissing()) return;
     this.setBusy(true);
     try {
+      if (!(await this.sendMusic())) return;
+      const [path, body] = this.body();
       const accepted = await post(path, body);
       this.$("submit-hint").textContent = "Started. Follow it under “Your jobs”.";
       this.onSubmitted(accepted.jobId, body);
@@ -197,6 +268,7 @@ export class JobForm {
     this.form.reset();
     this.images.clear();
     this.audio.clear();
+    this.music.clear();
     this.$("script-details").open = false;
     this.$("submit-hint").textContent = "";
     this.clearErrors();
@@ -242,6 +314,8 @@ export class JobForm {
       const files = key === "images" ? this.images : key === "audio" ? this.audio : null;
       if (files && index !== undefined && files.markSent(index, message)) {
         files.input.setAttribute("aria-invalid", "true");
+      } else if (key === "musicFile") {
+        this.music.setError(message); // marks the drop zone too
       } else {
         slot.textContent = message;
       }
@@ -251,7 +325,7 @@ export class JobForm {
   }
 
   friendly(key, detail) {
-    if (key === "consent") return CONSENT_MESSAGE;
+    if (FIXED[key]) return FIXED[key];
     const known = FRIENDLY[`${key}:${detail.type}`];
     if (known) return known;
     let msg = String(detail.msg ?? "").replace(/^Value error, /, "");
@@ -266,8 +340,8 @@ export class JobForm {
     let id = CONTROLS[key];
     if (key === "options.durationSeconds" && this.form.elements.duration.value !== "custom") {
       id = this.form.querySelector('input[name="duration"]:checked').id;
-    } else if (key === "variant") {
-      id = this.form.querySelector('input[name="variant"]:checked')?.id ?? id;
+    } else if (RADIO_GROUPS[key]) {
+      id = this.form.querySelector(`input[name="${RADIO_GROUPS[key]}"]:checked`)?.id ?? id;
     }
     const control = id ? this.$(id) : null;
     control?.setAttribute("aria-invalid", "true");
@@ -284,6 +358,7 @@ export class JobForm {
     for (const el of field.querySelectorAll('[aria-invalid="true"]')) {
       if (el.type !== "file") el.removeAttribute("aria-invalid");
     }
+    this.music.sync();
     if (!this.form.querySelector('.field-error:not(:empty), [aria-invalid="true"]:not([type="file"])')) this.hideFormError();
   }
 
@@ -294,6 +369,7 @@ export class JobForm {
     for (const el of this.form.querySelectorAll('[aria-invalid="true"]')) {
       if (el.type !== "file") el.removeAttribute("aria-invalid");
     }
+    this.music.sync();
     this.hideFormError();
   }
 

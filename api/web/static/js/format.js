@@ -9,7 +9,7 @@ export const STATUS_LABELS = {
 export const NODE_LABELS = {
   script: "Write the script",
   profile: "Profile",
-  select: "Choose the pipeline",
+  select: "Plan the render",
   train_lora: "Learn the face",
   train_voice: "Learn the voice",
   render: "Render the video",
@@ -22,14 +22,36 @@ export const STAGE_LABELS = {
   animate: "animating", encode: "encoding", thumbnail: "thumbnail", upload: "uploading", done: "done",
 };
 export const ARTIFACT_LABELS = {
-  video: "Video", captions: "Captions (.srt)", audio: "Narration audio", thumbnail: "Thumbnail",
+  video: "Video", captions: "Captions", audio: "Narration audio", thumbnail: "Thumbnail",
   scene: "Scene image", base_clip: "Silent clip", lora: "LoRA weights", voice: "Voice profile", portrait: "Portrait",
 };
+// Caption files by format, in the order the downloads list them; matched by content type, else by file suffix.
+export const CAPTION_FORMATS = [
+  { contentType: "application/x-subrip", suffix: ".srt", name: "SRT" },
+  { contentType: "text/vtt", suffix: ".vtt", name: "WebVTT" },
+  { contentType: "text/x-ssa", suffix: ".ass", name: "ASS" },
+];
 export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
 /** "Generate · Animated scene"; the variant names its model only when `rendering` says the model ran. */
 export const jobTitle = (mode, variant, rendering = {}) =>
   `${MODE_LABELS[mode] ?? mode} · ${variantTitle(variant, rendering)}`;
+
+/** The index of an artifact's caption format in `CAPTION_FORMATS`, or -1. */
+export function captionFormat(artifact) {
+  const byType = CAPTION_FORMATS.findIndex((f) => f.contentType === artifact.contentType);
+  if (byType >= 0) return byType;
+  const path = (artifact.uri ?? artifact.url ?? "").split("?")[0].toLowerCase();
+  return CAPTION_FORMATS.findIndex((f) => path.endsWith(f.suffix));
+}
+
+/** "Video", "Captions (WebVTT)", …; an unknown kind as it is. */
+export function artifactLabel(artifact) {
+  const label = ARTIFACT_LABELS[artifact.kind] ?? artifact.kind;
+  if (artifact.kind !== "captions") return label;
+  const format = CAPTION_FORMATS[captionFormat(artifact)];
+  return format ? `${label} (${format.name})` : label;
+}
 
 export function nodeLabel(id) {
   return NODE_LABELS[id] ?? id.replace(/[_-]+/g, " ").replace(/^./, (c) => c.toUpperCase());

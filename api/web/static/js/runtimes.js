@@ -28,7 +28,11 @@ const RUNTIME_LABELS = {
   realesrgan: "Real-ESRGAN",
   "ffmpeg-lanczos": "Lanczos resize",
   ffmpeg: "FFmpeg",
+  "word-timed": "timed per word",
+  // Captions of jobs rendered before word timing.
   "sentence-timed": "timed per sentence",
+  "synthesised-bed": "music bed synthesised by our code",
+  "uploaded-music": "your music",
 };
 
 // Backends that run a model's downloaded weights or a model service; everything else is embedded.

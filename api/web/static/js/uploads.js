@@ -1,5 +1,6 @@
 // A file picker that uploads each chosen file at once (POST /api/uploads) and shows a preview,
 // its progress and its own validation message; the form later sends the stored s3:// URIs.
+// A deferred picker (music, whose upload needs the rights confirmed) uploads only when `send()` is called.
 
 import { post } from "./api.js";
 import { h, fill, icon } from "./dom.js";
@@ -9,16 +10,18 @@ export const MAX_UPLOAD_BYTES = 50 * 1024 * 1024;
 const KINDS = {
   image: { ext: [".png", ".jpg", ".jpeg", ".webp"], noun: "photo", types: "PNG, JPEG or WebP" },
   audio: { ext: [".wav", ".mp3", ".m4a", ".ogg", ".flac"], noun: "voice clip", types: "WAV, MP3, M4A, OGG or FLAC" },
+  music: { ext: [".wav", ".mp3", ".m4a", ".ogg", ".flac"], noun: "audio file", types: "WAV, MP3, M4A, OGG or FLAC" },
 };
 
 let nextId = 0;
 
 export class FileField {
   /**
-   * @param {{input: HTMLInputElement, list: HTMLElement, error: HTMLElement, kind: "image"|"audio", max: number}} opts
+   * @param {{input: HTMLInputElement, list: HTMLElement, error: HTMLElement, kind: "image"|"audio"|"music", max: number,
+   *          deferred?: boolean}} opts `deferred`: keep chosen files until `send()`; with `max` 1 a new file replaces the old
    */
-  constructor({ input, list, error, kind, max }) {
-    Object.assign(this, { input, list, error, kind, max });
+  constructor({ input, list, error, kind, max, deferred = false }) {
+    Object.assign(this, { input, list, error, kind, max, deferred });
     this.spec = KINDS[kind];
     this.items = [];
     this.zone = input.closest(".dropzone");
@@ -32,12 +35,13 @@ export class FileField {
 
   add(files) {
     this.error.textContent = "";
+    if (this.max === 1 && files.length) this.clear();
     for (const file of files) {
       if (this.items.length >= this.max) {
         this.setError(`At most ${this.max} ${this.spec.noun}s per profile; ${file.name} was left out.`);
         break;
       }
-      const item = { id: `file-${nextId++}`, file, state: "uploading", uri: null, message: "" };
+      const item = { id: `file-${nextId++}`, file, state: this.deferred ? "chosen" : "uploading", uri: null, message: "" };
       item.url = URL.createObjectURL(file);
       this.items.push(item);
       const problem = this.check(file);
@@ -46,7 +50,7 @@ export class FileField {
         item.message = problem;
       }
       this.list.append(this.tile(item));
-      if (!problem) this.upload(item);
+      if (!problem && !this.deferred) this.upload(item);
     }
     this.sync();
   }
@@ -60,19 +64,40 @@ export class FileField {
     return null;
   }
 
-  async upload(item) {
+  /**
+   * Upload the files chosen but not sent yet, each with the form `fields` (a deferred picker).
+   * @returns {Promise<HttpError|null>} a refusal about one of `fields` (not about a file), for the form to show
+   */
+  async send(fields) {
+    const refusals = await Promise.all(this.items.filter((i) => i.state === "chosen").map((i) => this.upload(i, fields)));
+    return refusals.find(Boolean) ?? null;
+  }
+
+  /** Upload one file; a refusal about a form field (not the file) is returned, and the file stays chosen. */
+  async upload(item, fields = {}) {
     const body = new FormData();
+    for (const [name, value] of Object.entries(fields)) body.append(name, value);
     body.append("files", item.file, item.file.name);
+    item.state = "uploading";
+    if (item.el) this.render(item);
+    let refusal = null;
     try {
       const answer = await post("/api/uploads", body);
       item.uri = answer.data[0].uri;
       item.state = "done";
     } catch (err) {
-      item.state = "error";
-      item.message = plain(err.fields[0]?.msg ?? err.message, item.file.name);
+      const about = err.fields?.[0]?.loc?.[1];
+      if (about !== undefined && about !== "files" && about in fields) {
+        refusal = err;
+        item.state = "chosen";
+      } else {
+        item.state = "error";
+        item.message = plain(err.fields?.[0]?.msg ?? err.message, item.file.name);
+      }
     }
     if (this.items.includes(item)) this.render(item);
     this.sync();
+    return refusal;
   }
 
   tile(item) {
@@ -99,6 +124,7 @@ export class FileField {
   render(item) {
     item.el.dataset.state = item.state;
     item.stateEl.textContent = {
+      chosen: `Chosen · ${bytes(item.file.size)}`,
       uploading: "Uploading…",
       done: `Ready · ${bytes(item.file.size)}`,
       error: item.message,
