@@ -3,12 +3,14 @@
 import asyncio
 import logging
 import uuid
+from typing import Any, Final, TypeVar, cast
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from api import admission
+from api import admission, views
 from api.deps import Services
 from api.errors import FieldError
 from core import repo
@@ -18,7 +20,7 @@ from core.netguard import non_public_address
 from core.settings import Settings
 from core.storage import ObjectStore, parse_s3_uri
 from schemas import names
-from schemas.api import GenerateRequest, PlanResponse, TrainRequest
+from schemas.api import GenerateRequest, PlanResponse, PresetIn, TrainRequest
 from schemas.media import MUSIC_BEDS
 from schemas.plan import GraphSpec
 from schemas.tasks import JobRequest, PipelineInput, RenderSettings, Script
@@ -26,21 +28,26 @@ from workflows.planner import plan, resolve_request
 
 logger = logging.getLogger(__name__)
 
+Body = TypeVar("Body", bound=GenerateRequest | TrainRequest)
+PRESET_FIELDS: Final = ("variant", "voice", "language")  # besides `options`, merged option by option
+
 
 async def submit(
     body: GenerateRequest | TrainRequest, user_id: str, services: Services, settings: Settings, key: str | None
 ) -> str:
     """Check, plan and start the job a body asks for; returns its id (an earlier one's when `key` repeats)."""
     check_caller(body, user_id)
+    body = await with_preset(body, user_id, services)
     request = to_job_request(body)
     await check_references(request, user_id, services)
     request, graph = await plan_submission(body, request, services)
-    return await start_job(request, graph, user_id, services, settings, idempotency_key=key)
+    return await start_job(request, graph, user_id, services, settings, idempotency_key=key, preset=body.preset)
 
 
 async def preview(body: GenerateRequest | TrainRequest, user_id: str, services: Services) -> PlanResponse:
     """The graph (and voice and duration, when it renders) that submitting the body would run."""
     check_caller(body, user_id)
+    body = await with_preset(body, user_id, services)
     request = to_job_request(body)
     await check_references(request, user_id, services)
     resolved, graph = await plan_submission(body, request, services)
@@ -57,9 +64,47 @@ async def resubmit(row: Job, services: Services, settings: Settings) -> str:
     request = JobRequest.model_validate(row.request)
     await check_references(request, row.user_id, services)
     resolved, graph = await plan_request(request, services)
-    new_id = await start_job(resolved, graph, row.user_id, services, settings)
+    new_id = await start_job(resolved, graph, row.user_id, services, settings, preset=row.preset)
     logger.info("job %s resubmitted as %s", row.id, new_id)
     return new_id
+
+
+def apply_preset(body: Body, preset: PresetIn) -> Body:
+    """The body with the preset's fields filled in where the body left them out.
+
+    A field the body sets (`model_fields_set`) wins; `options` merge one by one, so an option the
+    body sets overrides only that option of the preset's. The result's fields set are the body's
+    plus the preset's (a preset's `durationSeconds` counts as chosen, not as a default).
+
+    Raises:
+        pydantic.ValidationError: the merged body is not valid.
+    """
+    data: dict[str, Any] = body.model_dump(exclude_unset=True, by_alias=False)
+    for name in PRESET_FIELDS:
+        value = getattr(preset, name)
+        if value is not None and name not in body.model_fields_set:
+            data[name] = value
+    if preset.options is not None:
+        options = preset.options.model_dump(exclude_unset=True, by_alias=False)
+        if "options" in body.model_fields_set:
+            options.update(body.options.model_dump(exclude_unset=True, by_alias=False))
+        data["options"] = options
+    # `model_validate` on the body's own class: mypy widens it to the bound, so say what it is.
+    return cast(Body, type(body).model_validate(data))
+
+
+async def with_preset(body: Body, user_id: str, services: Services) -> Body:
+    """The body with the caller's preset it names applied (`apply_preset`); 422 naming `preset` when unknown."""
+    if body.preset is None:
+        return body
+    async with services.sessions() as session:
+        row = await repo.get_preset(session, user_id, body.preset)
+    if row is None:
+        raise FieldError(("body", "preset"), f"preset '{body.preset}' does not exist (see GET /api/presets)")
+    try:
+        return apply_preset(body, views.preset_in(row))
+    except ValidationError as err:
+        raise FieldError(("body", "preset"), f"preset '{body.preset}' does not fit this request: {err}") from err
 
 
 def to_job_request(body: GenerateRequest | TrainRequest) -> JobRequest:
@@ -181,6 +226,7 @@ async def start_job(
     services: Services,
     settings: Settings,
     idempotency_key: str | None = None,
+    preset: str | None = None,
 ) -> str:
     """Insert the job row, admit it (idempotency, per-user cap), then start `PipelineWorkflow`.
 
@@ -202,7 +248,7 @@ async def start_job(
         async with services.sessions.begin() as session:
             await repo.insert_job(session, job_id=job_id, user_id=user_id, mode=request.mode, variant=request.variant,
                                   topic=request.topic, request=request, graph=graph, profile_id=request.profile_id,
-                                  idempotency_key=idempotency_key)  # fmt: skip
+                                  idempotency_key=idempotency_key, preset=preset)  # fmt: skip
     except IntegrityError:
         if idempotency_key is None:
             raise

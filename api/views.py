@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from core.db import Artifact, Job, Profile, WorkerCapability
+from core.db import Artifact, Job, Preset, Profile, WorkerCapability
 from core.storage import ObjectStore, StoredObject, s3_uri
 from schemas import names
 from schemas.api import (
@@ -11,6 +11,8 @@ from schemas.api import (
     JobState,
     JobStatus,
     JobSummary,
+    PresetIn,
+    PresetPublic,
     ProfilePublic,
     UploadedObject,
     WorkerPublic,
@@ -31,6 +33,18 @@ def profile_public(row: Profile) -> ProfilePublic:
                          portrait_uri=row.portrait_uri, created_at=row.created_at)  # fmt: skip
 
 
+def preset_in(row: Preset) -> PresetIn:
+    """A stored preset as the body it was saved from (only the fields the user set are set)."""
+    return PresetIn.model_validate({**row.body, "name": row.name})
+
+
+def preset_public(row: Preset) -> PresetPublic:
+    """The API view of a preset row."""
+    saved = preset_in(row)
+    return PresetPublic(name=row.name, variant=saved.variant, voice=saved.voice, language=saved.language,
+                        options=saved.options, created_at=row.created_at)  # fmt: skip
+
+
 def job_record(
     row: Job, live: JobStatus, artifacts: list[ArtifactPublic], profile: Profile | None, temporal_ui_url: str | None
 ) -> JobRecord:
@@ -47,6 +61,7 @@ def job_record(
         profile=profile_public(profile) if profile else None,
         video=video, artifacts=artifacts, error=live.error, run_id=live.run_id, temporal_ui_url=temporal_ui_url,
         rendering=row.rendering or {},  # NULL: registered before the column existed, or no render yet
+        preset=row.preset,
     )  # fmt: skip
 
 

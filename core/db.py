@@ -1,4 +1,4 @@
-"""Database: the SQLAlchemy models (users, credentials, profiles, jobs, artifacts, worker capabilities), engines, migrations."""
+"""Database: the SQLAlchemy models (users, credentials, profiles, presets, jobs, artifacts, worker capabilities), engines, migrations."""
 
 from __future__ import annotations
 
@@ -122,6 +122,19 @@ class Profile(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=sa.func.now())
 
 
+class Preset(Base):
+    """A user's saved option set (`schemas.api.PresetIn` without its name) that a submission may name."""
+
+    __tablename__ = "presets"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[str] = mapped_column(primary_key=True, default=lambda: new_id("preset"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str]
+    body: Mapped[dict[str, Any]]  # the fields the user set, camelCase as on the wire
+    created_at: Mapped[datetime] = _created_at()
+
+
 class Job(Base):
     """One submission (id = Temporal workflow id); its *state* lives in Temporal, never here."""
 
@@ -152,6 +165,7 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=sa.func.now(), index=True)
     finished_at: Mapped[datetime | None]
     idempotency_key: Mapped[str | None]  # the `Idempotency-Key` header it was submitted with
+    preset: Mapped[str | None]  # the name of the preset the body named (its options are already in `request`)
 
 
 class Artifact(Base):

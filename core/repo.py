@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import Artifact, Job, Profile, WorkerCapability, new_id, utcnow
+from core.db import Artifact, Job, Preset, Profile, User, WorkerCapability, new_id, utcnow
 from schemas.capabilities import WorkerManifest
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ async def insert_job(
     profile_id: str | None = None,
     created_at: datetime | None = None,
     idempotency_key: str | None = None,
+    preset: str | None = None,
 ) -> Job:
     """Insert the `jobs` row the API writes before starting the workflow (`job_id` = workflow id).
 
@@ -94,6 +95,7 @@ async def insert_job(
         profile_id=profile_id,
         created_at=created_at or utcnow(),
         idempotency_key=idempotency_key,
+        preset=preset,
     )
     session.add(job)
     await session.flush()
@@ -259,6 +261,47 @@ async def list_profiles(session: AsyncSession, user_id: str) -> list[Profile]:
     """The user's profiles, newest first."""
     stmt = select(Profile).where(Profile.user_id == user_id).order_by(Profile.created_at.desc(), Profile.id.desc())
     return list((await session.scalars(stmt)).all())
+
+
+# --- presets -------------------------------------------------------------------------------------
+
+
+async def list_presets(session: AsyncSession, user_id: str) -> list[Preset]:
+    """The user's presets, newest first."""
+    stmt = select(Preset).where(Preset.user_id == user_id).order_by(Preset.created_at.desc(), Preset.id.desc())
+    return list((await session.scalars(stmt)).all())
+
+
+async def get_preset(session: AsyncSession, user_id: str, name: str) -> Preset | None:
+    """The user's preset called `name`, or None (another user's presets are never found)."""
+    stmt = select(Preset).where(Preset.user_id == user_id, Preset.name == name)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def count_presets_locked(session: AsyncSession, user_id: str) -> int:
+    """How many presets the user has, with their `users` row locked until the transaction ends.
+
+    The lock makes concurrent creations of one user count one after the other, so a cap holds.
+    """
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    return (await session.scalar(select(func.count()).where(Preset.user_id == user_id))) or 0
+
+
+async def insert_preset(session: AsyncSession, user_id: str, name: str, body: Mapping[str, Any]) -> Preset | None:
+    """Save a preset; None when the user already has one called `name` (safe against a concurrent insert)."""
+    stmt = (
+        pg_insert(Preset)
+        .values(id=new_id("preset"), user_id=user_id, name=name, body=dict(body), created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[Preset.user_id, Preset.name])
+        .returning(Preset)
+    )
+    return (await session.scalars(stmt, execution_options=_POPULATE)).one_or_none()
+
+
+async def delete_preset(session: AsyncSession, user_id: str, name: str) -> bool:
+    """Delete the user's preset called `name`; False when there was none."""
+    stmt = delete(Preset).where(Preset.user_id == user_id, Preset.name == name).returning(Preset.id)
+    return (await session.execute(stmt)).first() is not None
 
 
 # --- artifacts -----------------------------------------------------------------------------------

@@ -100,6 +100,7 @@ class ApiSettings(BaseModel):
     max_files_per_upload: int = 20
     max_concurrent_jobs: int = 4  # per user; more → 429 with Retry-After
     retry_after_seconds: int = 30
+    max_presets: int = 50  # per user; more → 409
     session_hours: float = 12
     secure_cookies: bool = False  # set true behind HTTPS so the session cookie is `Secure`
 

@@ -15,6 +15,15 @@ NodeState = Literal["pending", "scheduled", "running", "retrying", "completed", 
 
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*'()/-]{1,512}$"
 S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN)]
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$"
+# A preset's name is a path segment of `DELETE /api/presets/{name}`: no slashes, no control
+# characters, and not only dots (`.` and `..` are what URL clients normalise away).
+_NAME_CHAR = r"[^/\\\x00-\x1f\x7f]"
+PRESET_NAME_PATTERN = rf"^{_NAME_CHAR}*[^./\\\x00-\x1f\x7f]{_NAME_CHAR}*$"
+PresetName = Annotated[str, Field(min_length=1, max_length=64, pattern=PRESET_NAME_PATTERN)]
+_PRESET_DESCRIPTION = (
+    "the name of one of your saved presets (`GET /api/presets`); fields present in this body override it"
+)
 
 
 class RenderOptions(ApiModel):
@@ -64,13 +73,14 @@ class GenerateRequest(ApiModel):
     profile_id: str | None = Field(default=None, max_length=64)
     portrait: str | None = Field(default=None, pattern=S3_URI_PATTERN)
     script: ScriptIn | None = None
-    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+    language: str = Field(default="en", pattern=LANGUAGE_PATTERN)
     voice: str | None = Field(default=None, max_length=64)
     options: RenderOptions = Field(default_factory=RenderOptions)
     callback_url: HttpUrl | None = Field(
         default=None,
         description="http(s) URL that receives the final status as a signed POST when the job ends",
     )
+    preset: PresetName | None = Field(default=None, description=_PRESET_DESCRIPTION)
 
 
 class TrainRequest(ApiModel):
@@ -99,13 +109,44 @@ class TrainRequest(ApiModel):
     audio: list[S3Uri] = Field(default_factory=list, max_length=10)
     portrait: str | None = Field(default=None, pattern=S3_URI_PATTERN)
     script: ScriptIn | None = None
-    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
+    language: str = Field(default="en", pattern=LANGUAGE_PATTERN)
     voice: str | None = Field(default=None, max_length=64)
     options: RenderOptions = Field(default_factory=RenderOptions)
     callback_url: HttpUrl | None = Field(
         default=None,
         description="http(s) URL that receives the final status as a signed POST when the job ends",
     )
+    preset: PresetName | None = Field(default=None, description=_PRESET_DESCRIPTION)
+
+
+class PresetIn(ApiModel):
+    """`POST /api/presets`: a named option set that a generate or train body may name as `preset`."""
+
+    name: PresetName
+    variant: Variant | None = None
+    voice: str | None = Field(default=None, max_length=64)
+    language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
+    options: RenderOptions | None = Field(
+        default=None, description="only the options given are saved; a body's own options override them one by one"
+    )
+
+
+class PresetPublic(ApiModel):
+    """One of the caller's saved presets (`options`: the saved ones, the rest at their defaults)."""
+
+    name: str
+    variant: Variant | None = None
+    voice: str | None = None
+    language: str | None = None
+    options: RenderOptions | None = None
+    created_at: datetime
+
+
+class PresetsPublic(ApiModel):
+    """The caller's presets, newest first."""
+
+    data: list[PresetPublic]
+    count: int
 
 
 class JobAccepted(ApiModel):
@@ -233,6 +274,7 @@ class JobRecord(ApiModel):
     # Stage id → runtime id as the GPU manifest advertises it (`{"speech": "piper:en_US-joe-medium"}`);
     # keys are stage ids, not camelCased; empty until a render registered, and for older jobs.
     rendering: dict[str, str] = Field(default_factory=dict)
+    preset: str | None = Field(default=None, description="the preset the body named; the job ran with it applied")
 
 
 class JobSummary(ApiModel):

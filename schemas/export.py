@@ -19,6 +19,8 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "jobs-page": api.JobsPublic,
     "uploads": api.UploadsPublic,
     "profiles": api.ProfilesPublic,
+    "preset": api.PresetIn,
+    "presets": api.PresetsPublic,
     "graph-spec": plan.GraphSpec,
     "capabilities-manifest": capabilities.CapabilitiesManifest,
     "worker-manifest": capabilities.WorkerManifest,

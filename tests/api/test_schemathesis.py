@@ -180,6 +180,7 @@ UNAUTHENTICATED = [
     ("POST", "/api/generate", {"topic": "who am I", "options": {"durationSeconds": 5}}),
     ("POST", "/api/plan", {"mode": "generate", "topic": "who am I"}),
     ("GET", "/api/profiles", None),
+    ("GET", "/api/presets", None),
     ("GET", "/api/admin/workers", None),
     ("GET", "/api/session", None),
 ]

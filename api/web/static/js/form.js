@@ -6,6 +6,7 @@ import { h, fill, announce } from "./dom.js";
 import { preferredRuntimes, variantDescription, variantTitle } from "./runtimes.js";
 import { FileField } from "./uploads.js";
 
+const MUSIC_BEDS = ["none", "calm", "upbeat"];
 const RESOLUTION_NOTES = { "480p": "480p · fastest", "576p": "576p", "720p": "720p · HD", "1080p": "1080p · Full HD" };
 
 // Field path (the part of `loc` after "body") → the control that gets `aria-invalid` and focus.
@@ -17,6 +18,7 @@ const CONTROLS = {
   images: "images",
   audio: "audio",
   trainingPreset: "preset",
+  preset: "saved-preset",
   variant: "variant-svd",
   "options.durationSeconds": "duration-seconds",
   "options.resolution": "resolution",
@@ -185,6 +187,8 @@ export class JobForm {
       body.options.music = music;
       if (music !== "none") body.options.musicVolume = Number(this.$("music-volume").value) / 100;
     }
+    // A chosen preset is named too: the server fills in what the form has no control for (voice, language).
+    if (this.$("saved-preset").value) body.preset = this.$("saved-preset").value;
     if (this.mode === "generate") {
       body.mode = "generate";
       if (el.profileId.value) body.profileId = el.profileId.value;
@@ -197,6 +201,54 @@ export class JobForm {
     if (el.trainingPreset.value) body.trainingPreset = el.trainingPreset.value;
     body.consent = this.$("consent").checked;
     return ["/api/train", body];
+  }
+
+  /** The pipeline and render options as a preset saves them (own music only once it is uploaded). */
+  presetSettings() {
+    const [, body] = this.body();
+    const settings = { variant: body.variant };
+    if (body.options) settings.options = Object.fromEntries(Object.entries(body.options).filter(([, v]) => v !== undefined));
+    return settings;
+  }
+
+  /** Set the controls from a saved preset (`GET /api/presets`); what it does not set stays as it is. */
+  applyPreset(preset) {
+    const radio = (name, value) => {
+      const input = value === undefined ? null : this.form.querySelector(`input[name="${name}"][value="${CSS.escape(String(value))}"]`);
+      if (input && !input.disabled) input.checked = true;
+    };
+    radio("variant", preset.variant);
+    const o = preset.options;
+    if (o) {
+      if (o.durationSeconds !== undefined) {
+        const chips = [...this.form.querySelectorAll('input[name="duration"]:not([value="custom"])')];
+        const chip = chips.find((c) => Number(c.value) === o.durationSeconds && !c.disabled);
+        if (chip) chip.checked = true;
+        else {
+          this.$("duration-custom").checked = true;
+          this.$("duration-seconds").value = String(o.durationSeconds);
+        }
+      }
+      if ([...this.$("resolution").options].some((opt) => opt.value === o.resolution)) this.$("resolution").value = o.resolution;
+      radio("aspectRatio", o.aspectRatio);
+      if (o.captions !== undefined) this.$("captions").checked = o.captions;
+      radio("captionStyle", o.captionStyle);
+      radio("captionPosition", o.captionPosition);
+      if (o.music !== undefined) this.setMusic(o.music);
+      if (o.musicVolume !== undefined) this.$("music-volume").value = String(Math.round(o.musicVolume * 100));
+    }
+    this.clearErrors();
+    this.changed(null);
+  }
+
+  /** A bed, or a music upload a preset saved (offered as its own choice: it is already uploaded). */
+  setMusic(music) {
+    const select = this.$("music");
+    select.querySelector("option[data-saved-music]")?.remove();
+    if (!MUSIC_BEDS.includes(music)) {
+      select.querySelector('option[value="own"]').before(h("option", { value: music, dataset: { savedMusic: "" } }, "Music saved in the preset"));
+    }
+    select.value = music;
   }
 
   /** Only what the server cannot see is checked here: files still uploading or refused. */
@@ -266,6 +318,7 @@ export class JobForm {
   /** Back to a blank form (another person signed in, or this one signed out). */
   reset() {
     this.form.reset();
+    this.$("music").querySelector("option[data-saved-music]")?.remove();
     this.images.clear();
     this.audio.clear();
     this.music.clear();

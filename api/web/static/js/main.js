@@ -6,6 +6,7 @@ import { Board } from "./cards.js";
 import { announce } from "./dom.js";
 import { JobForm } from "./form.js";
 import { History } from "./history.js";
+import { Presets } from "./presets.js";
 import { Profiles } from "./profiles.js";
 import { SignIn } from "./signin.js";
 
@@ -36,6 +37,11 @@ const form = new JobForm($("job-form"), {
   },
 });
 
+const presets = new Presets({
+  form, select: $("saved-preset"), name: $("preset-name"), save: $("save-preset"), error: $("err-presetName"),
+  manage: $("presets-manage"), list: $("preset-list"), count: $("presets-count"),
+});
+
 const signIn = new SignIn({
   section: $("signin"), form: $("signin-form"), input: $("api-key"), error: $("err-api-key"), notice: $("signin-notice"),
   onSignedIn: (caller) => enter(caller, { focus: true }),
@@ -57,6 +63,7 @@ function enter(caller, { focus = false } = {}) {
   if (focus) $("topic").focus();
   loadCapabilities();
   profiles.load();
+  presets.load();
   history.load();
 }
 
@@ -68,6 +75,7 @@ function leave(message) {
   board.clear();
   history.clear();
   profiles.clear();
+  presets.clear();
   signIn.show(message);
   announce(message);
 }
