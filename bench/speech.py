@@ -25,7 +25,7 @@ differs slightly: per-text WERs of the delivered and direct Piper audio move by 
 from run to run, which the mean over six texts smooths but does not remove.
 
 The full run takes about 5.5 minutes on 2 busy cores; `--smoke` (one Harvard list, one topic written
-for 10 s, the 5 s duration, svd only; about a minute) is what the test suite runs so the benchmark keeps working.
+for 10 s, the 5 s duration, svd only (with and without calm music); about a minute) is what the test suite runs so the benchmark keeps working.
 """
 
 from __future__ import annotations

@@ -41,7 +41,12 @@ class RenderOptions(ApiModel):
         max_length=600,
         description="`none`, a bed our code synthesises (`calm`, `upbeat`), or one of your music uploads (s3://uploads/…)",
     )
-    music_volume: float = Field(default=0.25, ge=0, le=1, description="the bed's level between sentences, 0–1")
+    music_volume: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="the bed's level where no one speaks (before, after and in long pauses), 0–1; under speech it is ducked",
+    )
 
     @field_validator("music")
     @classmethod

@@ -205,6 +205,25 @@ def encode_frames(
     return writer.frames
 
 
+def mux_audio(video: Path, audio: Path, out: Path) -> Path:
+    """Put an audio track under a silent MP4: the picture copied as it is, the audio encoded as the video carries it.
+
+    Args:
+        video: an MP4 without audio (or whose audio is replaced).
+        audio: the soundtrack.
+        out: the MP4 to write (`+faststart`, cut to the shorter stream).
+
+    Returns:
+        `out`.
+
+    Raises:
+        EncodeError: ffmpeg failed.
+    """
+    _run(["-i", str(video), "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *MUX_AUDIO,
+          "-shortest", "-movflags", "+faststart", str(out)])  # fmt: skip
+    return out
+
+
 def thumbnail(video: Path, out_jpg: Path, at: float = 0.0) -> Path:
     """Save one frame (the first by default) as a JPEG.
 

@@ -4,6 +4,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from gpu_worker.media.captions import (
     to_vtt,
     word_cues,
 )
-from gpu_worker.media.encode import EncodeError, encode_frames, thumbnail
+from gpu_worker.media.encode import EncodeError, encode_frames, mux_audio, thumbnail
 from gpu_worker.media.presenter import builtin_portrait, find_face
 from gpu_worker.media.sound import Music, finish_soundtrack
 from gpu_worker.media.speech import SpeechResult, VoiceParams
@@ -150,28 +151,33 @@ def render_still_video(
     )
     n = max(1, math.ceil(speech.duration * fps))
     loudness = loudness_envelope(speech.path, fps, n)
-    checkpoint("music", _SPEECH)
-    # The narration with its bed, at -14 LUFS: what the video carries (`speech.wav` stays the bare narration).
-    soundtrack = finish_soundtrack(speech, out_dir / "soundtrack.wav", music, music_volume, seed)
-    checkpoint("scene", _SPEECH)
-    face = portrait if portrait is not None else builtin_portrait()
-    face_box, lips = find_face(face)
-    mouth = mouth_track(speech.phonemes, fps, n)
-    blinks = blink_schedule(n, fps, seed)
-    cues = word_cues(speech.words, speech.segments, until=speech.duration) if captions else []
-    caption_files = _write_captions(cues, out_dir, size, caption_style, caption_position) if captions else []
-    video = out_dir / "video.mp4"
-    inputs = FrameInputs(
-        script_stage, face, face_box, lips, size, fps, speech.path, loudness, mouth, blinks, seed, out_dir, crf
-    )
-    stages = backends or RenderBackends(Backends())
-    with stages.frames(variant, inputs, checkpoint, (_SPEECH, _SPEECH + _SCENE)) as staged:
-        burned = (
-            caption_frames(staged.frames, cues, fps, style=caption_style, position=caption_position)
-            if captions
-            else staged.frames
+    # The narration with its bed, at -14 LUFS: what the video carries (`speech.wav` stays the bare
+    # narration). It is mostly ffmpeg in other processes, so it is made beside the frames and muxed after.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="soundtrack") as mixing:
+        pending = mixing.submit(finish_soundtrack, speech, out_dir / "soundtrack.wav", music, music_volume, seed)
+        checkpoint("scene", _SPEECH)
+        face = portrait if portrait is not None else builtin_portrait()
+        face_box, lips = find_face(face)
+        mouth = mouth_track(speech.phonemes, fps, n)
+        blinks = blink_schedule(n, fps, seed)
+        cues = word_cues(speech.words, speech.segments, until=speech.duration) if captions else []
+        caption_files = _write_captions(cues, out_dir, size, caption_style, caption_position) if captions else []
+        picture = out_dir / "picture.mp4"
+        inputs = FrameInputs(
+            script_stage, face, face_box, lips, size, fps, speech.path, loudness, mouth, blinks, seed, out_dir, crf
         )
-        _encode(burned, size, fps, n, video, soundtrack.path, crf, preset, progress, cancelled)
+        stages = backends or RenderBackends(Backends())
+        with stages.frames(variant, inputs, checkpoint, (_SPEECH, _SPEECH + _SCENE)) as staged:
+            burned = (
+                caption_frames(staged.frames, cues, fps, style=caption_style, position=caption_position)
+                if captions
+                else staged.frames
+            )
+            _encode(burned, size, fps, n, picture, crf, preset, progress, cancelled)
+        checkpoint("mux", _SPEECH + _SCENE + _FRAMES)  # a failed soundtrack is a mux failure
+        soundtrack = pending.result()
+    video = mux_audio(picture, soundtrack.path, out_dir / "video.mp4")
+    picture.unlink()
     checkpoint("thumbnail", _SPEECH + _SCENE + _FRAMES)
     thumb = thumbnail(video, out_dir / "thumbnail.jpg")
     progress("done", 1.0)
@@ -218,7 +224,6 @@ def _encode(
     fps: int,
     n: int,
     video: Path,
-    audio: Path,
     crf: int,
     preset: str,
     progress: Progress,
@@ -230,9 +235,7 @@ def _encode(
         progress("encode", _SPEECH + _SCENE + _FRAMES)
 
     try:
-        encode_frames(
-            _watch(frames, n, progress, cancelled), size, fps, video, audio=audio, crf=crf, preset=preset, tick=flushing
-        )
+        encode_frames(_watch(frames, n, progress, cancelled), size, fps, video, crf=crf, preset=preset, tick=flushing)
     except EncodeError:
         progress("encode", _SPEECH + _SCENE + _FRAMES)  # ffmpeg failed, even if mid-stream: an encode failure
         raise

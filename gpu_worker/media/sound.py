@@ -27,7 +27,7 @@ Span = tuple[float, float]
 _MERGE_GAP_S = 0.6  # the bed stays down through shorter pauses instead of pumping between words
 _ATTACK_S, _RELEASE_S = 0.1, 0.15  # the duck is fully down 50 ms before speech and rises after it ends
 _GUARD_S = 0.05
-_MIN_DUCK_DB = 6.0  # always audibly ducked, even when the bed is already quiet
+_MIN_DUCK_DB = 12.0  # under speech the bed is always well down (broadcast beds sit 15-25 dB under the voice)
 _UNDER_SPEECH_DB = -10.0  # the bed's RMS under speech, relative to the speech's, at most...
 _DUCK_MARGIN_DB = 3.0  # ...with this much to spare
 
