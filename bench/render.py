@@ -4,7 +4,7 @@ For each variant (svd, sadtalker) and resolution (480p, 720p) it renders about 2
 video with `render_still_video` (the embedded CPU runtime behind `render_video`: Piper
 speech fitted to the duration, the soundtrack (the narration over a ducked `calm` music bed by
 default, `--music`, normalised to -14 LUFS), scene or portrait, animation, H.264/AAC encode,
-thumbnail) and reports the wall time (split into speech, soundtrack and frames + encode, from the
+thumbnail) and reports the wall time (split into speech, frames + encode, and the mux: what is left of the soundtrack, made beside the frames, plus muxing it; from the
 render's progress stages) and the real-time factor (seconds of video per second of wall time; ≥ 1
 is faster than real time).
 
@@ -76,7 +76,7 @@ class Row:
     lavfi_s: float
     pipe_s: float
     speech_s: float  # of `render_s`: the narration (Piper), fitted to the duration
-    soundtrack_s: float  # of `render_s`: music bed, ducking and loudness normalisation
+    mux_s: float  # of `render_s`: waiting for the soundtrack (made beside the frames) and muxing it
     frames_s: float  # of `render_s`: scene, animation and encoding
 
 
@@ -115,12 +115,13 @@ def render_once(
         crf=CRF, preset=PRESET, duration_seconds=seconds, music=music,
     )  # fmt: skip
     wall = time.perf_counter() - start
-    if {"music", "scene", "thumbnail"} - entered.keys():
-        raise RuntimeError(f"the render reported no `music`, `scene` or `thumbnail` stage: {sorted(entered)}")
+    if {"scene", "mux", "thumbnail"} - entered.keys():
+        raise RuntimeError(f"the render reported no `scene`, `mux` or `thumbnail` stage: {sorted(entered)}")
+    # The soundtrack is made beside the frames; what is left of it after them shows in the mux.
     stages = {
-        "speech": entered["music"] - start,
-        "soundtrack": entered["scene"] - entered["music"],
-        "frames": entered["thumbnail"] - entered["scene"],
+        "speech": entered["scene"] - start,
+        "frames": entered["mux"] - entered["scene"],
+        "mux": entered["thumbnail"] - entered["mux"],
     }
     return wall, result.video, result.audio, result.duration, stages
 
@@ -162,13 +163,13 @@ def measure(
 ) -> Row:
     """Render and both floors, interleaved run by run so that other load on the machine hits all three alike."""
     size = frame_size(resolution, "16:9")
-    renders, lavfis, pipes, speeches, soundtracks, frame_times = [], [], [], [], [], []
+    renders, lavfis, pipes, speeches, muxes, frame_times = [], [], [], [], [], []
     pool: list[np.ndarray] = []
     for i in range(repeat):
         out_dir = work / f"{variant}-{resolution}-{i}"
         wall, video, audio, duration, stages = render_once(variant, size, narrative, out_dir, seconds, music)
         speeches.append(stages["speech"])
-        soundtracks.append(stages["soundtrack"])
+        muxes.append(stages["mux"])
         frame_times.append(stages["frames"])
         frames = max(1, math.ceil(duration * FPS))
         if i == 0:
@@ -187,7 +188,7 @@ def measure(
     med = statistics.median
     return Row(
         variant, resolution, size, frames, duration, med(renders), med(lavfis), med(pipes), med(speeches),
-        med(soundtracks), med(frame_times),
+        med(muxes), med(frame_times),
     )  # fmt: skip
 
 
@@ -212,11 +213,11 @@ def report(rows: list[Row], seconds: float, repeat: int, music: str) -> None:
         )
         body.append([
             r.variant, r.resolution, f"{r.size[0]}x{r.size[1]}", r.frames, f"{r.video_s:.2f}", f"{r.render_s:.2f}",
-            f"{rtf:.2f}×", f"{r.speech_s:.2f}", f"{r.soundtrack_s:.2f}", f"{r.frames_s:.2f}", f"{r.lavfi_s:.2f}",
+            f"{rtf:.2f}×", f"{r.speech_s:.2f}", f"{r.mux_s:.2f}", f"{r.frames_s:.2f}", f"{r.lavfi_s:.2f}",
             f"{vs_lavfi:.2f}×", f"{r.pipe_s:.2f}", f"{vs_pipe:.2f}×", targets,
         ])  # fmt: skip
     header = [
-        "variant", "res", "size", "frames", "video s", "render s", "real-time", "speech s", "soundtrack s",
+        "variant", "res", "size", "frames", "video s", "render s", "real-time", "speech s", "mux s",
         "frames + encode s", "ffmpeg alone s", "render ÷ alone", "piped frames s", "render ÷ piped", "targets (≥1× RT at 720p, ≤2× floor)",
     ]  # fmt: skip
     out(table(header, body))
