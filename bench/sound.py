@@ -10,9 +10,9 @@ mp4's audio stream decoded by PyAV (not on `loudnorm`'s report): integrated loud
 pyloudnorm (ITU-R BS.1770-4) and true peak as the peak of the 4× oversampled signal
 (`scipy.signal.resample_poly`), then again by FFmpeg's `ebur128=peak=true`. The true peak of
 `soundtrack.wav` (before the AAC encode) shows what the codec adds. Target (issue): −14 ± 1 LUFS
-integrated and ≤ −1 dBTP, on both measurements. The soundtrack step's wall time (from the
-`music` stage to the `scene` stage: mixing, ducking, loudness normalisation, measurement) is
-taken from the render's progress reports.
+integrated and ≤ −1 dBTP, on both measurements. The soundtrack step (mixing, ducking, loudness
+normalisation, measurement) runs beside the frames in a render, so its own wall time is measured
+by making the same soundtrack again, alone.
 
 Ducking: `mix_stems` on the same narrations with each bed at volume 0.25 and 1.0 (and, in the
 full run, on the narration written for 10 s and fitted to 20 s, whose sentence pauses are long
@@ -49,7 +49,7 @@ from bench._common import machine, out, quiet_logging, table
 from bench.speech import TOPICS, VARIANTS, Replay, render, topic_narration
 from gpu_worker.media.encode import ffmpeg_exe
 from gpu_worker.media.loudness import measure_loudness
-from gpu_worker.media.sound import Music, duck_envelope, mix_stems, rms_db
+from gpu_worker.media.sound import Music, duck_envelope, finish_soundtrack, mix_stems, rms_db
 from gpu_worker.media.speech import SpeechResult, VoiceParams
 from gpu_worker.media.voices import default_narrator
 
@@ -192,23 +192,23 @@ def music_of(bed: str, upload: Path) -> Music:
 
 
 def level(variant: str, bed: str, volume: float, speech: SpeechResult, upload: Path, out_dir: Path) -> Level:
-    """Render with `bed` under the recorded narration and measure the delivered mp4's loudness and true peak."""
-    entered: dict[str, float] = {}
+    """Render with `bed` under the recorded narration and measure the delivered mp4's loudness and true peak.
 
-    def progress(stage: str, _fraction: float) -> None:
-        entered.setdefault(stage, time.perf_counter())
-
+    The render makes its soundtrack beside the frames, so the step's own time is measured by making
+    the same soundtrack again on its own.
+    """
     result, wall = render(
         variant, "replayed", out_dir, speech.duration, music=music_of(bed, upload), music_volume=volume,
-        narrator=Replay(speech), progress=progress,
+        narrator=Replay(speech),
     )  # fmt: skip
-    if {"music", "scene"} - entered.keys():
-        raise RuntimeError(f"the render reported no `music` or `scene` stage: {sorted(entered)}")
+    start = time.perf_counter()
+    finish_soundtrack(speech, out_dir / "soundtrack-again.wav", music_of(bed, upload), volume)
+    soundtrack_s = time.perf_counter() - start
     samples, rate = decoded(result.video)
     wav, _ = decoded(out_dir / "soundtrack.wav")
     ebur_lufs, ebur_peak = measure_loudness(result.video)
     row = Level(
-        variant, bed, volume, result.duration, wall, entered["scene"] - entered["music"], integrated(samples, rate),
+        variant, bed, volume, result.duration, wall, soundtrack_s, integrated(samples, rate),
         true_peak(samples), ebur_lufs, ebur_peak, true_peak(wav),
     )  # fmt: skip
     logger.info(
@@ -289,8 +289,8 @@ def report_loudness(rows: list[Level]) -> None:
 
 
 def report_step(rows: list[Level]) -> None:
-    """The soundtrack step's wall time by length and bed (median over the renders), and its share of the render."""
-    out("## Soundtrack step (mix, duck, loudness normalisation, measurement) before the frames")
+    """The soundtrack step's wall time by length and bed (median over the renders), beside the render's."""
+    out("## Soundtrack step (mix, duck, loudness normalisation, measurement), made beside the frames")
     out()
     keys = sorted(
         {(r.seconds, r.music, r.volume) for r in rows}, key=lambda k: (k[0], (["none", *BEDS]).index(k[1]), k[2])
@@ -300,7 +300,12 @@ def report_step(rows: list[Level]) -> None:
         same = [r for r in rows if (r.seconds, r.music, r.volume) == (seconds, music, volume)]
         step, wall = statistics.median(r.soundtrack_s for r in same), statistics.median(r.render_s for r in same)
         body.append([f"{seconds:.0f}", music, f"{volume:.2f}", len(same), f"{step:.2f}", f"{wall:.1f}", f"{step / wall * 100:.0f}%"])  # fmt: skip
-    out(table(["video s", "music", "volume", "renders", "soundtrack s (median)", "render s (median)", "share"], body))
+    out(
+        table(
+            ["video s", "music", "volume", "renders", "soundtrack s (median)", "render s (median)", "step ÷ render"],
+            body,
+        )
+    )
     out()
 
 
