@@ -31,7 +31,7 @@ RATE = 48_000  # what `loudness_normalise` writes
 # The linear gain leaves true peaks 0.3-0.9 dB under the ceiling: `ebur128` reports to 0.1 dB, and
 # FFmpeg's AAC encoder (with `-aac_coder fast`) adds up to about 0.1 dB.
 _HEADROOM_DB = (0.3, 0.9)
-_CODED_MARGIN_DB = 0.1
+_CODED_MARGIN_DB = 0.2  # twice the 0.1 dB resolution of the ebur128 measurement
 _MAX_LIMIT_DB = 12.0  # beyond this, limiting is audible pumping: the target is lowered a little instead...
 _MAX_QUIETER_DB = 0.8  # ...by up to this much; beyond, `loudnorm`'s dynamic mode takes over
 # The audio options the mux must use (`encode.VideoWriter`): the codec whose overshoots count. FFmpeg's
@@ -263,6 +263,13 @@ def loudness_normalise(
                 break
             logger.info("true peak %.1f dBTP after the codec: normalising under a lower ceiling", coded)
             ceiling -= coded - true_peak + 2 * _CODED_MARGIN_DB
+        if coded is not None and codec is not None and coded > true_peak:
+            # Still over after the passes (loudnorm fell back to its dynamic mode): turn the whole file
+            # down by the overshoot, which costs at most a fraction of the target's ±1 LU.
+            excess = min(coded - true_peak + _CODED_MARGIN_DB, _MAX_QUIETER_DB)
+            logger.warning("true peak %.2f dBTP after the codec: turning the mix down %.2f dB", coded, excess)
+            write_wav(out, decode_audio(out, RATE) * 10 ** (-excess / 20), RATE)
+            coded = _coded_peak(out, codec, Path(tmp))
     integrated, peak = measure_loudness(out)
     mode = second.get("normalization_type", "linear")
     logger.info(
