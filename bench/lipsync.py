@@ -47,8 +47,9 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import machine, out, quiet_logging, table
+from bench.recognizer import RATE, normalise, pcm16k
 from bench.render import SENTENCES
-from bench.speech import FPS, RATE, RESOLUTION, harvard_lists, normalise, pcm16k, render, verdict
+from bench.speech import FPS, RESOLUTION, harvard_lists, render, verdict
 from gpu_worker.media.animate import loudness_envelope, talking_frames
 from gpu_worker.media.expressions import open_mouth
 from gpu_worker.media.facemesh import face_mesh

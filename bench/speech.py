@@ -35,7 +35,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-import re
 import shutil
 import statistics
 import tempfile
@@ -48,6 +47,7 @@ import numpy as np
 
 from activities.script_writer import OfflineScriptWriter
 from bench._common import machine, out, quiet_logging, table
+from bench.recognizer import RATE, Recognizer, normalise, pcm16k, word_error_rate
 from gpu_worker.media.music import MusicKind
 from gpu_worker.media.pipeline import RenderOutputs, render_still_video
 from gpu_worker.media.sound import Music
@@ -68,7 +68,7 @@ VARIANTS = ("svd", "sadtalker")
 PIPER = "piper:en_US-joe-medium"
 ESPEAK = "espeak-ng:en-us"
 REFERENCES = {"Piper direct": PIPER, "eSpeak NG": ESPEAK}
-RESOLUTION, FPS, RATE = "480p", 25, 16000
+RESOLUTION, FPS = "480p", 25
 STAGE = "A friendly presenter in a bright studio, with a large backdrop of a landscape."
 MAX_PAUSE_S = 1.5
 TARGET_VS_ESPEAK, TARGET_VS_PIPER = 0.5, 1.10
@@ -139,52 +139,6 @@ def topic_narration(topic: str, seconds: float) -> str:
     wpm = next(v.words_per_minute for v in default_narrator().voices() if v.id == PIPER)
     inp = ScriptInput(job_id="bench", topic=topic, duration_seconds=seconds, words_per_minute=wpm)
     return asyncio.run(OfflineScriptWriter().write(inp)).narrative
-
-
-def pcm16k(path: Path) -> np.ndarray:
-    """The first audio stream of a media file as 16 kHz mono int16 samples (PyAV's resampler)."""
-    import av
-
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-    chunks: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            raise RuntimeError(f"{path} has no audio stream")
-        for frame in container.decode(audio=0):
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    if not chunks:
-        raise RuntimeError(f"{path}: the audio stream decoded to nothing")
-    return np.concatenate(chunks).astype(np.int16)
-
-
-class Recognizer:
-    """PocketSphinx with its default en-us acoustic model, language model and dictionary; one utterance per narration."""
-
-    def __init__(self) -> None:
-        from pocketsphinx import Decoder
-
-        self._decoder = Decoder(samprate=RATE, loglevel="FATAL")
-
-    def transcribe(self, pcm: np.ndarray) -> str:
-        """The best hypothesis for 16 kHz mono int16 audio."""
-        self._decoder.start_utt()
-        self._decoder.process_raw(pcm.tobytes(), full_utt=True)
-        self._decoder.end_utt()
-        hyp = self._decoder.hyp()
-        return hyp.hypstr if hyp is not None else ""
-
-
-def normalise(text: str) -> str:
-    """Lower case, apostrophes dropped (`it's` → `its`), other punctuation as spaces, single spaces."""
-    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower().replace("'", "").replace("’", "")).split())
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """jiwer's WER of normalised texts."""
-    import jiwer
-
-    return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
 
 
 class Replay(Narrator):
