@@ -16,7 +16,6 @@ When a change breaks replay of histories that may still be running, guard the ne
 import argparse
 import asyncio
 import functools
-import os
 import re
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -33,6 +32,7 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
+from ops.exit import UNREACHABLE, exit_with
 from schemas import names
 from workflows.pipeline import PipelineWorkflow
 from workflows.sandbox import workflow_runner
@@ -42,7 +42,6 @@ from workflows.sandbox import workflow_runner
 _CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 _CODE = re.compile(r"^\[TMPRL\d+\]\s*")
 _QUOTED = re.compile(r"'([^']+)'")
-_UNREACHABLE = 2  # exit code when the server cannot be reached
 
 
 Source = AsyncIterator[tuple[str, WorkflowHistory | Exception]]
@@ -230,7 +229,7 @@ async def run(argv: Sequence[str] | None = None, workflows: Sequence[type] = (Pi
             client = await _connect()
         except RuntimeError as err:  # the SDK reports an unreachable server as a RuntimeError
             sys.stderr.write(f"cannot reach the Temporal server: {err}\n")
-            return _UNREACHABLE
+            return UNREACHABLE
         histories = from_jobs(client, args.job) if args.job else from_query(client, args.query)
     outcomes = await replay_histories(histories, workflows)
     for outcome in outcomes:
@@ -243,14 +242,7 @@ async def run(argv: Sequence[str] | None = None, workflows: Sequence[type] = (Pi
 def main(argv: Sequence[str] | None = None) -> Any:
     """Entry point: `python -m ops.replay ...`."""
     code = asyncio.run(run(argv))
-    if code == _UNREACHABLE:
-        # temporalio 1.35 aborts the interpreter at shutdown after a failed connect
-        # ("PyGILState_Release: thread state ... must be current"), turning exit code 2 into a
-        # SIGABRT; skip the finalisation that trips it.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    exit_with(code)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ skips). The server comes from `core.settings` (`APP_TEMPORAL__ADDRESS`, `APP_TEM
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -18,10 +17,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.settings import get_settings
 from core.temporal import connect
+from ops.exit import UNREACHABLE, exit_with
 from schemas import names
 
 _NOT_FOUND = 1  # exit code when there is no such schedule (no CPU worker has started yet)
-_UNREACHABLE = 2  # exit code when the server cannot be reached
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +43,7 @@ async def run_now(schedule_id: str = names.RETENTION_SCHEDULE_ID) -> int:
         client = await connect(get_settings().temporal, give_up_after=timedelta(seconds=30))
     except RuntimeError as err:  # the SDK reports an unreachable server as a RuntimeError
         sys.stderr.write(f"cannot reach the Temporal server: {err}\n")
-        return _UNREACHABLE
+        return UNREACHABLE
     try:
         await client.get_schedule_handle(schedule_id).trigger()
     except RPCError as err:
@@ -60,13 +59,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: `python -m ops.retention run-now [--schedule-id ID]`."""
     args = _parser().parse_args(argv)
     code = asyncio.run(run_now(args.schedule_id))
-    if code == _UNREACHABLE:
-        # As in `ops.replay`: temporalio aborts the interpreter at shutdown after a failed
-        # connect, turning exit code 2 into a SIGABRT; skip the finalisation that trips it.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    exit_with(code)
 
 
 if __name__ == "__main__":
