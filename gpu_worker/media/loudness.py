@@ -15,7 +15,6 @@ import logging
 import re
 import subprocess
 import tempfile
-import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from gpu_worker.media.encode import MUX_AUDIO, EncodeError, ffmpeg_exe
 from gpu_worker.media.music import decode_audio
+from gpu_worker.media.speech import write_pcm16
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +54,7 @@ class Loudness:
 
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
     """Write mono float samples (-1..1) as a 16-bit PCM WAV."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16).tobytes())
+    write_pcm16(path, np.clip(np.round(samples * 32767), -32768, 32767), rate)
 
 
 def _ffmpeg(args: list[str]) -> str:

@@ -180,7 +180,7 @@ def assemble(
     audio = np.concatenate(pieces)
     if target_seconds is not None:
         audio = np.concatenate([audio, np.zeros(max(0, int(round(target_seconds * rate)) - audio.size), np.int16)])
-    _write_wav(out_wav, audio, rate)
+    write_pcm16(out_wav, audio, rate)
     duration = audio.size / rate
     logger.info("speech (%s): %d sentences, %.2f s -> %s", runtime, len(segments), duration, out_wav)
     return SpeechResult(out_wav, duration, rate, segments, words, phonemes, timing, runtime)
@@ -195,7 +195,8 @@ def estimate_timeline(sentence: str, samples: np.ndarray, rate: int) -> SpokenSe
     return SpokenSentence(sentence, samples, words, [])
 
 
-def _write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
+def write_pcm16(path: Path, audio: np.ndarray, rate: int) -> None:
+    """Write mono int16-range samples as a 16-bit PCM WAV (the directory is created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
