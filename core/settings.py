@@ -101,8 +101,17 @@ class ApiSettings(BaseModel):
     max_concurrent_jobs: int = 4  # per user; more → 429 with Retry-After
     retry_after_seconds: int = 30
     max_presets: int = 50  # per user; more → 409
+    max_video_seconds: float = 30  # an uploaded clip (options.media) may be at most this long
+    max_batch_items: int = 20  # jobs in one `POST /api/batches`
     session_hours: float = 12
     secure_cookies: bool = False  # set true behind HTTPS so the session cookie is `Secure`
+
+
+class ReviewSettings(BaseModel):
+    """Script review (`options.review`): how long a job waits for its person, and how many may wait."""
+
+    timeout_hours: float = 24  # a job still waiting then ends cancelled ("review timed out")
+    max_waiting: int = 20  # per user; more jobs waiting for review → 429
 
 
 class RetentionSettings(BaseModel):
@@ -142,6 +151,7 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     ollama_host: str | None = Field(default=None, validation_alias=AliasChoices("OLLAMA_HOST", "APP_OLLAMA_HOST"))
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "APP_DATABASE_URL"))
 

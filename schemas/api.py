@@ -47,6 +47,16 @@ class RenderOptions(ApiModel):
         le=1,
         description="the bed's level where no one speaks (before, after and in long pauses), 0–1; under speech it is ducked",
     )
+    media: list[S3Uri] = Field(
+        default_factory=list,
+        max_length=20,
+        description="svd only: your uploaded images and clips (s3://uploads/…), one per scene in order, "
+        "instead of a generated backdrop",
+    )
+    review: bool = Field(
+        default=False,
+        description="wait after the script (and training) until you approve, edit or reject it (POST /api/jobs/{id}/script)",
+    )
 
     @field_validator("music")
     @classmethod

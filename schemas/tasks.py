@@ -28,6 +28,8 @@ class RenderSettings(Contract):
     caption_position: CaptionPosition = "bottom"
     music: str = "none"
     music_volume: float = 0.25
+    media: list[str] = Field(default_factory=list)  # these two arrived with the creator workflow
+    review: bool = False
 
 
 class JobRequest(Contract):
