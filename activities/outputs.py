@@ -46,7 +46,10 @@ def _summary(inp: RegisterInput) -> dict[str, object]:
     """The job's final summary fields; `rendering` is `{}` for videos from histories older than the field."""
     fields: dict[str, object] = {"finished_at": utcnow(), "error": inp.error, "failed_stage": inp.failed_stage}
     if inp.script:
-        fields |= {"script": inp.script.script.model_dump(), "script_source": inp.script.source}
+        script: dict[str, object] = inp.script.script.model_dump()
+        if inp.script.original is not None:  # the person edited it in review: keep what the writer wrote too
+            script["original"] = inp.script.original.model_dump()
+        fields |= {"script": script, "script_source": inp.script.source}
     if inp.video:
         fields |= {
             "video_uri": inp.video.uri,

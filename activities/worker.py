@@ -1,4 +1,4 @@
-"""The CPU worker: `PipelineWorkflow` plus the control-plane activities on the CPU queue."""
+"""The CPU worker: `PipelineWorkflow`, `BatchWorkflow` and the control-plane activities on the CPU queue."""
 
 import asyncio
 import logging
@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 
 from activities.callbacks import CallbackActivities
 from activities.control import ControlActivities
+from activities.jobs import request_cancel
 from activities.retention import RetentionActivities
 from activities.script_writer import OfflineScriptWriter, OllamaScriptWriter, ScriptWriter
 from core.capabilities import publish, publish_forever
@@ -38,6 +39,7 @@ from core.telemetry import (
 from schemas import names
 from schemas.capabilities import ANY_LANGUAGE, WorkerManifest
 from schemas.tasks import ExpireInput
+from workflows.batch import BatchWorkflow
 from workflows.pipeline import PipelineWorkflow
 from workflows.retention import RetentionWorkflow
 from workflows.sandbox import workflow_runner
@@ -75,7 +77,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.temporal.cpu_task_queue,
-        workflows=[PipelineWorkflow, RetentionWorkflow],
+        workflows=[PipelineWorkflow, BatchWorkflow, RetentionWorkflow],
         activities=[
             retention.expire_uploads,
             control.generate_script,
@@ -84,6 +86,7 @@ def build_worker(
             control.select_render_plan,
             control.register_outputs,
             CallbackActivities(settings.callbacks).notify,
+            request_cancel,
         ],
         workflow_runner=workflow_runner(),
         interceptors=[StageMetricsInterceptor()],

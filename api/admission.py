@@ -16,9 +16,13 @@ from api.deps import Services
 from api.errors import ApiError, FieldError
 from core import repo
 from core.db import Job
+from schemas import names
 from schemas.tasks import JobRequest
 
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+# A job waiting for its person's review holds no worker: it does not count towards the cap.
+_WAITING: Final = f"{names.SA_REVIEW_STATE} = 'waiting'"
+_NOT_WAITING: Final = f"({names.SA_REVIEW_STATE} IS NULL OR {names.SA_REVIEW_STATE} != 'waiting')"
 # Visibility is eventually consistent: a job started this recently may not be listed yet, so
 # recent rows count as open unless visibility already shows them closed.
 _RECENT: Final = timedelta(minutes=2)
@@ -47,16 +51,32 @@ async def open_job_ids(services: Services, user_id: str, enough: int | None = No
     """
     client = services.temporal
     # User ids match core.auth.USER_ID_PATTERN ([a-z0-9_.-]), so they are safe inside the quotes.
-    running = await _workflow_ids(client, f"UserId = '{user_id}' AND ExecutionStatus = 'Running'")
+    running = await _workflow_ids(client, f"UserId = '{user_id}' AND ExecutionStatus = 'Running' AND {_NOT_WAITING}")
     async with services.sessions() as session:
         recent = await repo.recent_job_ids(session, user_id, _RECENT)
+        # A batch is one open job until its last job started: its workflow carries the UserId too.
+        recent += await repo.recent_batch_ids(session, user_id, _RECENT)
     if enough is not None and len(running | set(recent)) <= enough:
         return running | set(recent)
     if not recent:
         return running
     ids = ", ".join(f"'{job_id}'" for job_id in recent)  # ids are ours (job-<hex>), never user input
-    closed = await _workflow_ids(client, f"WorkflowId IN ({ids}) AND ExecutionStatus != 'Running'")
+    closed = await _workflow_ids(client, f"WorkflowId IN ({ids}) AND (ExecutionStatus != 'Running' OR {_WAITING})")
     return running | (set(recent) - closed)
+
+
+async def check_reviews(services: Services, user_id: str, most: int, retry_after: int) -> None:
+    """429 when the user already has `most` jobs with a review still to come or waiting for them."""
+    query = (
+        f"UserId = '{user_id}' AND ExecutionStatus = 'Running' AND {names.SA_REVIEW_STATE} IN ('pending', 'waiting')"
+    )
+    count = await services.temporal.count_workflows(query)
+    if count.count >= most:
+        raise ApiError(
+            429,
+            f"you already have {most} jobs whose script waits for your review; approve or reject some first",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 async def check_capacity(services: Services, user_id: str, cap: int, retry_after: int) -> None:

@@ -19,9 +19,9 @@ from temporalio.converter import DataConverter
 
 from schemas import names
 from schemas.api import JobError, JobState, JobStatus, NodeError, NodeStatus
-from schemas.tasks import PipelineInput
+from schemas.tasks import PipelineInput, ScriptReview
 
-_TERMINAL = {
+TERMINAL_EVENTS = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "completed",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "failed",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "cancelled",
@@ -76,10 +76,11 @@ async def read_status(client: Client, job_id: str) -> JobStatus:
 def is_open(history: WorkflowHistory) -> bool:
     """True while the run has not closed."""
     last = history.events[-1].event_type
-    return last not in _TERMINAL and last != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    return last not in TERMINAL_EVENTS and last != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
 
 
-def _time(event: HistoryEvent) -> datetime:
+def event_time(event: HistoryEvent) -> datetime:
+    """When the event happened, in UTC."""
     return event.event_time.ToDatetime(tzinfo=UTC)
 
 
@@ -99,6 +100,8 @@ async def fold_status(
     job = await job_input(history, converter)
     nodes = {n.id: NodeStatus(id=n.id, task=n.task, plane=n.plane) for n in job.graph.nodes}
     by_scheduled_id: dict[int, str] = {}
+    review = next((n.id for n in job.graph.nodes if n.task == names.APPROVE_SCRIPT), None)
+    review_end: JobError | None = None  # why the review ended the job, when it did
     status: JobState = "queued"
     error: JobError | None = None
     finished_at: datetime | None = None
@@ -118,7 +121,7 @@ async def fold_status(
                 attrs_s.scheduled_event_id,
                 state="running",
                 attempt=attrs_s.attempt,
-                started_at=_time(event),
+                started_at=event_time(event),
             )
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             sid = event.activity_task_completed_event_attributes.scheduled_event_id
@@ -127,7 +130,7 @@ async def fold_status(
                 by_scheduled_id,
                 sid,
                 state="completed",
-                finished_at=_time(event),
+                finished_at=event_time(event),
                 progress=_done(nodes, by_scheduled_id, sid),
             )
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
@@ -136,21 +139,33 @@ async def fold_status(
             info = failure.application_failure_info
             err = NodeError(message=failure.message, type=info.type or None, non_retryable=info.non_retryable)
             _update(
-                nodes, by_scheduled_id, attrs_f.scheduled_event_id, state="failed", finished_at=_time(event), error=err
+                nodes,
+                by_scheduled_id,
+                attrs_f.scheduled_event_id,
+                state="failed",
+                finished_at=event_time(event),
+                error=err,
             )
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
             attrs_t = event.activity_task_timed_out_event_attributes
             err = NodeError(message=f"timed out: {attrs_t.failure.message}", type=names.ERR_TIMED_OUT)
             _update(
-                nodes, by_scheduled_id, attrs_t.scheduled_event_id, state="failed", finished_at=_time(event), error=err
+                nodes,
+                by_scheduled_id,
+                attrs_t.scheduled_event_id,
+                state="failed",
+                finished_at=event_time(event),
+                error=err,
             )
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
             sid = event.activity_task_canceled_event_attributes.scheduled_event_id
-            _update(nodes, by_scheduled_id, sid, state="cancelled", finished_at=_time(event))
-        elif kind in _TERMINAL:
-            status = _TERMINAL[kind]  # type: ignore[assignment]
-            finished_at = _time(event)
-            error = _job_error(event, nodes)
+            _update(nodes, by_scheduled_id, sid, state="cancelled", finished_at=event_time(event))
+        elif review is not None and kind in _REVIEW_EVENTS:
+            review_end = await _fold_review(event, nodes, review, converter) or review_end
+        elif kind in TERMINAL_EVENTS:
+            status = TERMINAL_EVENTS[kind]  # type: ignore[assignment]
+            finished_at = event_time(event)
+            error = review_end if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED else _job_error(event, nodes)
 
     if status == "queued" and description is not None:
         for pending in description.raw_description.pending_activities:
@@ -161,12 +176,50 @@ async def fold_status(
         for node_id, node in nodes.items():
             if node.state == "pending":
                 nodes[node_id] = _with(node, state="skipped")
-            elif node.state in ("scheduled", "running", "retrying") and status == "cancelled":
+            elif node.state in ("scheduled", "running", "retrying", "waiting") and status == "cancelled":
                 nodes[node_id] = _with(node, state="cancelled")
     ordered = [nodes[i] for i in job.graph.topological_order()]
     started = history.events[0]
     return JobStatus(job_id=job.job_id, run_id=_run_id(history), status=status, error=error, nodes=ordered,
-                     started_at=_time(started), finished_at=finished_at)  # fmt: skip
+                     started_at=event_time(started), finished_at=finished_at)  # fmt: skip
+
+
+_REVIEW_EVENTS = {
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_TIMER_FIRED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+}
+
+
+async def _fold_review(
+    event: HistoryEvent, nodes: dict[str, NodeStatus], review: str, converter: DataConverter
+) -> JobError | None:
+    """The review node's state from its timer and the Updates' answers; the job's error when it ended the job.
+
+    The review runs no activity: it is `waiting` from its timer's start, `completed` once an
+    Update answered `approved`, `cancelled` when one answered `rejected` or the timer fired.
+    """
+    kind = event.event_type
+    if kind == EventType.EVENT_TYPE_TIMER_STARTED:
+        summary = event.user_metadata.summary
+        if summary.data and await converter.decode([summary], [str]) == [names.REVIEW_TIMER]:
+            nodes[review] = _with(nodes[review], state="waiting", started_at=event_time(event), attempt=1)
+        return None
+    if kind == EventType.EVENT_TYPE_TIMER_FIRED:
+        if nodes[review].state != "waiting":
+            return None
+        nodes[review] = _with(nodes[review], state="cancelled", finished_at=event_time(event))
+        return JobError(stage=review, message="review timed out: nobody approved the script in time")
+    outcome = event.workflow_execution_update_completed_event_attributes.outcome
+    if not outcome.success.payloads:
+        return None
+    [answer] = await converter.decode(outcome.success.payloads, [ScriptReview])
+    if answer.state == "approved":
+        nodes[review] = _with(nodes[review], state="completed", finished_at=event_time(event))
+    elif answer.state == "rejected":
+        nodes[review] = _with(nodes[review], state="cancelled", finished_at=event_time(event))
+        return JobError(stage=review, message=f"rejected: {answer.reason or 'no reason given'}")
+    return None
 
 
 def _run_id(history: WorkflowHistory) -> str | None:

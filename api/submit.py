@@ -3,16 +3,19 @@
 import asyncio
 import logging
 import uuid
+from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from api import admission, views
 from api.deps import Services
 from api.errors import FieldError
+from api.media_checks import SCENE_MEDIA_TYPES
 from core import repo
 from core.capabilities import live_capabilities
 from core.db import Job
@@ -167,8 +170,12 @@ async def check_references(request: JobRequest, user_id: str, services: Services
     )
     refs += [(("body", "images", i), uri) for i, uri in enumerate(request.images)]
     refs += [(("body", "audio", i), uri) for i, uri in enumerate(request.audio)]
-    for loc, uri in refs:
+    media = [(("body", "options", "media", i), uri) for i, uri in enumerate(request.options.media)]
+    for loc, uri in refs + media:
         await _check_upload(services.store, user_id, loc, uri)
+    for loc, uri in media:
+        if Path(parse_s3_uri(uri)[1]).suffix.lower() not in SCENE_MEDIA_TYPES:
+            raise FieldError(loc, f"{uri} is not an image or a video clip ({', '.join(SCENE_MEDIA_TYPES)})")
     if request.options.music not in MUSIC_BEDS:
         loc = ("body", "options", "music")
         await _check_upload(services.store, user_id, loc, request.options.music)
@@ -232,23 +239,18 @@ async def start_job(
 
     Returns the job id: the new job's, or the earlier job's when `idempotency_key` repeats.
     """
-    if request.callback_url and settings.callbacks.secret is None:
-        raise FieldError(("body", "callbackUrl"), "completion callbacks are not enabled on this server")
-    if request.callback_url and not settings.callbacks.allow_private_hosts:
-        private = await asyncio.to_thread(non_public_address, request.callback_url)
-        if private is not None:
-            raise FieldError(("body", "callbackUrl"), f"resolves to {private}, which is not a public address")
+    await check_callback(request, settings)
     if idempotency_key is not None:
         async with services.sessions() as session:
             earlier = await repo.get_job_by_idempotency_key(session, user_id, idempotency_key)
         if earlier is not None:
             return admission.replay(earlier, request)
-    job_id = f"job-{uuid.uuid4().hex[:16]}"
+    job_id = new_job_id()
     try:
         async with services.sessions.begin() as session:
-            await repo.insert_job(session, job_id=job_id, user_id=user_id, mode=request.mode, variant=request.variant,
-                                  topic=request.topic, request=request, graph=graph, profile_id=request.profile_id,
-                                  idempotency_key=idempotency_key, preset=preset)  # fmt: skip
+            await insert_job_row(
+                session, job_id, user_id, request, graph, idempotency_key=idempotency_key, preset=preset
+            )
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -257,13 +259,10 @@ async def start_job(
         if earlier is None:
             raise
         return admission.replay(earlier, request)
-    job = PipelineInput(job_id=job_id, user_id=user_id, request=request, graph=graph,
-                        cpu_task_queue=settings.temporal.cpu_task_queue, gpu_task_queue=settings.temporal.gpu_task_queue)  # fmt: skip
+    job = pipeline_input(job_id, user_id, request, graph, settings)
     try:
-        await admission.check_capacity(
-            services, user_id, settings.api.max_concurrent_jobs, settings.api.retry_after_seconds
-        )
-        await _start_workflow(services.temporal, job, request)
+        await admit(services, settings, user_id, reviews=request.options.review)
+        await _start_workflow(services.temporal, job)
     except BaseException:
         # The job never started: drop its row so no job exists without a workflow.
         async with services.sessions.begin() as session:
@@ -272,14 +271,74 @@ async def start_job(
     return job_id
 
 
-async def _start_workflow(client: Client, job: PipelineInput, request: JobRequest) -> None:
-    attrs = [
-        SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_JOB_MODE), request.mode),
-        SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_VARIANT), request.variant),
-        SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_USER_ID), job.user_id),
-    ]
+async def check_callback(request: JobRequest, settings: Settings) -> None:
+    """A `callbackUrl` needs callbacks enabled and (unless allowed otherwise) a public address."""
+    if request.callback_url and settings.callbacks.secret is None:
+        raise FieldError(("body", "callbackUrl"), "completion callbacks are not enabled on this server")
+    if request.callback_url and not settings.callbacks.allow_private_hosts:
+        private = await asyncio.to_thread(non_public_address, request.callback_url)
+        if private is not None:
+            raise FieldError(("body", "callbackUrl"), f"resolves to {private}, which is not a public address")
+
+
+def new_job_id() -> str:
+    """A fresh job id (`job-<16 hex>`), also its workflow id."""
+    return f"job-{uuid.uuid4().hex[:16]}"
+
+
+async def insert_job_row(
+    session: AsyncSession,
+    job_id: str,
+    user_id: str,
+    request: JobRequest,
+    graph: GraphSpec,
+    *,
+    idempotency_key: str | None = None,
+    preset: str | None = None,
+    batch_id: str | None = None,
+) -> None:
+    """Insert the `jobs` row of a job about to start (in the caller's transaction)."""
+    await repo.insert_job(session, job_id=job_id, user_id=user_id, mode=request.mode, variant=request.variant,
+                          topic=request.topic, request=request, graph=graph, profile_id=request.profile_id,
+                          idempotency_key=idempotency_key, preset=preset, batch_id=batch_id)  # fmt: skip
+
+
+def pipeline_input(
+    job_id: str, user_id: str, request: JobRequest, graph: GraphSpec, settings: Settings
+) -> PipelineInput:
+    """The `PipelineWorkflow` input of a job: its request and graph, and the queues and timeouts from settings."""
+    return PipelineInput(job_id=job_id, user_id=user_id, request=request, graph=graph,
+                         cpu_task_queue=settings.temporal.cpu_task_queue, gpu_task_queue=settings.temporal.gpu_task_queue,
+                         review_timeout_seconds=settings.review.timeout_hours * 3600)  # fmt: skip
+
+
+async def admit(services: Services, settings: Settings, user_id: str, *, reviews: bool) -> None:
+    """429 when the user is at the open-job cap (or, for a job with a review, at the waiting-review cap)."""
+    await admission.check_capacity(
+        services, user_id, settings.api.max_concurrent_jobs, settings.api.retry_after_seconds
+    )
+    if reviews:
+        await admission.check_reviews(services, user_id, settings.review.max_waiting, settings.api.retry_after_seconds)
+
+
+def search_attributes(job: PipelineInput) -> dict[str, str]:
+    """The keyword search attributes a job starts with (name → value): what the Web UI filters on."""
+    request = job.request
+    attrs = {names.SA_JOB_MODE: request.mode, names.SA_VARIANT: request.variant, names.SA_USER_ID: job.user_id}
     if request.profile_id:
-        attrs.append(SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_PROFILE_ID), request.profile_id))
+        attrs[names.SA_PROFILE_ID] = request.profile_id
+    if any(n.task == names.APPROVE_SCRIPT for n in job.graph.nodes):
+        attrs[names.SA_REVIEW_STATE] = "pending"
+    return attrs
+
+
+def summary(job: PipelineInput) -> str:
+    """The line the Web UI shows for the job's workflow."""
+    return f"{job.graph.graph_id} · {job.request.variant} · {job.request.topic[:120]}"
+
+
+async def _start_workflow(client: Client, job: PipelineInput) -> None:
+    attrs = [SearchAttributePair(SearchAttributeKey.for_keyword(k), v) for k, v in search_attributes(job).items()]
     await client.start_workflow(
         names.PIPELINE_WORKFLOW,
         job,
@@ -287,5 +346,5 @@ async def _start_workflow(client: Client, job: PipelineInput, request: JobReques
         task_queue=job.cpu_task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=TypedSearchAttributes(attrs),
-        static_summary=f"{job.graph.graph_id} · {request.variant} · {request.topic[:120]}",
+        static_summary=summary(job),
     )

@@ -57,7 +57,7 @@ def job_record(
     return JobRecord(
         job_id=row.id, user_id=row.user_id, mode=row.mode, variant=row.variant, topic=row.topic,
         status=live.status, created_at=row.created_at, graph=row.graph,
-        script_summary=summary, script_source=row.script_source,
+        script_summary=summary, script_source=row.script_source, script_edited="original" in (row.script or {}),
         profile=profile_public(profile) if profile else None,
         video=video, artifacts=artifacts, error=live.error, run_id=live.run_id, temporal_ui_url=temporal_ui_url,
         rendering=row.rendering or {},  # NULL: registered before the column existed, or no render yet

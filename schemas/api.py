@@ -11,7 +11,10 @@ from schemas.media import MUSIC_BEDS, AspectRatio, CaptionPosition, CaptionStyle
 from schemas.plan import GraphSpec
 
 JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
-NodeState = Literal["pending", "scheduled", "running", "retrying", "completed", "failed", "cancelled", "skipped"]
+# `waiting`: a review node waiting for its person (no activity runs).
+NodeState = Literal[
+    "pending", "scheduled", "running", "retrying", "waiting", "completed", "failed", "cancelled", "skipped"
+]
 
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*'()/-]{1,512}$"
 S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN)]
@@ -280,6 +283,7 @@ class JobRecord(ApiModel):
     graph: GraphSpec
     script_summary: str | None = None
     script_source: str | None = None
+    script_edited: bool = Field(default=False, description="you edited the script in review (GET …/script has both)")
     profile: ProfilePublic | None = None
     video: ArtifactPublic | None = None
     artifacts: list[ArtifactPublic] = Field(default_factory=list)
@@ -290,6 +294,46 @@ class JobRecord(ApiModel):
     # keys are stage ids, not camelCased; empty until a render registered, and for older jobs.
     rendering: dict[str, str] = Field(default_factory=dict)
     preset: str | None = Field(default=None, description="the preset the body named; the job ran with it applied")
+
+
+# `not_requested`: submitted without `options.review`; `pending`: the script is not written yet;
+# `cancelled`: the job was cancelled while it waited.
+ReviewStatePublic = Literal["not_requested", "pending", "waiting", "approved", "rejected", "timed_out", "cancelled"]
+
+
+class ScriptReviewIn(ApiModel):
+    """`POST /api/jobs/{jobId}/script`: edit, approve or reject the script a job waits with."""
+
+    action: Literal["edit", "approve", "reject"]
+    narrative: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=5000,
+        description="the new narrative: needed by `edit`, optional with `approve`",
+    )
+    stage: str | None = Field(default=None, min_length=1, max_length=2000, description="the new scene description")
+    reason: str | None = Field(default=None, max_length=500, description="why the script is rejected (`reject` only)")
+
+
+class ScriptReviewPublic(ApiModel):
+    """A job's script and where its review stands (`GET`/`POST /api/jobs/{jobId}/script`)."""
+
+    job_id: str
+    state: ReviewStatePublic
+    stage: str | None = None
+    narrative: str | None = None
+    source: str | None = Field(default=None, description="who wrote the script: `user`, `offline`, `ollama:<model>`")
+    edited: bool = False
+    original_stage: str | None = None
+    original_narrative: str | None = Field(default=None, description="what the writer wrote, once you edited it")
+    reason: str | None = None
+    duration_seconds: float
+    words_per_minute: float | None = Field(default=None, description="the voice's pace the length estimate uses")
+    estimated_seconds: float | None = Field(default=None, description="how long the narrative takes to say")
+    spoken_seconds_range: tuple[float, float] | None = Field(
+        default=None, description="the spoken lengths the video can hold: a narrative outside it is refused"
+    )
+    waiting_until: datetime | None = Field(default=None, description="when a waiting review times out")
 
 
 class JobSummary(ApiModel):
@@ -393,3 +437,90 @@ class UploadsListed(ApiModel):
 
     data: list[UploadedObject]
     count: int
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+BatchTopic = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class BatchCommon(GenerateRequest):
+    """The generate-body fields every job of a `topics` × `variants` × `aspectRatios` batch shares."""
+
+    topic: str = Field(default="", description="leave it out: each job's topic comes from `topics`")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_comes_from_topics(cls, value: str) -> str:
+        if value:
+            raise ValueError("each job's topic comes from `topics`; leave `topic` out of `common`")
+        return value
+
+
+class BatchRequest(ApiModel):
+    """`POST /api/batches`: several generate jobs at once, given as `items` or as a product.
+
+    Either `items` (generate bodies), or `topics` with optional `variants`, `aspectRatios` and
+    `common`: one job per topic × variant × aspect ratio, in that order, each with `common`'s fields.
+    """
+
+    items: list[GenerateRequest] | None = Field(default=None, min_length=1, description="one generate body per job")
+    topics: list[BatchTopic] | None = Field(default=None, min_length=1, description="one or more jobs per topic")
+    variants: list[Variant] | None = Field(
+        default=None, min_length=1, description="each topic in each of these pipelines (default: `common.variant`)"
+    )
+    aspect_ratios: list[AspectRatio] | None = Field(
+        default=None, min_length=1, description="each topic in each of these shapes (default: `common.options`)"
+    )
+    common: BatchCommon | None = Field(default=None, description="the other generate-body fields of every job")
+
+
+class BatchAccepted(ApiModel):
+    """Answer to a batch submission: its id and its jobs' ids, in the order of the request."""
+
+    batch_id: str
+    job_ids: list[str]
+
+
+class BatchJob(ApiModel):
+    """One job of a batch: what it renders, its state, and where to follow it."""
+
+    job_id: str
+    topic: str
+    variant: Variant
+    aspect_ratio: str
+    status: JobState
+    status_url: str = Field(description="`GET` its live status (`/ws/jobs/{jobId}` streams it)")
+    record_url: str = Field(description="`GET` its record: script, artifacts, video")
+
+
+class BatchSummary(ApiModel):
+    """A batch and its jobs' states: queued while none started, running while any is open."""
+
+    batch_id: str
+    created_at: datetime
+    status: JobState
+    counts: dict[JobState, int] = Field(description="how many of its jobs are in each state")
+    job_ids: list[str]
+
+
+class BatchPublic(BatchSummary):
+    """`GET /api/batches/{batchId}`: the batch's aggregate status and each job."""
+
+    jobs: list[BatchJob]
+    temporal_ui_url: str | None = None
+
+
+class BatchesPublic(ApiModel):
+    """A page of the caller's batches, newest first."""
+
+    data: list[BatchSummary]
+    count: int
+    next_cursor: str | None = None
+
+
+class BatchCancelled(ApiModel):
+    """Answer to `POST /api/batches/{batchId}/cancel`: the jobs asked to stop (the others had finished)."""
+
+    batch_id: str
+    job_ids: list[str]

@@ -65,14 +65,20 @@ def estimate_spoken_seconds(text: str, words_per_minute: float, pace: float = 1.
     return words * 60.0 / (words_per_minute * pace) + sentences * SENTENCE_PAUSE_SECONDS
 
 
+def spoken_seconds_range(duration: float) -> tuple[float, float]:
+    """The estimated spoken lengths a `duration` s video can hold: sped up or slowed down at most 10 %."""
+    return duration * MIN_SPEECH_COVERAGE / (1 + MAX_SLOW_DOWN), duration * (1 + MAX_SPEED_UP)
+
+
 def script_length_error(estimated: float, duration: float) -> str | None:
     """Why a script of `estimated` spoken seconds cannot fill a `duration` s video, or None when it can."""
-    if estimated > duration * (1 + MAX_SPEED_UP):
+    shortest, longest = spoken_seconds_range(duration)
+    if estimated > longest:
         return (
             f"the script takes about {estimated:.1f} s to say, more than the {duration:g} s video can hold "
-            f"(at most {duration * (1 + MAX_SPEED_UP):.1f} s): shorten it or ask for a longer durationSeconds"
+            f"(at most {longest:.1f} s): shorten it or ask for a longer durationSeconds"
         )
-    if estimated * (1 + MAX_SLOW_DOWN) < duration * MIN_SPEECH_COVERAGE:
+    if estimated < shortest:
         return (
             f"the script takes only about {estimated:.1f} s to say, too little for a {duration:g} s video "
             f"(speech must cover at least {MIN_SPEECH_COVERAGE:.0%} of it): lengthen it, or ask for a shorter "

@@ -62,6 +62,7 @@ class PipelineInput(Contract):
     graph: GraphSpec
     cpu_task_queue: str
     gpu_task_queue: str
+    review_timeout_seconds: float = 24 * 3600  # how long a `review` node waits (APP_REVIEW__TIMEOUT_HOURS)
 
 
 class ScriptInput(Contract):
@@ -79,10 +80,39 @@ class ScriptInput(Contract):
 
 
 class ScriptResult(Contract):
-    """The validated script and who wrote it (`user`, `ollama:<model>`, `offline`)."""
+    """The validated script and who wrote it (`user`, `ollama:<model>`, `offline`).
+
+    After a review in which the person edited it, `script` is their text and `original` the one
+    `source` wrote.
+    """
 
     script: Script
     source: str
+    original: Script | None = None
+
+
+ReviewAction = Literal["edit", "approve", "reject"]
+# `pending` until the workflow reaches the review node, then `waiting` for the person.
+ReviewState = Literal["pending", "waiting", "approved", "rejected", "timed_out"]
+
+
+class ScriptReviewInput(Contract):
+    """The argument of the `reviewScript` Update: what the person did with the script."""
+
+    action: ReviewAction
+    narrative: str | None = Field(default=None, min_length=1, max_length=5000)
+    stage: str | None = Field(default=None, min_length=1, max_length=2000)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ScriptReview(Contract):
+    """Where a job's script review stands: the Update's answer, and what the API shows."""
+
+    state: ReviewState
+    script: Script | None = None  # what the render will speak
+    original: Script | None = None  # what the writer wrote, once the person edited it
+    source: str | None = None  # who wrote the original
+    reason: str | None = None  # why it was rejected
 
 
 class ProfileInput(Contract):
@@ -276,3 +306,40 @@ class ExpireResult(Contract):
 
     deleted: list[str] = Field(default_factory=list)
     kept_in_use: int = 0
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+class BatchItem(Contract):
+    """One job of a batch: the input a single `POST /api/generate` would start it with, and its labels.
+
+    The API builds `search_attributes` (keyword name → value) and `summary` as it does for a single
+    job, so a child started by `BatchWorkflow` looks the same in visibility and the Web UI.
+    """
+
+    job: PipelineInput
+    search_attributes: dict[str, str] = Field(default_factory=dict)
+    summary: str | None = None
+
+
+class BatchInput(Contract):
+    """`BatchWorkflow` input: the jobs to start, in order, and how many of them may run at once."""
+
+    batch_id: str
+    user_id: str
+    items: list[BatchItem] = Field(min_length=1)
+    max_running: int = Field(ge=1)
+
+
+class CancelJobsInput(Contract):
+    """The `BatchWorkflow` signal that cancels some of its jobs: started ones are cancelled, the rest never start."""
+
+    job_ids: list[str]
+
+
+class BatchResult(Contract):
+    """What a batch did: the jobs it started and those cancelled before they started, in order."""
+
+    started: list[str] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)

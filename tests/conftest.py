@@ -135,6 +135,7 @@ async def build_stack(
     gpu_store: ObjectStore | None = None,
     gpu: bool = True,
     api_limits: dict[str, Any] | None = None,
+    review: dict[str, Any] | None = None,
     label: str = "test",
 ) -> AsyncIterator[Stack]:
     """Both workers and an API app on fresh task queues of `settings`' servers, the workers on `services`' clients.
@@ -148,7 +149,8 @@ async def build_stack(
         update={"cpu_task_queue": f"cpu-{suffix}", "gpu_task_queue": f"gpu-{suffix}"}
     )
     api = settings.api.model_copy(update=api_limits or {})
-    local = settings.model_copy(update={"temporal": temporal, "api": api})
+    review_settings = settings.review.model_copy(update=review or {})
+    local = settings.model_copy(update={"temporal": temporal, "api": api, "review": review_settings})
     writer = writer or OfflineScriptWriter()
     client, store, sessions = services.temporal, services.store, services.sessions
     await publish(sessions, cpu_manifest(local, writer, f"cpu-{label}-{suffix}"))
@@ -188,9 +190,16 @@ def stack_factory(settings: Settings, shared_services: Services) -> Any:
         gpu_activities: list[Any] | None = None,
         gpu: bool = True,
         api_limits: dict[str, Any] | None = None,
+        review: dict[str, Any] | None = None,
     ) -> AbstractAsyncContextManager[Stack]:
         return build_stack(
-            settings, shared_services, writer=writer, gpu_activities=gpu_activities, gpu=gpu, api_limits=api_limits
+            settings,
+            shared_services,
+            writer=writer,
+            gpu_activities=gpu_activities,
+            gpu=gpu,
+            api_limits=api_limits,
+            review=review,
         )
 
     return factory

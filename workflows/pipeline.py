@@ -1,6 +1,7 @@
 """`PipelineWorkflow`: runs a planner graph as a LangGraph graph whose nodes are activities."""
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -12,11 +13,31 @@ with workflow.unsafe.imports_passed_through():
 
     from schemas import names
     from schemas.plan import PlanNode
-    from schemas.tasks import Asset, PipelineInput, PipelineResult, ProfileRef, RegisterResult
+    from schemas.tasks import (
+        Asset,
+        PipelineInput,
+        PipelineResult,
+        ProfileRef,
+        RegisterResult,
+        ScriptReview,
+        ScriptReviewInput,
+    )
     from workflows.compiler import NodeFn, compile_graph
-    from workflows.registry import CALLBACK_RETRY, CALLBACK_TIMEOUT, TASKS, callback_input, profile_of, register_input
+    from workflows.registry import (
+        CALLBACK_RETRY,
+        CALLBACK_TIMEOUT,
+        REQUEST_CANCEL_RETRY,
+        REQUEST_CANCEL_TIMEOUT,
+        TASKS,
+        callback_input,
+        profile_of,
+        register_input,
+    )
+    from workflows.review import ScriptReviewer
 
 PROFILE_ID = SearchAttributeKey.for_keyword(names.SA_PROFILE_ID)
+REVIEW_STATE = SearchAttributeKey.for_keyword(names.SA_REVIEW_STATE)
+REQUEST_CANCEL_ID = "review_cancel"
 PARTIAL_REGISTER_ID = "register_partial"
 # Runs started before this change wait for every cancelled activity, so a cancel that reached a
 # short CPU activity was swallowed when it completed anyway and the job went on.
@@ -32,13 +53,29 @@ CALLBACK_ID = "notify_callback"
 class PipelineWorkflow:
     """One job: the graph spec compiled into a `StateGraph` and run node by node."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, job: PipelineInput) -> None:
         self._state: dict[str, Any] = {"outputs": {}}
+        self._job = job
+        review = next((n for n in job.graph.nodes if n.task == names.APPROVE_SCRIPT), None)
+        self._reviewer = ScriptReviewer(
+            words_per_minute=review.params.get("words_per_minute") if review else None,
+            duration_seconds=job.request.options.duration_seconds,
+        )
+
+    @workflow.update(name=names.REVIEW_UPDATE)
+    async def review_script(self, action: ScriptReviewInput) -> ScriptReview:
+        """A person edits, approves or rejects the script the job waits with (validated first)."""
+        return self._reviewer.apply(action)
+
+    @review_script.validator
+    def _check_review(self, action: ScriptReviewInput) -> None:
+        # Refused here, an action leaves no event in the history.
+        self._reviewer.check(action)
 
     @workflow.run
     async def run(self, job: PipelineInput) -> PipelineResult:
         """Run every node of `job.graph`; on a node failure register partial outputs, then fail."""
-        self._job = job
         graph = compile_graph(job.graph, self._node_fn)
         try:
             await graph.ainvoke({"outputs": {}})
@@ -61,6 +98,12 @@ class PipelineWorkflow:
         )
 
     def _node_fn(self, node: PlanNode) -> NodeFn:
+        if node.task == names.APPROVE_SCRIPT:
+
+            async def review(_graph_state: dict[str, Any]) -> dict[str, Any]:
+                return await self._await_review(node)
+
+            return review  # LangGraph awaits coroutine functions; a plain callable would go to a thread
         task = TASKS[node.task]
         queue = self._job.cpu_task_queue if task.plane == "cpu" else self._job.gpu_task_queue
 
@@ -93,6 +136,46 @@ class PipelineWorkflow:
             return update
 
         return run_node
+
+    async def _await_review(self, node: PlanNode) -> dict[str, Any]:
+        """Wait for the person to approve the script (the `review` node): no activity, a durable wait.
+
+        The wait is a timer of the job's `review_timeout_seconds`; a rejection or the timeout ends
+        the job cancelled.
+        """
+        reviewer = self._reviewer
+        reviewer.open(self._state["script"])
+        workflow.upsert_search_attributes([REVIEW_STATE.value_set(reviewer.state)])
+        timeout = timedelta(seconds=self._job.review_timeout_seconds)
+        try:
+            await workflow.wait_condition(lambda: reviewer.decided, timeout=timeout, timeout_summary=names.REVIEW_TIMER)
+        except TimeoutError:
+            reviewer.time_out()
+        workflow.upsert_search_attributes([REVIEW_STATE.value_set(reviewer.state)])
+        if reviewer.state != "approved":
+            await self._cancel_itself()
+        script = reviewer.result()
+        self._state["script"] = script
+        self._state["outputs"] = {**self._state["outputs"], node.id: []}
+        return {"script": script, "outputs": {node.id: []}}
+
+    async def _cancel_itself(self) -> None:
+        """End the run cancelled: a workflow cannot cancel itself, so an activity asks the server to.
+
+        The cancel then arrives like a person's: whatever awaits (the activity, or the wait
+        after it) raises, and `run` lets the cancellation end the run.
+        """
+        await workflow.execute_activity(
+            names.REQUEST_CANCEL,
+            self._job.job_id,
+            task_queue=self._job.cpu_task_queue,
+            activity_id=REQUEST_CANCEL_ID,
+            summary=f"{REQUEST_CANCEL_ID} · {names.REQUEST_CANCEL}",
+            start_to_close_timeout=REQUEST_CANCEL_TIMEOUT,
+            retry_policy=REQUEST_CANCEL_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.ABANDON,
+        )
+        await workflow.wait_condition(lambda: False)
 
     async def _release_profile(self) -> None:
         """A training cancelled halfway leaves a profile nobody can use: mark it failed, saying why."""

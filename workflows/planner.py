@@ -19,7 +19,7 @@ from schemas.speech import (
     voices_for,
 )
 from schemas.tasks import JobRequest
-from workflows.registry import TASKS
+from workflows.registry import BUILT_IN_TASKS, plane_of
 
 Loc = tuple[str | int, ...]
 _TRAINING_MISSING = (
@@ -72,16 +72,21 @@ def plan(request: JobRequest, caps: CapabilitiesManifest) -> GraphSpec:
     """Map a request to `generate_v1`, `train_and_generate_v1` or `train_v1`, then validate it.
 
     The script node's params carry the speaking voice's pace, so the writer sizes the narration for it.
+    With `options.review` a `review` node waits before `render`; its params carry the pace the
+    person's edits are checked with.
     """
+    _check_options(request)
     voice = _speaking_voice(request, caps)
-    script = _node("script", names.GENERATE_SCRIPT, {"words_per_minute": voice.words_per_minute if voice else None})
+    pace = voice.words_per_minute if voice else None
+    script = _node("script", names.GENERATE_SCRIPT, {"words_per_minute": pace})
     select = _node("select", names.SELECT_PIPELINE, {"variant": request.variant})
     render = _node("render", names.RENDER_VIDEO, {"variant": request.variant})  # options travel in the request
     register = _node("register", names.REGISTER_OUTPUTS)
+    review = [_node("review", names.APPROVE_SCRIPT, {"words_per_minute": pace})] if request.options.review else []
 
     if request.mode == "generate":
         profile = _node("profile", names.LOAD_PROFILE, {"profile_id": request.profile_id})
-        spec = _chain("generate_v1", [script, profile, select, render, register])
+        spec = _chain("generate_v1", [script, profile, select, *review, render, register])
     else:
         profile = _node("profile", names.RESOLVE_PROFILE, {"profile_name": request.profile_name})
         trainers = [_node("train_lora", names.TRAIN_LORA, {"preset": _preset(request, caps)})]
@@ -90,9 +95,23 @@ def plan(request: JobRequest, caps: CapabilitiesManifest) -> GraphSpec:
         if request.mode == "train_only":
             spec = _fan("train_v1", [profile], trainers, [register])
         else:
-            spec = _fan("train_and_generate_v1", [script, profile], trainers, [select, render, register])
+            spec = _fan("train_and_generate_v1", [script, profile], trainers, [select, *review, render, register])
     validate(spec, caps, request)
     return spec
+
+
+def _check_options(request: JobRequest) -> None:
+    """Options that do not fit the mode or the variant."""
+    if request.options.review and request.mode == "train_only":
+        raise PlanningError(
+            ("body", "options", "review"), "a train_only job writes no script to review; leave review out"
+        )
+    if request.options.media and request.variant != "svd":
+        raise PlanningError(
+            ("body", "options", "media"),
+            f"your own pictures and clips replace the scene of the svd variant; the {request.variant} variant "
+            "shows only the presenter: choose variant svd or leave media out",
+        )
 
 
 def validate(spec: GraphSpec, caps: CapabilitiesManifest, request: JobRequest | None = None) -> None:
@@ -111,7 +130,7 @@ def validate(spec: GraphSpec, caps: CapabilitiesManifest, request: JobRequest | 
             raise WorkersUnavailable(
                 ("graph", "nodes", i, "plane"), f"no live {node.plane.upper()} worker is connected"
             )
-        if node.task not in plane_caps.tasks:
+        if node.task not in plane_caps.tasks and node.task not in BUILT_IN_TASKS:
             raise PlanningError(
                 ("graph", "nodes", i, "task"),
                 _TRAINING_MISSING
@@ -139,12 +158,12 @@ def _check_structure(spec: GraphSpec) -> None:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise PlanningError(("graph", "nodes"), f"node id '{dup}' is used twice")
     for i, node in enumerate(spec.nodes):
-        task = TASKS.get(node.task)
-        if task is None:
+        plane = plane_of(node.task)
+        if plane is None:
             raise PlanningError(("graph", "nodes", i, "task"), f"task '{node.task}' is not registered")
-        if task.plane != node.plane:
+        if plane != node.plane:
             raise PlanningError(
-                ("graph", "nodes", i, "plane"), f"task '{node.task}' runs on the {task.plane} plane, not {node.plane}"
+                ("graph", "nodes", i, "plane"), f"task '{node.task}' runs on the {plane} plane, not {node.plane}"
             )
     for i, edge in enumerate(spec.edges):
         for end in ("from", "to"):
@@ -262,10 +281,13 @@ def _preset(request: JobRequest, caps: CapabilitiesManifest) -> str:
 
 
 def _node(node_id: str, task: str, params: dict[str, object] | None = None) -> PlanNode:
+    plane = plane_of(task)
+    if plane is None:
+        raise KeyError(f"the planner names an unregistered task: {task}")
     return PlanNode(
         id=node_id,
         task=task,
-        plane=TASKS[task].plane,
+        plane=plane,
         params={k: v for k, v in (params or {}).items() if v is not None},
     )
 

@@ -78,6 +78,22 @@ CALLBACK_RETRY = RetryPolicy(
 CALLBACK_TIMEOUT = timedelta(seconds=60)
 
 
+# Tasks the workflow runs itself (no activity, so no worker advertises them), with their plane.
+BUILT_IN_TASKS: dict[str, Plane] = {names.APPROVE_SCRIPT: "cpu"}
+# Asking the server to cancel the job (a rejected or timed-out review): one quick call, retried
+# through a short outage; nothing is lost by running it twice.
+REQUEST_CANCEL_TIMEOUT = timedelta(seconds=30)
+REQUEST_CANCEL_RETRY = _STORE_RETRY
+
+
+def plane_of(task: str) -> Plane | None:
+    """The plane a task runs on, built-in tasks included; None for a task nobody registered."""
+    if task in BUILT_IN_TASKS:
+        return BUILT_IN_TASKS[task]
+    spec = TASKS.get(task)
+    return spec.plane if spec else None
+
+
 def _no_assets(_result: object) -> list[Asset]:
     return []
 

@@ -6,17 +6,28 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, Query, WebSocket, status
 from pydantic import Field
 
-from api import erasure, live, reset, submit, views
+from api import erasure, live, reset, review, submit, views
 from api.admission import IDEMPOTENCY_HEADER
+from api.batch_jobs import cancel_job as request_cancel
+from api.batch_jobs import listed_states, read_job_status
 from api.deps import JobIdPath, PrincipalDep, ServicesDep, SettingsDep, UserDep, get_principal
 from api.errors import ApiError, FieldError
 from api.owned import OwnedJob
 from api.reset import JobRetried
-from api.status import job_states, read_status
 from core import repo
 from core.capabilities import live_capabilities
 from core.temporal import web_ui_url
-from schemas.api import GenerateRequest, JobAccepted, JobRecord, JobsPublic, JobStatus, PlanResponse, TrainRequest
+from schemas.api import (
+    GenerateRequest,
+    JobAccepted,
+    JobRecord,
+    JobsPublic,
+    JobStatus,
+    PlanResponse,
+    ScriptReviewIn,
+    ScriptReviewPublic,
+    TrainRequest,
+)
 from schemas.capabilities import CapabilitiesManifest
 
 # The WebSocket authenticates itself (cookie, close codes), so the `/api` routes get the
@@ -69,13 +80,13 @@ async def capabilities(services: ServicesDep) -> CapabilitiesManifest:
 @_api.get("/status/{job_id}", tags=["jobs"])
 async def job_status(job: OwnedJob, services: ServicesDep) -> JobStatus:
     """Live job state and per-node states, read from the Temporal history."""
-    return await read_status(services.temporal, job.id)
+    return await read_job_status(services.temporal, job)
 
 
 @_api.get("/jobs/{job_id}", tags=["jobs"])
 async def job_record(job: OwnedJob, services: ServicesDep, settings: SettingsDep) -> JobRecord:
     """The enriched job record: variant, script summary, profile, artifacts with download URLs."""
-    live_status = await read_status(services.temporal, job.id)
+    live_status = await read_job_status(services.temporal, job)
     async with services.sessions() as session:
         artifacts = await repo.list_artifacts(session, job.id)
         profile = await repo.get_profile(session, job.user_id, job.profile_id) if job.profile_id else None
@@ -97,7 +108,7 @@ async def list_jobs(
             rows, next_cursor = await repo.list_jobs(session, user, limit, cursor)
         except repo.InvalidCursorError as err:
             raise FieldError(("query", "cursor"), "not a cursor this API returned") from err
-    states = await job_states(services.temporal, [r.id for r in rows])
+    states = await listed_states(services.temporal, rows)
     data = [views.job_summary(r, states.get(r.id, "queued")) for r in rows]
     return JobsPublic(data=data, count=len(data), next_cursor=next_cursor)
 
@@ -115,11 +126,29 @@ async def job_updates(websocket: WebSocket, job_id: str) -> None:
 @_api.post("/jobs/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, tags=["jobs"])
 async def cancel_job(job: OwnedJob, services: ServicesDep) -> JobAccepted:
     """Ask the job to stop: the running GPU activity learns it through its heartbeat."""
-    live_status = await read_status(services.temporal, job.id)
+    live_status = await read_job_status(services.temporal, job)
     if live_status.status not in ("queued", "running"):
         raise ApiError(409, f"job '{job.id}' is {live_status.status}; only queued or running jobs can be cancelled")
-    await services.temporal.get_workflow_handle(job.id).cancel()
+    await request_cancel(services.temporal, job)  # a batch's job not started yet: through its batch
     return JobAccepted(job_id=job.id, status=live_status.status)
+
+
+@_api.get("/jobs/{job_id}/script", tags=["jobs"])
+async def job_script(job: OwnedJob, services: ServicesDep) -> ScriptReviewPublic:
+    """The job's script and where its review stands (`options.review`), with its estimated spoken length."""
+    return review.public_view(await review.read_review(services.temporal, job.id))
+
+
+@_api.post("/jobs/{job_id}/script", tags=["jobs"])
+async def review_script(
+    job: OwnedJob, body: ScriptReviewIn, services: ServicesDep, key: IdempotencyKey = None
+) -> ScriptReviewPublic:
+    """Edit, approve or reject the script the job waits with; `approve` releases the render.
+
+    `edit` needs `narrative` (checked like a user script: it must fill the video); `reject` ends
+    the job cancelled. 409 once the review is over; the same `Idempotency-Key` repeats the first answer.
+    """
+    return await review.act(services.temporal, job.id, body, key)
 
 
 @_api.post("/jobs/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED, tags=["operations"])

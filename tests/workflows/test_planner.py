@@ -106,6 +106,34 @@ def test_train_only_graph_has_no_render() -> None:
     assert [n.task for n in spec.nodes if n.plane == "gpu"] == [names.TRAIN_LORA, names.TRAIN_VOICE]
 
 
+def test_a_review_waits_after_the_script_and_training_before_the_render() -> None:
+    reviewed = plan(generate(options={"review": True}), caps())
+    assert [n.id for n in reviewed.nodes] == ["script", "profile", "select", "review", "render", "register"]
+    review = reviewed.node("review")
+    assert review.task == names.APPROVE_SCRIPT and review.plane == "cpu"
+    assert review.params == {"words_per_minute": 170}  # the voice's pace, to check edits with
+    assert names.APPROVE_SCRIPT not in caps().cpu.tasks  # built into the workflow: nobody advertises it
+
+    trained = plan(train(options={"review": True}), caps())
+    order = trained.topological_order()
+    assert order.index("train_lora") < order.index("review") and order.index("train_voice") < order.index("review")
+    assert order.index("review") < order.index("render")
+    assert "review" not in [n.id for n in plan(generate(), caps()).nodes]
+
+
+def test_review_of_a_train_only_job_is_rejected() -> None:
+    with pytest.raises(PlanningError, match="writes no script") as err:
+        plan(train(mode="train_only", options={"review": True}), caps())
+    assert err.value.loc == ("body", "options", "review")
+
+
+def test_own_media_with_the_talking_head_variant_is_rejected() -> None:
+    with pytest.raises(PlanningError, match="svd") as err:
+        plan(generate(variant="sadtalker", options={"media": ["s3://uploads/local/a.png"]}), caps())
+    assert err.value.loc == ("body", "options", "media")
+    assert plan(generate(options={"media": ["s3://uploads/local/a.png"]}), caps()).node("render")
+
+
 def test_unadvertised_variant_is_rejected_naming_it() -> None:
     with pytest.raises(PlanningError, match="sadtalker") as err:
         plan(generate(variant="sadtalker"), caps(variants=("svd",)))
@@ -172,8 +200,8 @@ async def _noop(_state: dict[str, object]) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "request_of",
-    [generate, train, lambda: train(mode="train_only")],
-    ids=["generate_v1", "train_and_generate_v1", "train_v1"],
+    [generate, train, lambda: train(mode="train_only"), lambda: train(options={"review": True})],
+    ids=["generate_v1", "train_and_generate_v1", "train_v1", "train_and_generate_v1_reviewed"],
 )
 def test_compiled_graph_snapshot(request_of: Callable[[], JobRequest], snapshot: object) -> None:
     spec = plan(request_of(), caps())
