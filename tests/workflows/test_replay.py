@@ -11,7 +11,9 @@ with `WorkflowHistory.to_json()`. Keep the previous files under another name (e.
 `generate_v1.before-<change>.json`): every `*.json` there is replayed, so histories from before
 a change keep proving that the patched code still replays them. `*.with-voices-and-rendering.json` are
 the shapes since issue 11 (chosen voice id, the writer's pace in the script node, `Video.rendering`,
-the typed render plan), recaptured after the `cancel-cpu-nodes-at-once` patch.
+the typed render plan), recaptured after the `cancel-cpu-nodes-at-once` patch. `generate_v1.reviewed.json`
+is a job with `options.review` whose script was edited, then approved (the `reviewScript` Update and the
+review's timer); recapture it with `-k capture_a_reviewed`.
 """
 
 import json
@@ -35,6 +37,7 @@ GOLDEN = {
     "generate_v1": HISTORIES / "generate_v1.json",
     "train_and_generate_v1": HISTORIES / "train_and_generate_v1.json",
 }
+REVIEWED = HISTORIES / "generate_v1.reviewed.json"
 ROOT = Path(__file__).parents[2]
 
 
@@ -145,3 +148,25 @@ async def test_capture_a_live_job_and_replay_it_by_id_and_by_query(stack_factory
         assert await replay.run(["--job", job_id]) == 0
         assert await replay.run(["--query", f"WorkflowId='{job_id}' AND ExecutionStatus='Completed'"]) == 0
         assert capsys.readouterr().out.splitlines() == [f"ok {job_id} run {status['runId']}"] * 2
+
+
+@pytest.mark.integration
+async def test_capture_a_reviewed_job_and_replay_it(stack_factory, capsys) -> None:
+    from tests.conftest import wait_for_status
+    from tests.workflows.test_review import REVIEWED as BODY
+    from tests.workflows.test_review import narrative_fitting, submit, wait_for_review
+
+    assert REVIEWED.exists(), "capture it: see this module's docstring"
+    async with stack_factory() as stack:
+        job_id = await submit(stack.api, BODY)
+        view = await wait_for_review(stack.api, job_id)
+        edit = {"action": "edit", "narrative": narrative_fitting(view)}
+        assert (await stack.api.post(f"/api/jobs/{job_id}/script", json=edit)).status_code == 200
+        assert (await stack.api.post(f"/api/jobs/{job_id}/script", json={"action": "approve"})).status_code == 200
+        status = await wait_for_status(stack.api, job_id, timeout=180)
+        assert status["status"] == "completed", status
+        if os.environ.get("RECAPTURE_HISTORIES") == "1":
+            history = await stack.client.get_workflow_handle(job_id).fetch_history()
+            REVIEWED.write_text(history.to_json())
+        assert await replay.run(["--job", job_id]) == 0
+        assert capsys.readouterr().out.splitlines() == [f"ok {job_id} run {status['runId']}"]
