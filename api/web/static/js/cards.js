@@ -8,6 +8,7 @@ import {
   STAGE_LABELS, STATUS_LABELS, TERMINAL, artifactLabel, bytes, captionFormat, elapsed, fullTime, jobTitle, nodeLabel, seconds,
   when,
 } from "./format.js";
+import { ReviewPanel } from "./review.js";
 import { STAGE_TITLES, renderingEntries, runtimeLabel } from "./runtimes.js";
 
 const NODE_STATE_ICONS = { completed: "check", failed: "cross", cancelled: "dash", skipped: "dash" };
@@ -92,6 +93,7 @@ class JobCard {
       h("div", { class: "bar", role: "progressbar", "aria-label": "Overall progress", "aria-valuemin": "0", "aria-valuemax": "100" }, this.overallBar),
       this.overallText);
     this.nodesEl = h("ol", { class: "nodes", "aria-label": "Steps" });
+    this.review = new ReviewPanel(this.id, { notice: (text) => this.notice(text) });
     this.errorEl = h("div", { class: "job-error", role: "alert", hidden: true });
     this.resultEl = h("div", { class: "player", hidden: true });
     this.noticeEl = h("p", { class: "job-notice", role: "status" });
@@ -103,7 +105,7 @@ class JobCard {
         this.titleEl,
         h("div", { class: "job-head-right" }, this.badge, closeBtn),
         this.topicEl, this.metaEl),
-      h("div", { class: "job-body" }, this.overall, this.nodesEl, this.errorEl, this.resultEl),
+      h("div", { class: "job-body" }, this.overall, this.nodesEl, this.review.el, this.errorEl, this.resultEl),
       h("footer", { class: "job-foot" }, this.actions, h("span", { class: "spacer" }), this.noticeEl, this.temporalLink));
     this.renderActions();
   }
@@ -160,6 +162,8 @@ class JobCard {
     this.badge.dataset.status = status.status;
     this.badge.textContent = STATUS_LABELS[status.status] ?? status.status;
     this.renderNodes(status.nodes);
+    const waiting = status.status === "running" && status.nodes.some((n) => n.state === "waiting");
+    this.review.update(waiting).catch((err) => this.notice(`Could not load the script: ${err.message}`));
     this.renderOverall();
     this.renderError();
     this.renderActions();
@@ -261,7 +265,9 @@ class JobCard {
     const took = elapsed(s.startedAt, s.finishedAt);
     this.overallText.textContent = TERMINAL.has(s.status)
       ? `${s.status === "completed" ? "Finished" : "Ended"} after ${seconds(took)}`
-      : s.status === "queued" ? "Waiting for a worker…" : `${Math.round(pct)}% · ${seconds(took)}`;
+      : s.status === "queued" ? "Waiting for a worker…"
+        : s.nodes.some((n) => n.state === "waiting") ? "Waiting for your review of the script"
+          : `${Math.round(pct)}% · ${seconds(took)}`;
   }
 
   renderError() {
@@ -274,7 +280,8 @@ class JobCard {
       this.errorEl.className = "job-error";
       this.errorEl.hidden = false;
     } else if (s.status === "cancelled") {
-      fill(this.errorEl, h("strong", {}, "Cancelled"), h("span", {}, "Steps that never ran are marked skipped."));
+      const why = s.error?.stage === "review" ? `${s.error.message}. ` : "";
+      fill(this.errorEl, h("strong", {}, "Cancelled"), h("span", {}, `${why}Steps that never ran are marked skipped.`));
       this.errorEl.className = "job-error cancelled";
       this.errorEl.hidden = false;
     } else {
@@ -402,6 +409,7 @@ function nodeStateText(node) {
   const p = node.progress ?? {};
   switch (node.state) {
     case "pending": return "Waiting";
+    case "waiting": return "Waiting for you";
     case "scheduled": return node.attempt > 1 ? "Queued again" : "Queued";
     case "running":
     case "retrying": {

@@ -24,10 +24,12 @@ const CONTROLS = {
   "options.resolution": "resolution",
   "options.aspectRatio": "aspect-16-9",
   "options.captions": "captions",
+  "options.review": "review",
   "options.captionStyle": "caption-style-plain",
   "options.captionPosition": "caption-position-bottom",
   "options.music": "music",
   "options.musicVolume": "music-volume",
+  "options.media": "media",
   musicFile: "music-file",
   rightsConfirmed: "music-rights",
   "script.narrative": "narrative",
@@ -42,6 +44,9 @@ const RADIO_GROUPS = {
   "options.captionStyle": "captionStyle",
   "options.captionPosition": "captionPosition",
 };
+
+// The pickers' own error slots: a picker clears them itself (they describe its files, not the last submit).
+const FILE_ERRORS = ["err-images", "err-audio", "err-options.media"];
 
 const CONSENT_MESSAGE = "Tick the box to confirm you have the right to use these faces and voices.";
 const RIGHTS_MESSAGE = "Tick the box to confirm you hold the rights to use this music in your videos.";
@@ -63,6 +68,10 @@ export class JobForm {
     this.onSubmitted = onSubmitted;
     this.$ = (id) => document.getElementById(id);
     this.images = new FileField({ input: this.$("images"), list: this.$("images-list"), error: this.$("err-images"), kind: "image", max: 20 });
+    // The svd scenes from the caller's own photos and clips (`options.media`), uploaded as soon as they are chosen.
+    this.media = new FileField({
+      input: this.$("media"), list: this.$("media-list"), error: this.$("err-options.media"), kind: "media", max: 20,
+    });
     this.audio = new FileField({ input: this.$("audio"), list: this.$("audio-list"), error: this.$("err-audio"), kind: "audio", max: 10 });
     // Music is uploaded on submit: its upload needs the rights box, which may be ticked after the file is chosen.
     this.music = new FileField({
@@ -81,6 +90,7 @@ export class JobForm {
   get mode() { return this.form.elements.mode.value; }
   get trainOnly() { return this.mode === "train" && this.$("train-only").checked; }
   get ownMusic() { return !this.trainOnly && this.$("music").value === "own"; }
+  get ownMedia() { return !this.trainOnly && this.form.elements.variant.value === "svd"; }
 
   changed(target) {
     if (target) this.clearFieldError(target);
@@ -93,6 +103,7 @@ export class JobForm {
     const music = this.$("music").value;
     this.$("music-volume-field").hidden = music === "none";
     this.$("music-own").hidden = music !== "own";
+    this.$("media-field").hidden = !this.ownMedia; // only the svd variant has a scene to replace
     this.showVolume();
     const label = this.mode === "generate" ? "Create video" : this.trainOnly ? "Train profile" : "Train & create video";
     this.submitButton.querySelector(".btn-label").textContent = label;
@@ -179,6 +190,7 @@ export class JobForm {
         aspectRatio: el.aspectRatio.value,
         captions: this.$("captions").checked,
       };
+      if (this.$("review").checked) body.options.review = true;
       if (body.options.captions) {
         body.options.captionStyle = el.captionStyle.value;
         body.options.captionPosition = el.captionPosition.value;
@@ -186,6 +198,7 @@ export class JobForm {
       const music = this.ownMusic ? this.music.uris()[0] : this.$("music").value;
       body.options.music = music;
       if (music !== "none") body.options.musicVolume = Number(this.$("music-volume").value) / 100;
+      if (this.ownMedia && this.media.uris().length) body.options.media = this.media.uris();
     }
     // A chosen preset is named too: the server fills in what the form has no control for (voice, language).
     if (this.$("saved-preset").value) body.preset = this.$("saved-preset").value;
@@ -207,7 +220,10 @@ export class JobForm {
   presetSettings() {
     const [, body] = this.body();
     const settings = { variant: body.variant };
-    if (body.options) settings.options = Object.fromEntries(Object.entries(body.options).filter(([, v]) => v !== undefined));
+    // Photos and clips are what one video shows, not a setting to reuse: a preset never keeps them.
+    if (body.options) {
+      settings.options = Object.fromEntries(Object.entries(body.options).filter(([k, v]) => v !== undefined && k !== "media"));
+    }
     return settings;
   }
 
@@ -232,6 +248,7 @@ export class JobForm {
       if ([...this.$("resolution").options].some((opt) => opt.value === o.resolution)) this.$("resolution").value = o.resolution;
       radio("aspectRatio", o.aspectRatio);
       if (o.captions !== undefined) this.$("captions").checked = o.captions;
+      if (o.review !== undefined) this.$("review").checked = o.review;
       radio("captionStyle", o.captionStyle);
       radio("captionPosition", o.captionPosition);
       if (o.music !== undefined) this.setMusic(o.music);
@@ -253,7 +270,8 @@ export class JobForm {
 
   /** Only what the server cannot see is checked here: files still uploading or refused. */
   localProblems() {
-    const fields = [...(this.mode === "train" ? [this.images, this.audio] : []), ...(this.ownMusic ? [this.music] : [])];
+    const fields = [...(this.mode === "train" ? [this.images, this.audio] : []), ...(this.ownMusic ? [this.music] : []),
+      ...(this.ownMedia ? [this.media] : [])];
     if (fields.some((f) => f.busy)) return "Wait for the uploads to finish, then try again.";
     const broken = fields.flatMap((f) => f.broken);
     if (broken.length) return `Remove the ${broken.length === 1 ? "file" : "files"} marked in red first.`;
@@ -321,6 +339,7 @@ export class JobForm {
     this.$("music").querySelector("option[data-saved-music]")?.remove();
     this.images.clear();
     this.audio.clear();
+    this.media.clear();
     this.music.clear();
     this.$("script-details").open = false;
     this.$("submit-hint").textContent = "";
@@ -364,7 +383,7 @@ export class JobForm {
       const slot = this.form.querySelector(`[data-error-for="${CSS.escape(key)}"]`);
       if (!slot) continue;
       const message = this.friendly(key, detail);
-      const files = key === "images" ? this.images : key === "audio" ? this.audio : null;
+      const files = { images: this.images, audio: this.audio, "options.media": this.media }[key] ?? null;
       if (files && index !== undefined && files.markSent(index, message)) {
         files.input.setAttribute("aria-invalid", "true");
       } else if (key === "musicFile") {
@@ -406,7 +425,7 @@ export class JobForm {
     const field = target.closest(".field, fieldset");
     if (!field) return;
     for (const slot of field.querySelectorAll(".field-error")) {
-      if (slot.id !== "err-images" && slot.id !== "err-audio") slot.textContent = "";
+      if (!FILE_ERRORS.includes(slot.id)) slot.textContent = "";
     }
     for (const el of field.querySelectorAll('[aria-invalid="true"]')) {
       if (el.type !== "file") el.removeAttribute("aria-invalid");
@@ -417,7 +436,7 @@ export class JobForm {
 
   clearErrors() {
     for (const slot of this.form.querySelectorAll(".field-error")) {
-      if (slot.id !== "err-images" && slot.id !== "err-audio") slot.textContent = "";
+      if (!FILE_ERRORS.includes(slot.id)) slot.textContent = "";
     }
     for (const el of this.form.querySelectorAll('[aria-invalid="true"]')) {
       if (el.type !== "file") el.removeAttribute("aria-invalid");

@@ -10,6 +10,7 @@ export const NODE_LABELS = {
   script: "Write the script",
   profile: "Profile",
   select: "Plan the render",
+  review: "Review the script",
   train_lora: "Learn the face",
   train_voice: "Learn the voice",
   render: "Render the video",
