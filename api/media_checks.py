@@ -1,4 +1,4 @@
-"""Content checks for uploads: images must decode and be large enough, audio must decode and hold sound."""
+"""Content checks for uploads: images and clips must decode and be large enough, audio must decode and hold sound."""
 
 from pathlib import Path
 
@@ -6,6 +6,9 @@ import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+CLIP_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm"}
+SCENE_MEDIA_TYPES = IMAGE_TYPES | CLIP_TYPES  # what `options.media` may name
 MIN_IMAGE_SIDE = 64
 MIN_AUDIO_SECONDS = 1.0
 SILENT_DBFS = -55.0  # a clip whose loudest 25 ms stays below this is silence
@@ -61,3 +64,43 @@ def check_audio(path: Path) -> float:
     if 20 * np.log10(max(loudest, 1e-9)) < SILENT_DBFS:
         raise UnusableUpload("is silent")
     return seconds
+
+
+def check_clip(path: Path, max_seconds: float) -> float:
+    """Decode every frame of a video clip (its sound is never read); returns its duration in seconds.
+
+    The duration is measured on the decoded frames, not taken from the container's header, which a
+    file may state wrongly; decoding stops as soon as the clip runs past `max_seconds`.
+
+    Raises:
+        UnusableUpload: no video stream, nothing decodes, smaller than 64×64, or longer than `max_seconds`.
+    """
+    too_long = UnusableUpload(f"is longer than {max_seconds:g} s, the most a clip may last")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UnusableUpload("has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = float(stream.average_rate or stream.guessed_rate or 25)
+            first: float | None = None
+            end = 0.0
+            for frame in container.decode(stream):
+                if first is None:
+                    first = frame.time or 0.0
+                    _check_clip_size(frame.width, frame.height)
+                end = (frame.time or 0.0) - first + 1 / rate  # a frame lasts until the next one
+                if end > max_seconds + 0.01:
+                    raise too_long
+    except UnusableUpload:
+        raise
+    except (av.FFmpegError, ValueError) as err:
+        raise UnusableUpload("is not a readable video") from err
+    if first is None:
+        raise UnusableUpload("is not a readable video: no frame decodes")
+    return end
+
+
+def _check_clip_size(width: int, height: int) -> None:
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise UnusableUpload(f"is {width}×{height}; clips must be at least {MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE}")

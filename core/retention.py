@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,10 +30,17 @@ async def uploads_in_use(sessions: async_sessionmaker[AsyncSession], since: time
             in_use.update([*images, *audio, *([portrait] if portrait else [])])
         recent = select(Job.request).where(Job.created_at >= utcnow() - since)
         for request in (await session.scalars(recent)).all():
-            in_use.update([*request.get("images", []), *request.get("audio", [])])
-            if request.get("portrait"):
-                in_use.add(request["portrait"])
+            in_use.update(uploads_named(request))
     return in_use
+
+
+def uploads_named(request: dict[str, Any]) -> list[str]:
+    """The upload URIs a stored job request names: training images and clips, the portrait, scene media, music."""
+    options = request.get("options") or {}
+    music = options.get("music")
+    named = [*request.get("images", []), *request.get("audio", []), *options.get("media", [])]
+    named += [uri for uri in (request.get("portrait"), music) if isinstance(uri, str) and uri.startswith("s3://")]
+    return named
 
 
 async def expire_uploads(

@@ -2,7 +2,7 @@
 
 import logging
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from PIL import Image
 from temporalio import activity
@@ -82,6 +82,7 @@ class RenderActivities:
             hb.update(stage, fraction * 95, stage_index=index, stage_count=stage_count)
 
         portrait = self._portrait(inp.pipeline.portrait, out_dir)
+        media = self._media(options.media, out_dir)
         voice = self._voice(inp)
         size = frame_size(options.resolution, options.aspect_ratio)
         try:
@@ -104,6 +105,7 @@ class RenderActivities:
                 caption_position=options.caption_position,
                 music=self._music(options.music, out_dir),
                 music_volume=options.music_volume,
+                media=media,
             )
         except RenderCancelled as err:
             raise stop_error("render stopped") from err
@@ -146,6 +148,14 @@ class RenderActivities:
         if music in ("none", "calm", "upbeat"):
             return music  # type: ignore[return-value]
         return self._store.download(music, out_dir / "music")
+
+    def _media(self, uris: list[str], out_dir: Path) -> list[Path]:
+        """The caller's images and clips for the scenes (the API checked they are theirs), downloaded in order."""
+        # The suffix tells a still from a clip; the index keeps two uploads of the same name apart.
+        return [
+            self._store.download(uri, out_dir / "media" / f"{i:02d}{PurePosixPath(uri).suffix.lower()}")
+            for i, uri in enumerate(uris)
+        ]
 
     def _voice(self, inp: RenderInput) -> VoiceParams:
         # `voice` is an advertised voice id (`piper:…`, `espeak-ng:de`); histories from before voices were

@@ -1,8 +1,10 @@
-"""Upload routes: store images, voice clips and music (multipart → object storage), list and delete them."""
+"""Upload routes: store images, video clips, voice clips and music (multipart → object storage), list and delete them."""
 
 import asyncio
+import functools
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,14 +14,14 @@ from fastapi import Path as PathParam
 from api import erasure
 from api.deps import ServicesDep, SettingsDep, UserDep, get_principal
 from api.errors import FieldError
-from api.media_checks import UnusableUpload, check_audio, check_image
+from api.media_checks import CLIP_TYPES, IMAGE_TYPES, UnusableUpload, check_audio, check_clip, check_image
 from api.views import uploaded_object
+from core.settings import Settings
 from schemas import names
 from schemas.api import UploadedFile, UploadsListed, UploadsPublic
 
 router = APIRouter(prefix="/api", dependencies=[Depends(get_principal)])
 
-IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 AUDIO_TYPES = {
     ".wav": "audio/wav",
     ".mp3": "audio/mpeg",
@@ -40,14 +42,17 @@ async def upload(
     settings: SettingsDep,
     purpose: Annotated[
         Literal["media", "music"],
-        Form(description="`music`: audio for `options.music` (needs `rightsConfirmed`); `media`: everything else"),
+        Form(
+            description="`music`: audio for `options.music` (needs `rightsConfirmed`); `media`: everything else "
+            "(images, voice clips, and video clips for `options.media`)"
+        ),
     ] = "media",
     rights_confirmed: Annotated[
         bool,
         Form(alias="rightsConfirmed", description="music only: you hold the rights to use it in your videos"),
     ] = False,
 ) -> UploadsPublic:
-    """Store images, voice clips and music; the returned `s3://` URIs go into `/api/train`, `portrait` or `options.music`."""
+    """Store images, clips and music; the returned `s3://` URIs go into `/api/train`, `portrait`, `options.media` or `options.music`."""
     limits = settings.api
     if len(files) > limits.max_files_per_upload:
         raise FieldError(("body", "files"), f"at most {limits.max_files_per_upload} files per upload")
@@ -57,33 +62,50 @@ async def upload(
             ("body", "rightsConfirmed"), "confirm that you hold the rights to use this music in your videos"
         )
     stored: list[UploadedFile] = []
-    for i, file in enumerate(files):
-        name = file.filename or "upload"
-        suffix = Path(name).suffix.lower()
-        content_type = AUDIO_TYPES.get(suffix) if music else IMAGE_TYPES.get(suffix) or AUDIO_TYPES.get(suffix)
-        if content_type is None and music:
-            raise FieldError(
-                ("body", "files", i), f"'{name}': music must be audio ({', '.join(AUDIO_TYPES)})", status_code=415
+    # Every file is checked before any is stored: a refused upload leaves nothing behind.
+    with tempfile.TemporaryDirectory(prefix="upload-") as spool:
+        accepted = [await _accept(file, i, Path(spool), music, settings) for i, file in enumerate(files)]
+        for file, (path, content_type, size) in zip(files, accepted, strict=True):
+            key = f"{user}/{MUSIC_PREFIX if music else ''}{uuid.uuid4().hex}{path.suffix}"
+            uri, _ = await asyncio.to_thread(services.store.put_file, names.UPLOADS_BUCKET, key, path, content_type)
+            stored.append(
+                UploadedFile(uri=uri, filename=file.filename or "upload", content_type=content_type, size_bytes=size)
             )
-        if content_type is None:
-            raise FieldError(
-                ("body", "files", i),
-                f"'{name}': unsupported file type (images: {', '.join(IMAGE_TYPES)}; audio: {', '.join(AUDIO_TYPES)})",
-                status_code=415,
-            )
-        with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
-            size = await _spool(file, Path(tmp.name), limits.max_upload_bytes, i, name)
-            try:
-                check = check_image if suffix in IMAGE_TYPES else check_audio
-                await asyncio.to_thread(check, Path(tmp.name))
-            except UnusableUpload as err:
-                raise FieldError(("body", "files", i), f"'{name}' {err}") from err
-            key = f"{user}/{MUSIC_PREFIX if music else ''}{uuid.uuid4().hex}{suffix}"
-            uri, _ = await asyncio.to_thread(
-                services.store.put_file, names.UPLOADS_BUCKET, key, Path(tmp.name), content_type
-            )
-        stored.append(UploadedFile(uri=uri, filename=name, content_type=content_type, size_bytes=size))
     return UploadsPublic(data=stored)
+
+
+async def _accept(file: UploadFile, i: int, spool: Path, music: bool, settings: Settings) -> tuple[Path, str, int]:
+    """Spool one file and check its type and content; returns its path, content type and size."""
+    name = file.filename or "upload"
+    suffix = Path(name).suffix.lower()
+    content_type = AUDIO_TYPES.get(suffix) if music else (IMAGE_TYPES | AUDIO_TYPES | CLIP_TYPES).get(suffix)
+    if content_type is None and music:
+        raise FieldError(
+            ("body", "files", i), f"'{name}': music must be audio ({', '.join(AUDIO_TYPES)})", status_code=415
+        )
+    if content_type is None:
+        raise FieldError(
+            ("body", "files", i),
+            f"'{name}': unsupported file type (images: {', '.join(IMAGE_TYPES)}; audio: {', '.join(AUDIO_TYPES)}; "
+            f"video clips: {', '.join(CLIP_TYPES)})",
+            status_code=415,
+        )
+    path = spool / f"{i}{suffix}"
+    size = await _spool(file, path, settings.api.max_upload_bytes, i, name)
+    try:
+        await asyncio.to_thread(_checker(suffix, settings.api.max_video_seconds), path)
+    except UnusableUpload as err:
+        raise FieldError(("body", "files", i), f"'{name}' {err}") from err
+    return path, content_type, size
+
+
+def _checker(suffix: str, max_video_seconds: float) -> Callable[[Path], object]:
+    """The content check for a file of this type (it raises `UnusableUpload`)."""
+    if suffix in IMAGE_TYPES:
+        return check_image
+    if suffix in CLIP_TYPES:
+        return functools.partial(check_clip, max_seconds=max_video_seconds)
+    return check_audio
 
 
 async def _spool(file: UploadFile, dest: Path, max_bytes: int, index: int, name: str) -> int:

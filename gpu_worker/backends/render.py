@@ -6,7 +6,9 @@ its embedded CPU runtime, so any mix works (e.g. Stable Diffusion scene + Ken Bu
 
 - svd: scene (SD or ComfyUI, else `procedural`) → presenter composed in → image_to_video (SVD
   clip looped to the speech, else `ken-burns`) = `base.mp4` → lipsync (Wav2Lip on `base.mp4`,
-  else `embedded-visemes`: the mouth posed to the phonemes on the face mesh).
+  else `embedded-visemes`: the mouth posed to the phonemes on the face mesh). With the caller's
+  `options.media`, scene and image_to_video are `uploaded-media` and `media-montage` instead
+  (`gpu_worker.media.footage`: a scene per sentence, the presenter composed over each frame).
 - sadtalker: the framed portrait → talking_head (SadTalker, else `embedded-face-mesh`: visemes, blinks
   and head motion on the portrait).
 
@@ -17,6 +19,7 @@ manifest advertises it (`EMBEDDED_RUNTIMES` and the backends' names).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -34,9 +37,11 @@ from gpu_worker.backends.frames import pingpong, read_frames
 from gpu_worker.media.animate import camera_path, head_motion, ken_burns, map_box, talking_frames
 from gpu_worker.media.encode import VideoWriter, encode_frames
 from gpu_worker.media.faces import Box
+from gpu_worker.media.footage import PresenterOverlay, montage, plan_scenes
 from gpu_worker.media.mouth import Lips
 from gpu_worker.media.presenter import frame_portrait
-from gpu_worker.media.scene import compose_presenter, render_backdrop
+from gpu_worker.media.scene import compose_presenter, presenter_layer, render_backdrop
+from gpu_worker.media.speech import Segment
 from gpu_worker.media.visemes import MouthTrack
 
 if TYPE_CHECKING:
@@ -51,12 +56,19 @@ _ZOOM = 0.08
 WORD_CAPTIONS = "word-timed"  # captions cut from the word timeline (plain or karaoke)
 SYNTHESISED_BED = "synthesised-bed"  # `options.music` calm or upbeat, made by our own code
 UPLOADED_MUSIC = "uploaded-music"  # the caller's own music upload
+UPLOADED_MEDIA = "uploaded-media"  # the svd scene from the caller's own images and clips (`options.media`)
+MEDIA_MONTAGE = "media-montage"  # their scenes cut at sentences: Ken Burns on stills, clips as filmed
 _FINISHING = {"captions": [WORD_CAPTIONS], "music": [SYNTHESISED_BED, UPLOADED_MUSIC], "mux": ["ffmpeg"]}
 
 # The embedded CPU runtimes need no weights, so every GPU worker has them; per variant, then stage.
 # (`speech` comes from the narrator, `upscale` only from a configured upscaler: nothing to upscale here.)
 EMBEDDED_RUNTIMES: dict[str, dict[str, list[str]]] = {
-    "svd": {"scene": ["procedural"], "image_to_video": ["ken-burns"], "lipsync": ["embedded-visemes"], **_FINISHING},
+    "svd": {
+        "scene": ["procedural", UPLOADED_MEDIA],
+        "image_to_video": ["ken-burns", MEDIA_MONTAGE],
+        "lipsync": ["embedded-visemes"],
+        **_FINISHING,
+    },
     "sadtalker": {"talking_head": ["embedded-face-mesh"], **_FINISHING},
 }
 
@@ -100,6 +112,8 @@ class FrameInputs:
     seed: int
     out_dir: Path
     crf: int = 23
+    media: tuple[Path, ...] = ()  # the caller's images and clips: the svd scenes instead of a generated one
+    sentences: tuple[Segment, ...] = ()  # the narration's sentences with their times (where scenes cut)
 
 
 def _tee(frames: Iterable[np.ndarray], writer: VideoWriter) -> Iterator[np.ndarray]:
@@ -153,6 +167,8 @@ class RenderBackends:
 
     def _svd(self, inp: FrameInputs, report: Callable[[str, float, float], Progress], stack: ExitStack) -> StageFrames:
         b, (w, h), n = self.backends, inp.size, len(inp.mouth)
+        if inp.media:
+            return self._media_scenes(inp, report, stack)
         scene_size = (math.ceil(w * _SCENE_MARGIN), math.ceil(h * _SCENE_MARGIN))
         rendering: dict[str, str] = {}
         scene_backend = b.scene
@@ -187,6 +203,21 @@ class RenderBackends:
             boxes = [map_box(scene_face, m) for m in paths]
             base = ken_burns(scene, inp.size, n, inp.seed, zoom=_ZOOM, focus=focus)
             rendering["image_to_video"] = "ken-burns"
+        return self._lipsync(inp, base, boxes, scene_path, rendering, report, stack, b.image_to_video is not None)
+
+    def _lipsync(
+        self,
+        inp: FrameInputs,
+        base: Iterator[np.ndarray],
+        boxes: list[Box],
+        scene_path: Path,
+        rendering: dict[str, str],
+        report: Callable[[str, float, float], Progress],
+        stack: ExitStack,
+        keep_base: bool,
+    ) -> StageFrames:
+        """The mouth posed on the base frames (Wav2Lip, else embedded visemes); `keep_base` also writes `base.mp4`."""
+        b, n = self.backends, len(inp.mouth)
         base_path = inp.out_dir / "base.mp4"
         if b.lipsync is not None:
             encode_frames(base, inp.size, inp.fps, base_path, crf=inp.crf + 3, preset="ultrafast")
@@ -197,7 +228,7 @@ class RenderBackends:
             frames = read_frames(synced, inp.size, inp.fps, n, b.upscaler)
             return StageFrames(frames, scene_path, base_path, rendering | self._upscaled(synced, inp.size))
         rendering["lipsync"] = "embedded-visemes"
-        if b.image_to_video is None:
+        if not keep_base:
             # A Ken Burns move over `scene.png` is not worth a second encoder (a quarter of the render's time).
             return StageFrames(
                 talking_frames(base, boxes, inp.lips, inp.mouth, inp.blinks), scene_path, None, rendering
@@ -205,6 +236,26 @@ class RenderBackends:
         writer = stack.enter_context(VideoWriter(base_path, inp.size, inp.fps, crf=inp.crf + 3, preset="ultrafast"))
         frames = talking_frames(_tee(base, writer), boxes, inp.lips, inp.mouth, inp.blinks)
         return StageFrames(frames, scene_path, base_path, rendering)
+
+    def _media_scenes(
+        self, inp: FrameInputs, report: Callable[[str, float, float], Progress], stack: ExitStack
+    ) -> StageFrames:
+        """The svd frames over the caller's own media: a scene per sentence, the presenter composed over each frame."""
+        n = len(inp.mouth)
+        progress = report("scene", 0.0, 0.3)
+        progress(0.0)
+        layer, face = presenter_layer(inp.size, inp.face, inp.face_box)
+        presenter = PresenterOverlay(layer)
+        scenes = plan_scenes(inp.media, inp.sentences, inp.fps, n, inp.seed)
+        frames = (presenter.over(frame) for frame in montage(scenes, inp.size, inp.fps))
+        first = next(frames)
+        scene_path = inp.out_dir / "scene.png"
+        Image.fromarray(first).save(scene_path)
+        progress(1.0)
+        base = itertools.chain([first], frames)
+        rendering = {"scene": UPLOADED_MEDIA, "image_to_video": MEDIA_MONTAGE}
+        logger.info("%d scenes from %d media", len(scenes), len(inp.media))
+        return self._lipsync(inp, base, [face] * n, scene_path, rendering, report, stack, keep_base=False)
 
     def _talking_head(self, inp: FrameInputs, report: Callable[[str, float, float], Progress]) -> StageFrames:
         framed, face_box = frame_portrait(inp.face, inp.size, face_height=0.32, face_top=0.2, face=inp.face_box)

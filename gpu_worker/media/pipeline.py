@@ -99,6 +99,7 @@ def render_still_video(
     caption_position: CaptionPosition = "bottom",
     music: Music = "none",
     music_volume: float = 0.25,
+    media: Sequence[Path] = (),
 ) -> RenderOutputs:
     """Render a narrated talking-presenter video: speech, the variant's stages, captions, H.264/AAC MP4.
 
@@ -128,16 +129,19 @@ def render_still_video(
         caption_position: `bottom`, `top` or `center` (inside the safe area of the frame).
         music: `none`, a synthesised bed (`calm`, `upbeat`) or the path of the caller's audio file.
         music_volume: the bed's level away from speech, 0-1.
+        media: the caller's images and clips (svd only): one per sentence instead of a generated scene.
 
     Returns:
         The paths of the outputs, the video duration and which runtime rendered each stage.
 
     Raises:
         RenderCancelled: `cancelled()` returned True; the partial video is deleted.
-        ValueError: unknown variant, language or voice, or an empty narrative.
+        ValueError: unknown variant, language or voice, an empty narrative, or media for sadtalker.
     """
     if variant not in ("svd", "sadtalker"):
         raise ValueError(f"unknown variant: {variant!r}")
+    if media and variant != "svd":
+        raise ValueError("options.media replaces the scene of the svd variant; sadtalker has no scene")
 
     def checkpoint(stage: str, fraction: float) -> None:
         if cancelled():
@@ -164,8 +168,9 @@ def render_still_video(
         caption_files = _write_captions(cues, out_dir, size, caption_style, caption_position) if captions else []
         picture = out_dir / "picture.mp4"
         inputs = FrameInputs(
-            script_stage, face, face_box, lips, size, fps, speech.path, loudness, mouth, blinks, seed, out_dir, crf
-        )
+            script_stage, face, face_box, lips, size, fps, speech.path, loudness, mouth, blinks, seed, out_dir, crf,
+            media=tuple(media), sentences=tuple(speech.segments),
+        )  # fmt: skip
         stages = backends or RenderBackends(Backends())
         with stages.frames(variant, inputs, checkpoint, (_SPEECH, _SPEECH + _SCENE)) as staged:
             burned = (

@@ -293,7 +293,27 @@ def compose_presenter(backdrop: Image.Image, face: Image.Image, face_box: Box | 
     Returns:
         The composed RGB scene and the face box in scene coordinates.
     """
-    w, h = backdrop.size
+    layer, box = presenter_layer(backdrop.size, face, face_box)
+    scene = backdrop.convert("RGBA")
+    scene.alpha_composite(layer)
+    return scene.convert("RGB"), box
+
+
+def presenter_layer(size: tuple[int, int], face: Image.Image, face_box: Box | None = None) -> tuple[Image.Image, Box]:
+    """The presenter's framed card with its border and soft shadow, on a transparent layer of `size`.
+
+    Composited over a backdrop it gives `compose_presenter`'s scene; a backdrop that changes every
+    frame (the caller's own media) reuses the one layer.
+
+    Args:
+        size: `(width, height)` of the scene.
+        face: the presenter portrait (any photo with a face).
+        face_box: the face box in `face`, if already known (detected otherwise).
+
+    Returns:
+        The RGBA layer and the face box in scene coordinates.
+    """
+    w, h = size
     card_h = int(h * 0.64)
     card_w = int(card_h * 0.8)
     if card_w > w * 0.72:
@@ -305,17 +325,17 @@ def compose_presenter(backdrop: Image.Image, face: Image.Image, face_box: Box | 
     radius, border = int(card_h * 0.05), max(2, h // 180)
     mask = Image.new("L", (card_w, card_h), 0)
     ImageDraw.Draw(mask).rounded_rectangle([0, 0, card_w - 1, card_h - 1], radius=radius, fill=255)
-    scene = backdrop.convert("RGBA")
-    shadow = Image.new("RGBA", scene.size, (0, 0, 0, 0))
+    shadow = Image.new("RGBA", size, (0, 0, 0, 0))
     off = border * 3
     ImageDraw.Draw(shadow).rounded_rectangle(
         [x + off, y + off, x + card_w + off, y + card_h + off], radius=radius, fill=(0, 0, 0, 110)
     )
-    scene.alpha_composite(shadow.filter(ImageFilter.GaussianBlur(off * 2)))
-    ImageDraw.Draw(scene).rounded_rectangle(
+    layer = shadow.filter(ImageFilter.GaussianBlur(off * 2))
+    # Drawn and pasted opaque (no blending): the border and card replace the shadow under them.
+    ImageDraw.Draw(layer).rounded_rectangle(
         [x - border, y - border, x + card_w + border, y + card_h + border],
         radius=radius + border,
         fill=(250, 250, 252, 255),
     )
-    scene.paste(card, (x, y), mask)
-    return scene.convert("RGB"), (x + fx, y + fy, fw, fh)
+    layer.paste(card, (x, y), mask)
+    return layer, (x + fx, y + fy, fw, fh)

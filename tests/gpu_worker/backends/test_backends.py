@@ -71,8 +71,8 @@ def test_nothing_configured_means_embedded_runtimes_only(tmp_path: Path) -> None
 def test_manifest_advertises_configured_backends_before_the_embedded_runtimes(everything, backends) -> None:
     runtimes = manifest(everything, "gpu-1", backends).runtimes
     svd, sadtalker = runtimes["svd"], runtimes["sadtalker"]
-    assert svd["scene"] == ["diffusers-sd", "procedural"]
-    assert svd["image_to_video"] == ["diffusers-svd", "ken-burns"]
+    assert svd["scene"] == ["diffusers-sd", "procedural", "uploaded-media"]
+    assert svd["image_to_video"] == ["diffusers-svd", "ken-burns", "media-montage"]
     assert svd["lipsync"] == ["wav2lip", "embedded-visemes"]
     assert sadtalker["talking_head"] == ["sadtalker", "embedded-face-mesh"]
     assert svd["upscale"] == sadtalker["upscale"] == ["realesrgan"]
@@ -83,7 +83,7 @@ def test_manifest_advertises_configured_backends_before_the_embedded_runtimes(ev
 def test_an_unreachable_comfyui_is_not_advertised() -> None:
     backends = build_backends(settings(comfyui_url="http://127.0.0.1:9"))
     assert backends.configured and backends.scene is None
-    assert manifest(settings(), "gpu-1", backends).runtimes["svd"]["scene"] == ["procedural"]
+    assert manifest(settings(), "gpu-1", backends).runtimes["svd"]["scene"] == ["procedural", "uploaded-media"]
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,8 @@ const RUNTIME_LABELS = {
   "sentence-timed": "timed per sentence",
   "synthesised-bed": "music bed synthesised by our code",
   "uploaded-music": "your music",
+  "uploaded-media": "your photos and clips",
+  "media-montage": "a scene per sentence (Ken Burns on photos, crossfades)",
 };
 
 // Backends that run a model's downloaded weights or a model service; everything else is embedded.

@@ -11,13 +11,18 @@ const KINDS = {
   image: { ext: [".png", ".jpg", ".jpeg", ".webp"], noun: "photo", types: "PNG, JPEG or WebP" },
   audio: { ext: [".wav", ".mp3", ".m4a", ".ogg", ".flac"], noun: "voice clip", types: "WAV, MP3, M4A, OGG or FLAC" },
   music: { ext: [".wav", ".mp3", ".m4a", ".ogg", ".flac"], noun: "audio file", types: "WAV, MP3, M4A, OGG or FLAC" },
+  // Scenes of a video (`options.media`): photos and video clips, previewed as pictures.
+  media: {
+    ext: [".png", ".jpg", ".jpeg", ".webp", ".mp4", ".mov", ".webm"], noun: "photo or clip", plural: "photos and clips",
+    per: "video", types: "PNG, JPEG, WebP, MP4, MOV or WebM",
+  },
 };
 
 let nextId = 0;
 
 export class FileField {
   /**
-   * @param {{input: HTMLInputElement, list: HTMLElement, error: HTMLElement, kind: "image"|"audio"|"music", max: number,
+   * @param {{input: HTMLInputElement, list: HTMLElement, error: HTMLElement, kind: "image"|"audio"|"music"|"media", max: number,
    *          deferred?: boolean}} opts `deferred`: keep chosen files until `send()`; with `max` 1 a new file replaces the old
    */
   constructor({ input, list, error, kind, max, deferred = false }) {
@@ -38,7 +43,8 @@ export class FileField {
     if (this.max === 1 && files.length) this.clear();
     for (const file of files) {
       if (this.items.length >= this.max) {
-        this.setError(`At most ${this.max} ${this.spec.noun}s per profile; ${file.name} was left out.`);
+        const what = this.spec.plural ?? `${this.spec.noun}s`;
+        this.setError(`At most ${this.max} ${what} per ${this.spec.per ?? "profile"}; ${file.name} was left out.`);
         break;
       }
       const item = { id: `file-${nextId++}`, file, state: this.deferred ? "chosen" : "uploading", uri: null, message: "" };
@@ -109,10 +115,15 @@ export class FileField {
     }, icon("close"));
     const meta = h("div", { class: "file-meta" }, name, state);
     const placeholder = () => h("span", { class: "file-placeholder", "aria-hidden": "true" }, "?");
+    const clip = /\.(mp4|mov|webm)$/i.test(item.file.name);
     const preview = item.state === "error"
       ? placeholder()
-      : h("img", { src: item.url, alt: `Preview of ${item.file.name}`, onerror: () => preview.replaceWith(placeholder()) });
-    item.el = this.kind === "image"
+      : clip
+        // `#t=0.1`: seeking is what makes Chromium decode a frame to show; without it the tile stays blank.
+        ? h("video", { src: `${item.url}#t=0.1`, muted: true, preload: "metadata", "aria-label": `Preview of ${item.file.name}`,
+          onerror: () => preview.replaceWith(placeholder()) })
+        : h("img", { src: item.url, alt: `Preview of ${item.file.name}`, onerror: () => preview.replaceWith(placeholder()) });
+    item.el = this.kind === "image" || this.kind === "media"
       ? h("li", { class: "file image", "aria-describedby": `${item.id}-state` }, preview, meta, remove)
       : h("li", { class: "file audio", "aria-describedby": `${item.id}-state` },
         meta, remove, h("audio", { src: item.url, controls: true, preload: "metadata", "aria-label": `Listen to ${item.file.name}` }));
