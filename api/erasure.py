@@ -25,28 +25,42 @@ logger = logging.getLogger(__name__)
 
 async def erase_job(services: Services, user: str, row: Job) -> None:
     """Delete the user's finished job: its outputs, its history and its rows; 409 while it is open."""
-    if row.id in await open_job_ids(services, user):
+    open_ids = await open_job_ids(services, user)
+    if row.id in open_ids:
         raise ApiError(409, f"job '{row.id}' is still queued or running; cancel it first")
+    if row.batch_id in open_ids:  # its batch may not have started it yet
+        raise ApiError(409, f"job '{row.id}' belongs to batch '{row.batch_id}', which is still starting its jobs")
+    await erase_closed_job(services, row)
+
+
+async def erase_closed_job(services: Services, row: Job) -> None:
+    """Delete a job known to be closed: its outputs, its history, its rows."""
     await asyncio.to_thread(services.store.delete_prefix, names.ARTIFACTS_BUCKET, f"jobs/{row.id}/")
+    await delete_history(services, row.id)
+    async with services.sessions.begin() as session:
+        await repo.delete_job(session, row.id)
+    logger.info("job %s of %s deleted", row.id, row.user_id)
+
+
+async def delete_history(services: Services, workflow_id: str) -> None:
+    """Delete a closed workflow's history (it holds topics, scripts and object URIs); gone already is fine."""
     try:
         await services.temporal.workflow_service.delete_workflow_execution(
             DeleteWorkflowExecutionRequest(
-                namespace=services.temporal.namespace, workflow_execution=WorkflowExecution(workflow_id=row.id)
+                namespace=services.temporal.namespace, workflow_execution=WorkflowExecution(workflow_id=workflow_id)
             )
         )
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:  # already gone: nothing to erase there
             raise
-    async with services.sessions.begin() as session:
-        await repo.delete_job(session, row.id)
-    logger.info("job %s of %s deleted", row.id, row.user_id)
 
 
 async def erase_profile(services: Services, user: str, profile: Profile) -> None:
     """Delete the user's profile: weights, voice, portrait, training uploads and checkpoints; 409 while in use."""
     async with services.sessions() as session:
         jobs = await repo.jobs_of_profile(session, user, profile.id)
-    busy = {j.id for j in jobs} & await open_job_ids(services, user)
+    open_ids = await open_job_ids(services, user)
+    busy = {j.id for j in jobs if j.id in open_ids or j.batch_id in open_ids}  # a batch's job may not have started
     if busy:
         raise ApiError(409, f"profile '{profile.id}' is in use by {', '.join(sorted(busy))}; wait or cancel first")
     uploads = {uri for uri in [*profile.images, *profile.audio, profile.portrait_uri] if uri and _is_upload(uri, user)}

@@ -5,7 +5,8 @@ every scheduled/started/completed/failed event reaches the browser as soon as it
 Heartbeat progress never reaches the history, so while the run is open the stream also
 describes it every `DESCRIBE_INTERVAL` seconds. Each message is the same JSON as
 `GET /api/status/{jobId}` (built by the same fold) and is sent only when it changed; after the
-final state the server closes with 1000. The browser never polls.
+final state the server closes with 1000. The browser never polls. A batch's job that its batch
+has not started yet has no history to follow: it gets its `queued` status until the batch starts it.
 """
 
 import asyncio
@@ -18,14 +19,18 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.batch_jobs import unstarted_state, unstarted_status
 from api.deps import ID_PATTERN, Services, principal_of
 from api.errors import ApiError
 from api.owned import find_own_job
 from api.status import fold_status, is_open
+from core.db import Job
+from schemas.api import JobState
 
 logger = logging.getLogger(__name__)
 
 DESCRIBE_INTERVAL = 0.5  # seconds between `describe()` calls while a run is open (heartbeat progress)
+BATCH_START_POLL = 1.0  # seconds between checks whether its batch started a waiting job
 CLOSE_UNAUTHORIZED = 4401  # application close codes mirror HTTP statuses (4000 + status)
 CLOSE_NOT_FOUND = 4404
 CLOSE_UNAVAILABLE = 1011
@@ -48,10 +53,13 @@ async def serve(websocket: WebSocket, job_id: str) -> None:
     if not re.fullmatch(ID_PATTERN, job_id):
         await _close(websocket, CLOSE_NOT_FOUND, "no such job")
         return
-    if await find_own_job(services, principal.user_id, job_id) is None:
+    row = await find_own_job(services, principal.user_id, job_id)
+    if row is None:
         await _close(websocket, CLOSE_NOT_FOUND, f"job '{job_id}' not found")
         return
     try:
+        if row.batch_id is not None and not await _until_started(websocket, services, row):
+            return
         await _stream(websocket, services, job_id)
     except WebSocketDisconnect:
         return
@@ -61,6 +69,30 @@ async def serve(websocket: WebSocket, job_id: str) -> None:
         else:
             logger.warning("Temporal call failed while streaming %s: %s", job_id, err)
             await _close(websocket, CLOSE_UNAVAILABLE, "the workflow service (Temporal) is unavailable")
+
+
+async def _until_started(websocket: WebSocket, services: Services, row: Job) -> bool:
+    """A batch's job whose workflow the batch has not started: send its status, and wait until it starts.
+
+    Returns False when the stream is over: the job will never start (its status, `cancelled`, was
+    sent and the socket closed) or the browser left.
+    """
+    listener = asyncio.create_task(_until_disconnect(websocket))
+    last: JobState | None = None
+    try:
+        while (state := await unstarted_state(services.temporal, row)) is not None:
+            if state != last:
+                await websocket.send_text(unstarted_status(row, state).model_dump_json())
+                last = state
+            if state != "queued":
+                await _close(websocket, 1000, f"job {state}")
+                return False
+            done, _ = await asyncio.wait({listener}, timeout=BATCH_START_POLL)
+            if done:
+                return False
+        return True
+    finally:
+        listener.cancel()
 
 
 async def _stream(websocket: WebSocket, services: Services, job_id: str) -> None:

@@ -17,7 +17,7 @@ from api import errors, openapi
 from api.deps import Services, ServicesDep
 from api.limits import MULTIPART_SLACK, BodyLimit
 from api.openapi import Health
-from api.routes import admin, jobs, presets, profiles, session, uploads, web
+from api.routes import admin, batches, jobs, presets, profiles, session, uploads, web
 from core.services import open_services
 from core.settings import Settings, get_settings
 from core.telemetry import setup_telemetry
@@ -57,6 +57,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(profiles.router)
     app.include_router(presets.router)
+    app.include_router(batches.router)
     app.include_router(uploads.router)
     app.include_router(web.router)
     app.include_router(admin.router)

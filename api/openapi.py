@@ -32,8 +32,8 @@ DESCRIPTIONS: dict[int, str] = {
     400: "The body could not be parsed (JSON that is not UTF-8, a malformed multipart form)",
     401: "No credential, a malformed `Authorization` header, or an unknown, revoked or expired key or session",
     403: "Not allowed: an admin-only operation, or an `s3://` URI that is not one of the caller's uploads",
-    404: "No such job, profile, preset, upload or worker (or it belongs to another user)",
-    409: "The job or profile is not in a state that allows this operation, or the preset exists or is one too many",
+    404: "No such job, batch, profile, preset, upload or worker (or it belongs to another user)",
+    409: "The job, batch or profile is not in a state that allows this operation, or the preset exists or is one too many",
     413: "An upload is larger than the server accepts",
     415: "An upload's file type is not supported",
     429: "Too many of the caller's jobs are queued or running; retry after `Retry-After` seconds",
@@ -53,6 +53,9 @@ OPERATION_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("delete", "/api/profiles/{profile_id}"): (409,),
     ("post", "/api/uploads"): (413, 415),
     ("post", "/api/presets"): (409,),
+    ("post", "/api/batches"): (403, 429),
+    ("post", "/api/batches/{batch_id}/cancel"): (409,),
+    ("delete", "/api/batches/{batch_id}"): (409,),
 }
 
 _REF = "#/components/schemas/ErrorDetail"

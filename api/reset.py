@@ -11,6 +11,7 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import WorkflowHistory
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Services
 from api.errors import ApiError
@@ -71,7 +72,15 @@ async def retry(services: Services, job_id: str, caller: Principal) -> JobRetrie
 
 async def _reset(services: Services, job_id: str, user: str) -> JobRetried:
     client = services.temporal
-    description = await client.get_workflow_handle(job_id).describe()
+    try:
+        description = await client.get_workflow_handle(job_id).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # A batch's job that its batch has not started (or never will): no run to reset.
+        raise ApiError(
+            409, f"job '{job_id}' has no run to retry (not started yet); only failed jobs can be retried"
+        ) from err
     state = job_state(description.status)
     if state != "failed":  # failed, terminated or timed out
         raise ApiError(409, f"job '{job_id}' is {state}; only failed jobs can be retried")

@@ -1,4 +1,4 @@
-"""Database: the SQLAlchemy models (users, credentials, profiles, presets, jobs, artifacts, worker capabilities), engines, migrations."""
+"""Database: the SQLAlchemy models (users, credentials, profiles, presets, batches, jobs, artifacts, worker capabilities), engines, migrations."""
 
 from __future__ import annotations
 
@@ -135,6 +135,23 @@ class Preset(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
+class Batch(Base):
+    """One `POST /api/batches` (id = the `BatchWorkflow` id); its jobs name it in `jobs.batch_id`."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        Index(None, "user_id", "created_at", "id"),
+        UniqueConstraint("user_id", "idempotency_key"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    user_id: Mapped[str]
+    request: Mapped[dict[str, Any]]  # the body as validated (camelCase, fields given only): replays compare it
+    job_ids: Mapped[list[str]]  # its jobs in the order of the request: the answer a replay repeats
+    created_at: Mapped[datetime] = _created_at()
+    idempotency_key: Mapped[str | None]
+
+
 class Job(Base):
     """One submission (id = Temporal workflow id); its *state* lives in Temporal, never here."""
 
@@ -166,6 +183,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     idempotency_key: Mapped[str | None]  # the `Idempotency-Key` header it was submitted with
     preset: Mapped[str | None]  # the name of the preset the body named (its options are already in `request`)
+    # The batch it was submitted in; its workflow is then started by the batch's, maybe later than the row.
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), index=True)
 
 
 class Artifact(Base):

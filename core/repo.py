@@ -13,14 +13,14 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import Artifact, Job, Preset, Profile, User, WorkerCapability, new_id, utcnow
+from core.db import Artifact, Batch, Job, Preset, Profile, User, WorkerCapability, new_id, utcnow
 from schemas.capabilities import WorkerManifest
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ PROFILE_FIELDS: Final = frozenset(
 )
 _ARTIFACT_UPDATED: Final = ("user_id", "node_id", "uri", "content_type", "size_bytes", "partial")
 _POPULATE: Final = {"populate_existing": True}  # RETURNING rows overwrite stale objects in the session
+
+
+_Paged = TypeVar("_Paged", Job, Batch)  # rows paged newest first by `_newest_first`
 
 
 class InvalidCursorError(ValueError):
@@ -78,6 +81,7 @@ async def insert_job(
     created_at: datetime | None = None,
     idempotency_key: str | None = None,
     preset: str | None = None,
+    batch_id: str | None = None,
 ) -> Job:
     """Insert the `jobs` row the API writes before starting the workflow (`job_id` = workflow id).
 
@@ -96,6 +100,7 @@ async def insert_job(
         created_at=created_at or utcnow(),
         idempotency_key=idempotency_key,
         preset=preset,
+        batch_id=batch_id,
     )
     session.add(job)
     await session.flush()
@@ -126,10 +131,13 @@ async def get_job_by_idempotency_key(session: AsyncSession, user_id: str, key: s
 
 
 async def recent_job_ids(session: AsyncSession, user_id: str, within: timedelta) -> list[str]:
-    """Ids of the user's jobs created in the last `within` (newest first)."""
+    """Ids of the user's jobs created in the last `within` (newest first), leaving out batches' jobs.
+
+    A batch's job may wait long for its workflow: its batch (`recent_batch_ids`) stands for it.
+    """
     stmt = (
         select(Job.id)
-        .where(Job.user_id == user_id, Job.created_at >= func.now() - within)
+        .where(Job.user_id == user_id, Job.created_at >= func.now() - within, Job.batch_id.is_(None))
         .order_by(Job.created_at.desc())
     )
     return list((await session.scalars(stmt)).all())
@@ -174,11 +182,23 @@ async def list_jobs(
         InvalidCursorError: `cursor` is malformed.
         ValueError: `limit` is below 1.
     """
+    return await _newest_first(session, Job, user_id, limit, cursor)
+
+
+async def _newest_first(
+    session: AsyncSession, model: type[_Paged], user_id: str, limit: int, cursor: str | None
+) -> tuple[list[_Paged], str | None]:
+    """Keyset paging of the user's rows of `model` on (`created_at`, `id`), newest first."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    stmt = select(Job).where(Job.user_id == user_id).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    stmt = (
+        select(model)
+        .where(model.user_id == user_id)
+        .order_by(model.created_at.desc(), model.id.desc())
+        .limit(limit + 1)
+    )
     if cursor is not None:
-        stmt = stmt.where(tuple_(Job.created_at, Job.id) < tuple_(*decode_cursor(cursor)))
+        stmt = stmt.where(tuple_(model.created_at, model.id) < tuple_(*decode_cursor(cursor)))
     rows = list((await session.scalars(stmt)).all())
     if len(rows) <= limit:
         return rows, None
@@ -198,6 +218,88 @@ async def update_job_summary(session: AsyncSession, job_id: str, **fields: Any) 
     values = {name: _json(value) for name, value in fields.items()}
     stmt = update(Job).where(Job.id == job_id).values(values).returning(Job)
     return (await session.scalars(stmt, execution_options=_POPULATE)).one_or_none()
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+async def insert_batch(
+    session: AsyncSession,
+    *,
+    batch_id: str,
+    user_id: str,
+    request: Mapping[str, Any],
+    job_ids: list[str],
+    idempotency_key: str | None = None,
+    created_at: datetime | None = None,
+) -> Batch:
+    """Insert the `batches` row (before its jobs' rows, which name it; `batch_id` = workflow id).
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: the user already submitted a batch with `idempotency_key`.
+    """
+    batch = Batch(
+        id=batch_id,
+        user_id=user_id,
+        request=dict(request),
+        job_ids=list(job_ids),
+        created_at=created_at or utcnow(),
+        idempotency_key=idempotency_key,
+    )
+    session.add(batch)
+    await session.flush()
+    return batch
+
+
+async def get_batch(session: AsyncSession, user_id: str, batch_id: str) -> Batch | None:
+    """The batch, or None when it does not exist or belongs to another user."""
+    stmt = select(Batch).where(Batch.id == batch_id, Batch.user_id == user_id)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def get_batch_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Batch | None:
+    """The user's batch submitted with `Idempotency-Key: key`, if any."""
+    stmt = select(Batch).where(Batch.user_id == user_id, Batch.idempotency_key == key)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def list_batches(
+    session: AsyncSession, user_id: str, limit: int = 20, cursor: str | None = None
+) -> tuple[list[Batch], str | None]:
+    """One page of the user's batches, newest first, and the cursor of the next page (None at the end).
+
+    Raises:
+        InvalidCursorError: `cursor` is malformed.
+        ValueError: `limit` is below 1.
+    """
+    return await _newest_first(session, Batch, user_id, limit, cursor)
+
+
+async def jobs_of_batches(session: AsyncSession, batch_ids: Iterable[str]) -> dict[str, list[Job]]:
+    """The job rows of each batch (a batch whose jobs were all deleted maps to an empty list)."""
+    ids = list(batch_ids)
+    found: dict[str, list[Job]] = {batch_id: [] for batch_id in ids}
+    if ids:
+        stmt = select(Job).where(Job.batch_id.in_(ids)).order_by(Job.created_at, Job.id)
+        for job in await session.scalars(stmt):
+            found[str(job.batch_id)].append(job)
+    return found
+
+
+async def recent_batch_ids(session: AsyncSession, user_id: str, within: timedelta) -> list[str]:
+    """Ids of the user's batches created in the last `within` (newest first)."""
+    stmt = (
+        select(Batch.id)
+        .where(Batch.user_id == user_id, Batch.created_at >= func.now() - within)
+        .order_by(Batch.created_at.desc())
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def delete_batch(session: AsyncSession, batch_id: str) -> None:
+    """Delete a batch row and its jobs' rows (their artifacts rows go with them)."""
+    await session.execute(delete(Job).where(Job.batch_id == batch_id))
+    await session.execute(delete(Batch).where(Batch.id == batch_id))
 
 
 # --- profiles ------------------------------------------------------------------------------------

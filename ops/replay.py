@@ -34,6 +34,7 @@ from temporalio.worker import Replayer
 
 from ops.exit import UNREACHABLE, exit_with
 from schemas import names
+from workflows.batch import BatchWorkflow
 from workflows.pipeline import PipelineWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -43,6 +44,8 @@ _CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 _CODE = re.compile(r"^\[TMPRL\d+\]\s*")
 _QUOTED = re.compile(r"'([^']+)'")
 
+
+WORKFLOWS: tuple[type, ...] = (PipelineWorkflow, BatchWorkflow)  # every workflow a job history may hold
 
 Source = AsyncIterator[tuple[str, WorkflowHistory | Exception]]
 """`(label, history)` pairs to replay, or `(label, error)` for a history that could not be loaded."""
@@ -134,7 +137,7 @@ def _replayer(workflows: Sequence[type]) -> Replayer:
     )
 
 
-async def replay_histories(histories: Source, workflows: Sequence[type] = (PipelineWorkflow,)) -> list[Outcome]:
+async def replay_histories(histories: Source, workflows: Sequence[type] = WORKFLOWS) -> list[Outcome]:
     """Replay each `(label, history)` with `workflows` and the project's converter and sandbox."""
     labels: dict[int, tuple[str, WorkflowHistory]] = {}
     outcomes: list[Outcome] = []
@@ -209,7 +212,7 @@ async def _connect() -> Client:
     return await connect(get_settings().temporal)
 
 
-async def run(argv: Sequence[str] | None = None, workflows: Sequence[type] = (PipelineWorkflow,)) -> int:
+async def run(argv: Sequence[str] | None = None, workflows: Sequence[type] = WORKFLOWS) -> int:
     """Replay what `argv` selects with `workflows`; print one line per run; return the exit code.
 
     Args:

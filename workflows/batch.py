@@ -10,6 +10,7 @@ tell them from queued ones).
 """
 
 import asyncio
+import functools
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -36,7 +37,7 @@ class BatchWorkflow:
         """Start every job not cancelled beforehand, waiting for a free slot before each one."""
         try:
             for item in batch.items:
-                await workflow.wait_condition(lambda: len(self._running) < batch.max_running)
+                await workflow.wait_condition(functools.partial(self._may_go_on, item.job.job_id))
                 if item.job.job_id not in self._skipped:
                     await self._start(item)
         except asyncio.CancelledError:
@@ -45,6 +46,10 @@ class BatchWorkflow:
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return BatchResult(started=self._started, skipped=self._skipped)
+
+    def _may_go_on(self, job_id: str) -> bool:
+        """A slot is free, or the job was cancelled while it waited for one (then it needs none)."""
+        return job_id in self._skipped or len(self._running) < self._batch.max_running
 
     @workflow.signal(name=names.CANCEL_BATCH_JOBS)
     async def cancel_jobs(self, request: CancelJobsInput) -> None:

@@ -74,12 +74,22 @@ _REQUEST_ARGS = ("method", "url", "headers", "params", "cookies", "json", "data"
 
 def _short_render(case: Case) -> Case:
     """Cap a valid render duration (absent: the 12 s default) at the shortest allowed, 5 s."""
-    if case.operation.path != "/api/generate" or not isinstance(case.body, dict):
+    if not isinstance(case.body, dict):
         return case
-    options = case.body.setdefault("options", {})
-    duration = options.get("durationSeconds") if isinstance(options, dict) else "n/a"
-    if duration is None or (type(duration) in (int, float) and 0 < duration <= 120):
-        options["durationSeconds"] = min(duration or SHORT_RENDER_SECONDS, SHORT_RENDER_SECONDS)
+    if case.operation.path == "/api/generate":
+        bodies = [case.body]
+    elif case.operation.path == "/api/batches":  # each item, and the fields every job of the product shares
+        items = case.body.get("items")
+        bodies = [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        if "topics" in case.body:
+            bodies.append(case.body.setdefault("common", {}))
+    else:
+        return case
+    for body in bodies:
+        options = body.setdefault("options", {}) if isinstance(body, dict) else None
+        duration = options.get("durationSeconds") if isinstance(options, dict) else "n/a"
+        if options is not None and (duration is None or (type(duration) in (int, float) and 0 < duration <= 120)):
+            options["durationSeconds"] = min(duration or SHORT_RENDER_SECONDS, SHORT_RENDER_SECONDS)
     return case
 
 
@@ -91,11 +101,14 @@ async def _send(client: httpx.AsyncClient, kwargs: dict[str, Any]) -> httpx.Resp
     return await client.request(prepared.method, prepared.url, headers=dict(prepared.headers), content=body)
 
 
-def _cases(operation: APIOperation, mode: GenerationMode, job_id: str | None) -> st.SearchStrategy[Case]:
-    """Generated cases; with `job_id`, some of them name that real job instead of a random id."""
+def _cases(
+    operation: APIOperation, mode: GenerationMode, job_id: str | None, batch_id: str | None = None
+) -> st.SearchStrategy[Case]:
+    """Generated cases; with `job_id` (`batch_id`), some of them name that real job (batch) instead of a random id."""
     cases = operation.as_strategy(generation_mode=mode)
-    if job_id is not None and "{job_id}" in operation.path:
-        cases = st.one_of(cases, operation.as_strategy(generation_mode=mode, path_parameters={"job_id": job_id}))
+    for name, value in (("job_id", job_id), ("batch_id", batch_id)):
+        if value is not None and f"{{{name}}}" in operation.path:
+            cases = st.one_of(cases, operation.as_strategy(generation_mode=mode, path_parameters={name: value}))
     return cases.map(_short_render)
 
 
@@ -164,9 +177,15 @@ async def test_operation_conforms_to_its_schema(stack_factory, operation: APIOpe
             started = await stack.api.post("/api/generate", json={"topic": "fuzz", "options": {"durationSeconds": 5}})
             assert started.status_code == 202, started.text
             job_id = started.json()["jobId"]
+        batch_id = None
+        if "{batch_id}" in operation.path:  # likewise a real batch for the batch routes
+            body = {"topics": ["fuzz"], "common": {"options": {"durationSeconds": 5}}}
+            started = await stack.api.post("/api/batches", json=body)
+            assert started.status_code == 202, started.text
+            batch_id = started.json()["batchId"]
         transport = httpx.ASGITransport(app=stack.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            cases = _cases(operation, mode, job_id)
+            cases = _cases(operation, mode, job_id, batch_id)
             loop = asyncio.get_running_loop()
             statuses = await asyncio.to_thread(_fuzz, operation, mode, cases, client, key, loop)
         logger.info("%s %s: answers by status %s", operation.label, mode, dict(sorted(statuses.items())))

@@ -356,3 +356,88 @@ async def test_list_and_delete_workers(sessions: async_sessionmaker[AsyncSession
         assert await repo.delete_worker(session, older.worker_id)
         assert not await repo.delete_worker(session, older.worker_id)
     assert await listed() == [newer.worker_id]
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+async def _insert_batch(
+    session: AsyncSession, user: str, jobs: int = 2, created_at: datetime = T0, key: str | None = None
+) -> tuple[str, list[str]]:
+    """A batch row and its job rows (the order the API writes them: the batch first)."""
+    batch_id = f"batch-{uuid.uuid4().hex[:12]}"
+    job_ids = [f"job-{uuid.uuid4().hex[:12]}" for _ in range(jobs)]
+    await repo.insert_batch(session, batch_id=batch_id, user_id=user, request={"topics": ["otters"]}, job_ids=job_ids,
+                            idempotency_key=key, created_at=created_at)  # fmt: skip
+    for job_id in job_ids:
+        await repo.insert_job(session, job_id=job_id, user_id=user, mode="generate", variant="svd", topic="otters",
+                              request=REQUEST, graph=GRAPH, created_at=created_at, batch_id=batch_id)  # fmt: skip
+    return batch_id, job_ids
+
+
+async def test_insert_and_get_batch_with_its_jobs(sessions: async_sessionmaker[AsyncSession], user: str) -> None:
+    async with sessions.begin() as session:
+        batch_id, job_ids = await _insert_batch(session, user, jobs=3, key="k1")
+    async with sessions() as session:
+        batch = await repo.get_batch(session, user, batch_id)
+        assert batch is not None and batch.job_ids == job_ids and batch.request == {"topics": ["otters"]}
+        assert await repo.get_batch(session, "someone-else", batch_id) is None
+        assert await repo.get_batch_by_idempotency_key(session, user, "k1") == batch
+        assert await repo.get_batch_by_idempotency_key(session, "someone-else", "k1") is None
+        jobs = await repo.jobs_of_batches(session, [batch_id, "batch-missing"])
+    assert sorted(j.id for j in jobs[batch_id]) == sorted(job_ids) and jobs["batch-missing"] == []
+    assert {j.batch_id for j in jobs[batch_id]} == {batch_id}
+
+
+async def test_a_batch_idempotency_key_is_unique_per_user(
+    sessions: async_sessionmaker[AsyncSession], user: str
+) -> None:
+    async with sessions.begin() as session:
+        await _insert_batch(session, user, key="same")
+        await _insert_batch(session, f"other-{user}", key="same")
+    with pytest.raises(sa.exc.IntegrityError):
+        async with sessions.begin() as session:
+            await _insert_batch(session, user, key="same")
+
+
+async def test_list_batches_pages_newest_first(sessions: async_sessionmaker[AsyncSession], user: str) -> None:
+    async with sessions.begin() as session:
+        ids = [(await _insert_batch(session, user, 1, T0 + timedelta(seconds=i)))[0] for i in range(3)]
+        await _insert_batch(session, "someone-else", 1, T0 + timedelta(hours=1))
+    async with sessions() as session:
+        first, cursor = await repo.list_batches(session, user, limit=2)
+        assert [b.id for b in first] == [ids[2], ids[1]] and cursor is not None
+        rest, end = await repo.list_batches(session, user, limit=2, cursor=cursor)
+        assert [b.id for b in rest] == [ids[0]] and end is None
+        with pytest.raises(repo.InvalidCursorError):
+            await repo.list_batches(session, user, cursor="forged")
+
+
+async def test_recent_ids_count_a_batch_once_not_its_jobs(
+    sessions: async_sessionmaker[AsyncSession], user: str
+) -> None:
+    now = datetime.now(UTC)
+    async with sessions.begin() as session:
+        batch_id, _ = await _insert_batch(session, user, jobs=3, created_at=now)
+        single = await _insert_job(session, user, now)
+        await _insert_batch(session, user, jobs=1, created_at=now - timedelta(hours=1))  # too old to count
+    async with sessions() as session:
+        assert await repo.recent_job_ids(session, user, timedelta(minutes=2)) == [single]
+        assert await repo.recent_batch_ids(session, user, timedelta(minutes=2)) == [batch_id]
+
+
+async def test_delete_batch_deletes_its_jobs_and_their_artifacts(
+    sessions: async_sessionmaker[AsyncSession], user: str
+) -> None:
+    async with sessions.begin() as session:
+        batch_id, job_ids = await _insert_batch(session, user)
+        kept = await _insert_job(session, user)
+        row = {"node_id": "render", "kind": "video", "key": "video.mp4", "uri": "s3://artifacts/v.mp4"}
+        await repo.upsert_artifacts(session, job_ids[0], user, [row])
+    async with sessions.begin() as session:
+        await repo.delete_batch(session, batch_id)
+    async with sessions() as session:
+        assert await repo.get_batch(session, user, batch_id) is None
+        assert [await repo.get_job(session, user, j) for j in job_ids] == [None, None]
+        assert await repo.list_artifacts(session, job_ids[0]) == []
+        assert await repo.get_job(session, user, kept) is not None

@@ -2,6 +2,7 @@
 // /ws/jobs/{id} (the server pushes every change; the page never polls), then the video.
 
 import { get, post, del, jobSocketUrl, reportUnauthorized, HttpError } from "./api.js";
+import { BatchGroup } from "./batches.js";
 import { confirmAction } from "./dialog.js";
 import { h, fill, icon, announce } from "./dom.js";
 import {
@@ -21,10 +22,11 @@ export class Board {
     this.onFinished = onFinished;
     this.onDeleted = onDeleted;
     this.cards = new Map();
+    this.groups = new Map();
   }
 
-  /** Show the job's card (creating it if needed) and bring it into view. */
-  open(jobId, { hint = null, focus = false } = {}) {
+  /** Show the job's card (creating it if needed, inside `group` for a batch's job) and bring it into view. */
+  open(jobId, { hint = null, focus = false, group = null } = {}) {
     let card = this.cards.get(jobId);
     if (card) {
       card.el.classList.remove("flash");
@@ -33,14 +35,26 @@ export class Board {
     } else {
       card = new JobCard(this, jobId, hint);
       this.cards.set(jobId, card);
-      this.container.prepend(card.el);
+      if (group) group.add(card);
+      else this.container.prepend(card.el);
     }
     card.el.scrollIntoView({ behavior: matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth", block: "nearest" });
     if (focus) card.titleEl.focus({ preventScroll: true });
     return card;
   }
 
+  /** A new batch: its jobs' cards, in its order, under one group (`hints[i]` describes job i). */
+  openBatch(accepted, hints = []) {
+    const group = new BatchGroup(this, accepted);
+    this.groups.set(group.id, group);
+    this.container.prepend(group.el);
+    accepted.jobIds.forEach((jobId, i) => this.open(jobId, { hint: hints[i] ?? null, group }));
+    group.el.scrollIntoView({ block: "nearest" });
+    return group;
+  }
+
   close(card) {
+    card.group?.remove(card);
     card.dispose();
     card.el.remove();
     this.cards.delete(card.id);
@@ -61,6 +75,8 @@ export class Board {
       card.el.remove();
     }
     this.cards.clear();
+    for (const group of this.groups.values()) group.el.remove();
+    this.groups.clear();
   }
 }
 
@@ -167,6 +183,7 @@ class JobCard {
     this.renderOverall();
     this.renderError();
     this.renderActions();
+    this.group?.update();
     if (TERMINAL.has(status.status) && !this.finished) {
       this.finished = true;
       this.finish(previous);

@@ -2,6 +2,7 @@
 // 422 `detail[].loc` is shown next to its field.
 
 import { post, HttpError } from "./api.js";
+import { BatchOptions, formErrors, jobHints } from "./batches.js";
 import { h, fill, announce } from "./dom.js";
 import { preferredRuntimes, variantDescription, variantTitle } from "./runtimes.js";
 import { FileField } from "./uploads.js";
@@ -35,6 +36,9 @@ const CONTROLS = {
   "script.narrative": "narrative",
   "script": "narrative",
   consent: "consent",
+  items: "topic", // a batch's jobs: too many, or none
+  variants: "batch-variant-svd",
+  aspectRatios: "batch-aspect-16-9",
 };
 
 // Radio groups: the checked radio takes the error's `aria-invalid` and focus.
@@ -60,13 +64,18 @@ const FRIENDLY = {
   "topic:missing": "Tell us what the video is about.",
   "images:too_short": "Add at least one photo of the face.",
   "script.narrative:string_too_short": "Write some narration, or close this section to let the writer draft it.",
+  "topic:too_short": "Write at least one topic, one per line.",
+  "variants:too_short": "Tick at least one pipeline.",
+  "aspectRatios:too_short": "Tick at least one aspect ratio.",
 };
 
 export class JobForm {
-  constructor(form, { onSubmitted }) {
+  constructor(form, { onSubmitted, onBatchSubmitted }) {
     this.form = form;
     this.onSubmitted = onSubmitted;
+    this.onBatchSubmitted = onBatchSubmitted;
     this.$ = (id) => document.getElementById(id);
+    this.batch = new BatchOptions(form);
     this.images = new FileField({ input: this.$("images"), list: this.$("images-list"), error: this.$("err-images"), kind: "image", max: 20 });
     // The svd scenes from the caller's own photos and clips (`options.media`), uploaded as soon as they are chosen.
     this.media = new FileField({
@@ -83,6 +92,7 @@ export class JobForm {
     form.addEventListener("input", (event) => {
       this.clearFieldError(event.target);
       if (event.target.id === "music-volume") this.showVolume();
+      if (event.target.id === "topic") this.batch.sync(); // the batch's video count follows the lines
     });
     this.changed(null);
   }
@@ -105,7 +115,8 @@ export class JobForm {
     this.$("music-own").hidden = music !== "own";
     this.$("media-field").hidden = !this.ownMedia; // only the svd variant has a scene to replace
     this.showVolume();
-    const label = this.mode === "generate" ? "Create video" : this.trainOnly ? "Train profile" : "Train & create video";
+    const batch = this.batch.sync();
+    const label = this.mode === "generate" ? (batch ? "Create videos" : "Create video") : this.trainOnly ? "Train profile" : "Train & create video";
     this.submitButton.querySelector(".btn-label").textContent = label;
   }
 
@@ -118,6 +129,7 @@ export class JobForm {
   /** Make only the advertised variants, resolutions, durations and presets selectable. */
   applyCapabilities(caps) {
     const offered = caps?.gpu?.variants ?? [];
+    this.batch.applyCapabilities(offered);
     for (const input of this.form.querySelectorAll('input[name="variant"]')) {
       const ok = offered.includes(input.value);
       input.disabled = !ok;
@@ -176,7 +188,8 @@ export class JobForm {
     this.$("preset-field").hidden = presets.length === 0;
   }
 
-  body() {
+  /** The request the form stands for: `[path, body]` (with `single`, never a batch's). */
+  body({ single = false } = {}) {
     const el = this.form.elements;
     const text = (id) => this.$(id).value.trim();
     const duration = el.duration.value === "custom" ? Number(this.$("duration-seconds").value) : Number(el.duration.value);
@@ -205,7 +218,7 @@ export class JobForm {
     if (this.mode === "generate") {
       body.mode = "generate";
       if (el.profileId.value) body.profileId = el.profileId.value;
-      return ["/api/generate", body];
+      return this.batch.on && !single ? this.batch.request(body) : ["/api/generate", body];
     }
     body.mode = this.trainOnly ? "train_only" : "train_and_generate";
     body.images = this.images.uris();
@@ -218,7 +231,7 @@ export class JobForm {
 
   /** The pipeline and render options as a preset saves them (own music only once it is uploaded). */
   presetSettings() {
-    const [, body] = this.body();
+    const [, body] = this.body({ single: true });
     const settings = { variant: body.variant };
     // Photos and clips are what one video shows, not a setting to reuse: a preset never keeps them.
     if (body.options) {
@@ -323,10 +336,11 @@ export class JobForm {
       const [path, body] = this.body();
       const accepted = await post(path, body);
       this.$("submit-hint").textContent = "Started. Follow it under “Your jobs”.";
-      this.onSubmitted(accepted.jobId, body);
+      if (accepted.batchId) this.onBatchSubmitted(accepted, jobHints(body));
+      else this.onSubmitted(accepted.jobId, body);
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
-      if (err.status === 422 && err.fields.length) this.showFieldErrors(err.fields);
+      if (err.status === 422 && err.fields.length) this.showFieldErrors(formErrors(err.fields));
       else this.showFormError(err.message);
     } finally {
       this.setBusy(false);

@@ -35,6 +35,11 @@ const form = new JobForm($("job-form"), {
     announce("Job started. Its progress is shown under Your jobs.");
     history.load();
   },
+  onBatchSubmitted: (accepted, hints) => {
+    board.openBatch(accepted, hints);
+    announce(`Batch of ${accepted.jobIds.length} jobs started. Their progress is shown under Your jobs.`);
+    history.load();
+  },
 });
 
 const presets = new Presets({
