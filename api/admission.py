@@ -65,13 +65,13 @@ async def open_job_ids(services: Services, user_id: str, enough: int | None = No
     return running | (set(recent) - closed)
 
 
-async def check_reviews(services: Services, user_id: str, most: int, retry_after: int) -> None:
-    """429 when the user already has `most` jobs with a review still to come or waiting for them."""
+async def check_reviews(services: Services, user_id: str, most: int, retry_after: int, *, adding: int = 1) -> None:
+    """429 when `adding` more jobs would make more than `most` with a review still to come or waiting for them."""
     query = (
         f"UserId = '{user_id}' AND ExecutionStatus = 'Running' AND {names.SA_REVIEW_STATE} IN ('pending', 'waiting')"
     )
     count = await services.temporal.count_workflows(query)
-    if count.count >= most:
+    if count.count + adding > most:
         raise ApiError(
             429,
             f"you already have {most} jobs whose script waits for your review; approve or reject some first",

@@ -184,7 +184,7 @@ async def submit_batch(
             raise
         return _replay(earlier, request)  # a concurrent submission with the same key won
     try:
-        await submit.admit(services, settings, user_id, reviews=any(job.request.options.review for job in jobs))
+        await submit.admit(services, settings, user_id, reviews=sum(job.request.options.review for job in jobs))
         await _start_workflow(services, settings, batch_id, user_id, jobs)
     except BaseException:
         # The batch never started: drop its rows so no job exists that nothing will start.

@@ -22,11 +22,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.admission import IDEMPOTENCY_HEADER
 from api.errors import ApiError, FieldError
 from api.status import TERMINAL_EVENTS, event_time, job_input
+from core.db import Job
 from schemas import names
 from schemas.api import ReviewStatePublic, ScriptReviewIn, ScriptReviewPublic
+from schemas.plan import GraphSpec
 from schemas.review import review_action_problem
 from schemas.speech import estimate_spoken_seconds, spoken_seconds_range
-from schemas.tasks import PipelineInput, ScriptResult, ScriptReview, ScriptReviewInput
+from schemas.tasks import JobRequest, PipelineInput, ScriptResult, ScriptReview, ScriptReviewInput
 
 # How long the API waits for a CPU worker to take an action before answering 503 (the action
 # is not lost: the same Idempotency-Key later returns its answer).
@@ -148,6 +150,21 @@ async def read_review(client: Client, job_id: str) -> ReviewHistory:
     return await fold_review(history, client.data_converter)
 
 
+async def read_view(client: Client, row: Job) -> ScriptReviewPublic:
+    """The review view of a job; a batch's job not started yet has no history: its script is `pending`."""
+    try:
+        return public_view(await read_review(client, row.id))
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND or row.batch_id is None:
+            raise
+    graph = GraphSpec.model_validate(row.graph)
+    requested = any(n.task == names.APPROVE_SCRIPT for n in graph.nodes)
+    duration = JobRequest.model_validate(row.request).options.duration_seconds
+    return ScriptReviewPublic(
+        job_id=row.id, state="pending" if requested else "not_requested", duration_seconds=duration
+    )
+
+
 async def act(client: Client, job_id: str, body: ScriptReviewIn, key: str | None) -> ScriptReviewPublic:
     """Take a person's review action on the job; the answer is the review as the action left it.
 
@@ -155,7 +172,12 @@ async def act(client: Client, job_id: str, body: ScriptReviewIn, key: str | None
         FieldError: a field of the action is wrong (422), or `key` was used with another action.
         ApiError: 409 when the job is not waiting for a review; 503 when no CPU worker took it in time.
     """
-    review = await read_review(client, job_id)
+    try:
+        review = await read_review(client, job_id)
+    except RPCError as err:  # a batch's job its batch has not started yet
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise ApiError(409, f"job '{job_id}' has not started yet: its script is not written") from err
     action = ScriptReviewInput(action=body.action, narrative=body.narrative, stage=body.stage, reason=body.reason)
     update_id = f"{_KEY_PREFIX}{key}" if key else f"{_KEY_PREFIX}{uuid.uuid4().hex}"
     if update_id in review.answers:

@@ -261,7 +261,7 @@ async def start_job(
         return admission.replay(earlier, request)
     job = pipeline_input(job_id, user_id, request, graph, settings)
     try:
-        await admit(services, settings, user_id, reviews=request.options.review)
+        await admit(services, settings, user_id, reviews=int(request.options.review))
         await _start_workflow(services.temporal, job)
     except BaseException:
         # The job never started: drop its row so no job exists without a workflow.
@@ -312,13 +312,15 @@ def pipeline_input(
                          review_timeout_seconds=settings.review.timeout_hours * 3600)  # fmt: skip
 
 
-async def admit(services: Services, settings: Settings, user_id: str, *, reviews: bool) -> None:
-    """429 when the user is at the open-job cap (or, for a job with a review, at the waiting-review cap)."""
+async def admit(services: Services, settings: Settings, user_id: str, *, reviews: int) -> None:
+    """429 when the user is at the open-job cap, or when `reviews` more jobs with a review would pass its cap."""
     await admission.check_capacity(
         services, user_id, settings.api.max_concurrent_jobs, settings.api.retry_after_seconds
     )
     if reviews:
-        await admission.check_reviews(services, user_id, settings.review.max_waiting, settings.api.retry_after_seconds)
+        await admission.check_reviews(
+            services, user_id, settings.review.max_waiting, settings.api.retry_after_seconds, adding=reviews
+        )
 
 
 def search_attributes(job: PipelineInput) -> dict[str, str]:

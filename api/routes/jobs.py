@@ -136,7 +136,7 @@ async def cancel_job(job: OwnedJob, services: ServicesDep) -> JobAccepted:
 @_api.get("/jobs/{job_id}/script", tags=["jobs"])
 async def job_script(job: OwnedJob, services: ServicesDep) -> ScriptReviewPublic:
     """The job's script and where its review stands (`options.review`), with its estimated spoken length."""
-    return review.public_view(await review.read_review(services.temporal, job.id))
+    return await review.read_view(services.temporal, job)
 
 
 @_api.post("/jobs/{job_id}/script", tags=["jobs"])

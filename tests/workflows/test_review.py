@@ -306,3 +306,26 @@ async def test_the_delivered_narration_is_the_edit(stack_factory) -> None:
         assert "Harbour" in text and "shimmer" in text
         with av.open(io.BytesIO(httpx.get(record["video"]["url"]).content)) as container:
             assert container.streams.audio
+
+
+async def test_a_batch_with_review_waits_for_each_job_and_a_queued_one_is_pending(stack_factory, object_store) -> None:
+    seen: list[RenderInput] = []
+    limits = {"max_concurrent_jobs": 1}
+    async with stack_factory(gpu_activities=[recording_render(object_store, seen)], api_limits=limits) as stack:
+        body = {"topics": ["Tides", "Moss"], "variants": ["sadtalker"], "aspectRatios": ["16:9"],
+                "common": {"options": {"durationSeconds": 8, "review": True}}}  # fmt: skip
+        accepted = await stack.api.post("/api/batches", json=body)
+        assert accepted.status_code == 202, accepted.text
+        first, second = accepted.json()["jobIds"]
+        await wait_for_review(stack.api, first)
+        queued = (await stack.api.get(f"/api/jobs/{second}/script")).json()
+        assert queued["state"] == "pending"  # its batch has not started it: one job runs at a time
+        early = await stack.api.post(f"/api/jobs/{second}/script", json={"action": "approve"})
+        assert early.status_code == 409 and "not started" in early.json()["detail"]
+
+        for job_id in (first, second):
+            if job_id == second:
+                await wait_for_review(stack.api, second)
+            assert (await stack.api.post(f"/api/jobs/{job_id}/script", json={"action": "approve"})).status_code == 200
+            assert (await wait_for_status(stack.api, job_id))["status"] == "completed"
+        assert len(seen) == 2
