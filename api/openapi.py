@@ -49,6 +49,8 @@ OPERATION_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/jobs/{job_id}/resubmit"): (403, 429),
     ("post", "/api/jobs/{job_id}/cancel"): (409,),
     ("post", "/api/jobs/{job_id}/retry"): (409,),
+    # 409: the job is not waiting for a review (none asked, not yet, or already decided)
+    ("post", "/api/jobs/{job_id}/script"): (409,),
     ("delete", "/api/jobs/{job_id}"): (409,),
     ("delete", "/api/profiles/{profile_id}"): (409,),
     ("post", "/api/uploads"): (413, 415),

@@ -137,7 +137,7 @@ def public_view(review: ReviewHistory, answer: ScriptReview | None = None) -> Sc
         duration_seconds=duration,
         words_per_minute=pace,
         estimated_seconds=round(estimate_spoken_seconds(script.narrative, pace), 1) if script and pace else None,
-        spoken_seconds_range=spoken_seconds_range(duration) if pace else None,
+        spoken_seconds_range=list(spoken_seconds_range(duration)) if pace else None,
         waiting_until=review.waiting_since + timedelta(seconds=review.job.review_timeout_seconds)
         if review.waiting_since
         else None,

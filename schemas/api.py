@@ -330,8 +330,11 @@ class ScriptReviewPublic(ApiModel):
     duration_seconds: float
     words_per_minute: float | None = Field(default=None, description="the voice's pace the length estimate uses")
     estimated_seconds: float | None = Field(default=None, description="how long the narrative takes to say")
-    spoken_seconds_range: tuple[float, float] | None = Field(
-        default=None, description="the spoken lengths the video can hold: a narrative outside it is refused"
+    spoken_seconds_range: list[float] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="[shortest, longest]: the spoken lengths the video can hold; a narrative outside is refused",
     )
     waiting_until: datetime | None = Field(default=None, description="when a waiting review times out")
 
