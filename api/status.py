@@ -97,16 +97,49 @@ async def fold_status(
     converter: DataConverter,
 ) -> JobStatus:
     """Fold one run's history (and, while it runs, its pending activities) into the status JSON."""
-    job = await job_input(history, converter)
-    nodes = {n.id: NodeStatus(id=n.id, task=n.task, plane=n.plane) for n in job.graph.nodes}
-    by_scheduled_id: dict[int, str] = {}
-    review = next((n.id for n in job.graph.nodes if n.task == names.APPROVE_SCRIPT), None)
-    review_end: JobError | None = None  # why the review ended the job, when it did
-    status: JobState = "queued"
-    error: JobError | None = None
-    finished_at: datetime | None = None
-
+    fold = StatusFold(await job_input(history, converter), history.events[0], converter)
     for event in history.events:
+        await fold.apply(event)
+    return await fold.status(description)
+
+
+class StatusFold:
+    """The status of one run, folded event by event: a follower applies only the new events.
+
+    `status()` adds what `describe()` says about pending activities without keeping it, so the
+    same fold serves every later event.
+    """
+
+    def __init__(self, job: PipelineInput, started: HistoryEvent, converter: DataConverter) -> None:
+        self.job = job
+        self.converter = converter
+        self.nodes = {n.id: NodeStatus(id=n.id, task=n.task, plane=n.plane) for n in job.graph.nodes}
+        self.by_scheduled_id: dict[int, str] = {}
+        self.review = next((n.id for n in job.graph.nodes if n.task == names.APPROVE_SCRIPT), None)
+        self.review_end: JobError | None = None  # why the review ended the job, when it did
+        self.state: JobState = "queued"
+        self.error: JobError | None = None
+        self.finished_at: datetime | None = None
+        self.started_at = event_time(started)
+        self.run_id = started.workflow_execution_started_event_attributes.original_execution_run_id or None
+        self.last_event_id = 0
+
+    @property
+    def closed(self) -> bool:
+        """Whether the run's terminal event was applied."""
+        return self.state in ("completed", "failed", "cancelled")
+
+    @property
+    def pending_activities(self) -> bool:
+        """Whether a node's activity may be pending (scheduled, running or retrying): `describe()` then tells more."""
+        return not self.closed and any(n.state in ("scheduled", "running", "retrying") for n in self.nodes.values())
+
+    async def apply(self, event: HistoryEvent) -> None:
+        """Fold one more event of the run (events arrive in order; one seen before is ignored)."""
+        if event.event_id <= self.last_event_id:
+            return
+        self.last_event_id = event.event_id
+        nodes, by_scheduled_id = self.nodes, self.by_scheduled_id
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
@@ -115,73 +148,61 @@ async def fold_status(
                 nodes[attrs.activity_id] = _with(nodes[attrs.activity_id], state="scheduled", attempt=1)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attrs_s = event.activity_task_started_event_attributes
-            _update(
-                nodes,
-                by_scheduled_id,
-                attrs_s.scheduled_event_id,
-                state="running",
-                attempt=attrs_s.attempt,
-                started_at=event_time(event),
-            )
+            _update(nodes, by_scheduled_id, attrs_s.scheduled_event_id, state="running", attempt=attrs_s.attempt,
+                    started_at=event_time(event))  # fmt: skip
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             sid = event.activity_task_completed_event_attributes.scheduled_event_id
-            _update(
-                nodes,
-                by_scheduled_id,
-                sid,
-                state="completed",
-                finished_at=event_time(event),
-                progress=_done(nodes, by_scheduled_id, sid),
-            )
+            _update(nodes, by_scheduled_id, sid, state="completed", finished_at=event_time(event),
+                    progress=_done(nodes, by_scheduled_id, sid))  # fmt: skip
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
             attrs_f = event.activity_task_failed_event_attributes
             failure = attrs_f.failure
             info = failure.application_failure_info
             err = NodeError(message=failure.message, type=info.type or None, non_retryable=info.non_retryable)
-            _update(
-                nodes,
-                by_scheduled_id,
-                attrs_f.scheduled_event_id,
-                state="failed",
-                finished_at=event_time(event),
-                error=err,
-            )
+            _update(nodes, by_scheduled_id, attrs_f.scheduled_event_id, state="failed", finished_at=event_time(event),
+                    error=err)  # fmt: skip
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
             attrs_t = event.activity_task_timed_out_event_attributes
             err = NodeError(message=f"timed out: {attrs_t.failure.message}", type=names.ERR_TIMED_OUT)
-            _update(
-                nodes,
-                by_scheduled_id,
-                attrs_t.scheduled_event_id,
-                state="failed",
-                finished_at=event_time(event),
-                error=err,
-            )
+            _update(nodes, by_scheduled_id, attrs_t.scheduled_event_id, state="failed", finished_at=event_time(event),
+                    error=err)  # fmt: skip
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
             sid = event.activity_task_canceled_event_attributes.scheduled_event_id
             _update(nodes, by_scheduled_id, sid, state="cancelled", finished_at=event_time(event))
-        elif review is not None and kind in _REVIEW_EVENTS:
-            review_end = await _fold_review(event, nodes, review, converter) or review_end
+        elif self.review is not None and kind in _REVIEW_EVENTS:
+            self.review_end = await _fold_review(event, nodes, self.review, self.converter) or self.review_end
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            # A reset's marker names the new run (the last one wins when a reset run was reset again).
+            attrs_w = event.workflow_task_failed_event_attributes
+            if (
+                attrs_w.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW
+                and attrs_w.new_run_id
+            ):
+                self.run_id = attrs_w.new_run_id
         elif kind in TERMINAL_EVENTS:
-            status = TERMINAL_EVENTS[kind]  # type: ignore[assignment]
-            finished_at = event_time(event)
-            error = review_end if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED else _job_error(event, nodes)
+            self.state = TERMINAL_EVENTS[kind]  # type: ignore[assignment]
+            self.finished_at = event_time(event)
+            cancelled = kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED
+            self.error = self.review_end if cancelled else _job_error(event, nodes)
 
-    if status == "queued" and description is not None:
-        for pending in description.raw_description.pending_activities:
-            await _apply_pending(nodes, pending, converter)
-    if status == "queued" and any(n.state not in ("pending", "scheduled") for n in nodes.values()):
-        status = "running"
-    if status in ("failed", "cancelled", "completed"):
-        for node_id, node in nodes.items():
-            if node.state == "pending":
-                nodes[node_id] = _with(node, state="skipped")
-            elif node.state in ("scheduled", "running", "retrying", "waiting") and status == "cancelled":
-                nodes[node_id] = _with(node, state="cancelled")
-    ordered = [nodes[i] for i in job.graph.topological_order()]
-    started = history.events[0]
-    return JobStatus(job_id=job.job_id, run_id=_run_id(history), status=status, error=error, nodes=ordered,
-                     started_at=event_time(started), finished_at=finished_at)  # fmt: skip
+    async def status(self, description: WorkflowExecutionDescription | None = None) -> JobStatus:
+        """The status JSON now; `description` (while the run is open) adds the pending activities' details."""
+        nodes = dict(self.nodes)
+        status = self.state
+        if status == "queued" and description is not None:
+            for pending in description.raw_description.pending_activities:
+                await _apply_pending(nodes, pending, self.converter)
+        if status == "queued" and any(n.state not in ("pending", "scheduled") for n in nodes.values()):
+            status = "running"
+        if status in ("failed", "cancelled", "completed"):
+            for node_id, node in nodes.items():
+                if node.state == "pending":
+                    nodes[node_id] = _with(node, state="skipped")
+                elif node.state in ("scheduled", "running", "retrying", "waiting") and status == "cancelled":
+                    nodes[node_id] = _with(node, state="cancelled")
+        ordered = [nodes[i] for i in self.job.graph.topological_order()]
+        return JobStatus(job_id=self.job.job_id, run_id=self.run_id, status=status, error=self.error, nodes=ordered,
+                         started_at=self.started_at, finished_at=self.finished_at)  # fmt: skip
 
 
 _REVIEW_EVENTS = {
@@ -220,22 +241,6 @@ async def _fold_review(
         nodes[review] = _with(nodes[review], state="cancelled", finished_at=event_time(event))
         return JobError(stage=review, message=f"rejected: {answer.reason or 'no reason given'}")
     return None
-
-
-def _run_id(history: WorkflowHistory) -> str | None:
-    """The id of the run this history belongs to.
-
-    A reset copies the first event, with the original run's id, into the new run; the reset's
-    marker (a workflow task failed with cause reset) names the new run, and the last one wins
-    when a reset run was reset again.
-    """
-    run_id = history.events[0].workflow_execution_started_event_attributes.original_execution_run_id or None
-    for event in history.events:
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
-            attrs = event.workflow_task_failed_event_attributes
-            if attrs.cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW and attrs.new_run_id:
-                run_id = attrs.new_run_id
-    return run_id
 
 
 def _with(node: NodeStatus, **fields: Any) -> NodeStatus:

@@ -9,7 +9,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.reset import reset_point
-from api.status import fold_status, job_input
+from api.status import StatusFold, fold_status, job_input
 from schemas import names
 
 
@@ -73,3 +73,16 @@ async def test_a_run_cut_before_anything_was_scheduled_is_queued_or_running_with
     status = await fold_status(cut(history, 1), None, pydantic_data_converter)
     assert status.status in ("queued", "running")
     assert {n.state for n in status.nodes} == {"pending"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.name)
+async def test_an_incremental_fold_equals_the_direct_fold_after_every_event(path: Path) -> None:
+    """What a follower keeps (one fold, fed event by event) is what a fresh fold of the history so far says."""
+    history = load(path)
+    fold = StatusFold(await job_input(history, pydantic_data_converter), history.events[0], pydantic_data_converter)
+    for event in history.events:
+        await fold.apply(event)
+        direct = await fold_status(cut(history, event.event_id), None, pydantic_data_converter)
+        assert await fold.status() == direct, f"differs after event {event.event_id}"
+    await fold.apply(history.events[3])  # an event seen before changes nothing
+    assert await fold.status() == await fold_status(history, None, pydantic_data_converter)
