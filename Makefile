@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ROOT ?= .local
 
-.PHONY: install install-gpu install-all demo up down test lint schemas bench clean user
+.PHONY: install install-gpu install-all demo up down test lint schemas bench clean user models
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -47,6 +47,11 @@ down:
 user: install
 	@test -n "$(NAME)" || { echo "usage: make user NAME=alice [ADMIN=1]"; exit 2; }
 	@$(PY) -m ops.users create-user $(NAME) $(if $(ADMIN),--admin,)
+
+# Model weights into APP_GPU__MODELS_DIR (README "Weights"): `make models` lists the catalogue;
+# `make models NAMES="sd15 esrgan" ACCEPT="sd15"` pulls (ACCEPT: names whose licence you accept).
+models: install-gpu
+	$(PY) -m gpu_worker.models $(if $(NAMES),pull $(NAMES) $(foreach name,$(ACCEPT),--accept-license $(name)),list)
 
 # Browser tests drive Debian's Chromium (never a downloaded browser).
 /usr/bin/chromium:

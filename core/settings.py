@@ -1,10 +1,12 @@
 """Settings for every process: one `Settings` tree read from `APP_*` variables and `.env`."""
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas.names import CPU_TASK_QUEUE, GPU_TASK_QUEUE
 
@@ -56,7 +58,11 @@ class GpuSettings(BaseModel):
     heartbeat_throttle_seconds: float = 1.0
     shutdown_grace_seconds: float = 5  # on SIGTERM, then running activities are cancelled (training checkpoints)
     # Model backends (gpu_worker/backends/README.md): each is used and advertised only when configured.
-    # Stable Diffusion and SVD come from `models_dir` (`stable-diffusion/`, `stable-video-diffusion/`).
+    # Their weights live in `models_dir/<folder>/` as `python -m gpu_worker.models pull` puts them
+    # (`stable-diffusion/`, `stable-video-diffusion/`, `esrgan/`, `wav2lip/`, `sadtalker/`, `coqui/`); the
+    # per-backend paths below override that layout. `backends`: the catalogue names to use (`sd15,esrgan`
+    # or a JSON list); unset = every one whose files are present; `none` = embedded runtimes only.
+    backends: Annotated[list[str] | None, NoDecode] = None
     sd_steps: int = 30
     sd_guidance_scale: float = 7.5
     sd_resolution: int = 512  # short side of the generated scene (multiples of 8)
@@ -69,20 +75,32 @@ class GpuSettings(BaseModel):
     svd_resolution: int = 576  # short side of the generated clip (multiples of 64)
     model_cpu_offload: bool = False  # diffusers `enable_model_cpu_offload` for GPUs with little memory
     wav2lip_dir: Path | None = None  # a Wav2Lip checkout
-    wav2lip_checkpoint: Path | None = None  # default `<wav2lip_dir>/checkpoints/wav2lip_gan.pth`
+    wav2lip_checkpoint: Path | None = None  # default `<models_dir>/wav2lip/wav2lip_gan.pth`, else in the checkout
     wav2lip_python: Path | None = None  # default `<dir>/.venv/bin/python`, else this interpreter
     wav2lip_args: list[str] = Field(default_factory=list)
     sadtalker_dir: Path | None = None  # a SadTalker checkout
-    sadtalker_checkpoint_dir: Path | None = None  # default `<sadtalker_dir>/checkpoints`
+    sadtalker_checkpoint_dir: Path | None = None  # default `<models_dir>/sadtalker/checkpoints`, else the checkout's
     sadtalker_python: Path | None = None
     sadtalker_args: list[str] = Field(default_factory=lambda: ["--still", "--preprocess", "full"])
-    esrgan_weights: Path | None = None  # e.g. `RealESRGAN_x4plus.pth`
+    esrgan_weights: Path | None = None  # default `<models_dir>/esrgan/RealESRGAN_x4plus.pth`
     esrgan_tile: int = 512  # input tile size in pixels (0: whole frame at once)
-    coqui_model_dir: Path | None = None  # Coqui TTS model: `config.json` + `model.pth` (+ speaker files)
+    coqui_model_dir: Path | None = None  # Coqui TTS model (`config.json` + checkpoint); default `<models_dir>/coqui`
     coqui_speaker: str | None = None  # speaker of a multi-speaker model (default: its first)
     comfyui_url: str | None = None
     comfyui_checkpoint: str = "v1-5-pruned-emaonly.safetensors"
     backend_timeout_seconds: float = 1800  # per model call (subprocess, ComfyUI prompt)
+
+    @field_validator("backends", mode="before")
+    @classmethod
+    def _backend_names(cls, value: object) -> object:
+        """`APP_GPU__BACKENDS` as `sd15,esrgan`, a JSON list, or `none`; the names are checked by the worker."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        return [] if names == ["none"] else names
 
 
 class CallbackSettings(BaseModel):

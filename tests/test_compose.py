@@ -170,3 +170,14 @@ def test_traefik_is_the_one_entry_point(services: dict[str, Any]) -> None:
     assert {"api", "temporal-ui", "open-webui"} <= routed
     assert "PathPrefix(`/`)" in services["api"]["labels"]["traefik.http.routers.api.rule"]
     assert services["comfyui"]["profiles"] == ["comfyui"]
+
+
+def test_comfyui_is_routed_and_shares_the_models_volume_with_the_gpu_worker(services: dict[str, Any]) -> None:
+    labels = services["comfyui"]["labels"]
+    assert labels["traefik.enable"] == "true" and "Host(`comfyui." in labels["traefik.http.routers.comfyui.rule"]
+    assert labels["traefik.http.services.comfyui.loadbalancer.server.port"] == "8188"
+    gpu, comfyui = (
+        {volume.split(":")[0] for volume in services[name]["volumes"]} for name in ("gpu-worker", "comfyui")
+    )
+    assert "models" in gpu & comfyui
+    assert "APP_GPU__BACKENDS" in services["gpu-worker"]["environment"], "each backend can be switched on by env"

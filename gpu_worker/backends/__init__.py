@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpu_worker.backends.base import (
@@ -20,6 +21,10 @@ from gpu_worker.backends.base import (
     TalkingHeadBackend,
     Upscaler,
 )
+from gpu_worker.backends.errors import missing_weights
+from gpu_worker.models import catalogue as models
+from gpu_worker.models.errors import ModelsError
+from gpu_worker.models.presence import enabled_weights
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -85,6 +90,10 @@ class Backends:
 def build_backends(settings: Settings) -> Backends:
     """Build the backends the settings configure (checking their paths; no model is loaded yet).
 
+    A catalogued backend (`gpu_worker.models`) is used when `APP_GPU__BACKENDS` enables it (unset:
+    when its files are in the models folder, or its own path setting points at them) and its
+    files have the sizes `models.lock` records. Nothing is hashed or downloaded here.
+
     Args:
         settings: The worker's settings (`settings.gpu`).
 
@@ -92,7 +101,8 @@ def build_backends(settings: Settings) -> Backends:
         The backends; stages with nothing configured have none.
 
     Raises:
-        ApplicationError: `MissingWeights` naming a configured path that is missing or incomplete.
+        ApplicationError: `MissingWeights` naming a configured path that is missing or incomplete, a
+            backend `APP_GPU__BACKENDS` names without its files, or pulled files whose sizes changed.
     """
     from gpu_worker.backends.comfyui import ComfyUiScene
     from gpu_worker.backends.coqui import CoquiSpeech
@@ -102,10 +112,12 @@ def build_backends(settings: Settings) -> Backends:
     from gpu_worker.backends.wav2lip import Wav2Lip
 
     gpu = settings.gpu
+    weights = _enabled_weights(settings)
     backends = Backends()
-    if gpu.coqui_model_dir is not None:
-        backends.speech = CoquiSpeech(gpu.coqui_model_dir, gpu.coqui_speaker)
-    sd_dir = find_sd(gpu.models_dir)
+    coqui_dir = _path(weights, models.COQUI_VITS, gpu.coqui_model_dir)
+    if coqui_dir is not None:
+        backends.speech = CoquiSpeech(coqui_dir, gpu.coqui_speaker)
+    sd_dir = find_sd(gpu.models_dir) if models.SD15 in weights else None
     if sd_dir is not None:
         backends.scenes.append(
             DiffusersScene(
@@ -120,24 +132,65 @@ def build_backends(settings: Settings) -> Backends:
                 gpu.sd_negative_prompt, gpu.backend_timeout_seconds,
             )
         )  # fmt: skip
-    svd_dir = find_svd(gpu.models_dir)
+    svd_dir = find_svd(gpu.models_dir) if models.SVD_XT in weights else None
     if svd_dir is not None:
         backends.image_to_video = DiffusersImageToVideo(
             svd_dir, gpu.svd_num_frames, gpu.svd_fps, gpu.svd_motion_bucket_id, gpu.svd_decode_chunk_size,
             gpu.svd_steps, gpu.svd_resolution, offload=gpu.model_cpu_offload,
         )  # fmt: skip
-    if gpu.wav2lip_dir is not None:
+    wav2lip_dir = _checkout(settings, weights, models.WAV2LIP, gpu.wav2lip_dir, "APP_GPU__WAV2LIP_DIR")
+    if wav2lip_dir is not None:
         backends.lipsync = Wav2Lip(
-            gpu.wav2lip_dir, gpu.wav2lip_checkpoint, gpu.wav2lip_python, gpu.wav2lip_args, gpu.backend_timeout_seconds
-        )
-    if gpu.sadtalker_dir is not None:
-        backends.talking_head = SadTalker(
-            gpu.sadtalker_dir, gpu.sadtalker_checkpoint_dir, gpu.sadtalker_python, gpu.sadtalker_args,
-            gpu.backend_timeout_seconds,
+            wav2lip_dir, _path(weights, models.WAV2LIP, gpu.wav2lip_checkpoint, "wav2lip_gan.pth"),
+            gpu.wav2lip_python, gpu.wav2lip_args, gpu.backend_timeout_seconds,
         )  # fmt: skip
-    if gpu.esrgan_weights is not None:
+    sadtalker_dir = _checkout(settings, weights, models.SADTALKER, gpu.sadtalker_dir, "APP_GPU__SADTALKER_DIR")
+    if sadtalker_dir is not None:
+        backends.talking_head = SadTalker(
+            sadtalker_dir, _path(weights, models.SADTALKER, gpu.sadtalker_checkpoint_dir, "checkpoints"),
+            gpu.sadtalker_python, gpu.sadtalker_args, gpu.backend_timeout_seconds,
+        )  # fmt: skip
+    esrgan_weights = _path(weights, models.ESRGAN, gpu.esrgan_weights, "RealESRGAN_x4plus.pth")
+    if esrgan_weights is not None:
         from gpu_worker.backends.esrgan import RealEsrgan  # imports torch
 
-        backends.upscaler = RealEsrgan(gpu.esrgan_weights, gpu.esrgan_tile)
+        backends.upscaler = RealEsrgan(esrgan_weights, gpu.esrgan_tile)
     logger.info("model backends: %s", backends.available() or "none (embedded runtimes only)")
     return backends
+
+
+def _enabled_weights(settings: Settings) -> dict[str, Path | None]:
+    """The catalogued backends to build, each with its folder in the models directory (None: its own setting only)."""
+    gpu = settings.gpu
+    configured = {
+        models.ESRGAN: gpu.esrgan_weights is not None,
+        models.WAV2LIP: gpu.wav2lip_dir is not None,
+        models.SADTALKER: gpu.sadtalker_dir is not None,
+        models.COQUI_VITS: gpu.coqui_model_dir is not None,
+    }
+    try:
+        return enabled_weights(gpu.models_dir, gpu.backends, configured)
+    except ModelsError as err:
+        raise missing_weights(str(err)) from err
+
+
+def _path(weights: dict[str, Path | None], name: str, setting: Path | None, inside: str = "") -> Path | None:
+    """An enabled backend's path: its own setting when given, else its place in the models folder."""
+    if name not in weights:
+        return None
+    folder = weights[name]
+    if setting is not None or folder is None:
+        return setting
+    return folder / inside if inside else folder
+
+
+def _checkout(
+    settings: Settings, weights: dict[str, Path | None], name: str, checkout: Path | None, setting: str
+) -> Path | None:
+    """An enabled subprocess backend's code checkout; weights alone cannot run (None, logged, or an error if asked for)."""
+    if name not in weights or checkout is not None:
+        return checkout if name in weights else None
+    if settings.gpu.backends is not None:
+        raise missing_weights(f"{name} is enabled by APP_GPU__BACKENDS but its code checkout is not set ({setting})")
+    logger.info("%s weights are in %s but %s (its code checkout) is not set: not used", name, weights[name], setting)
+    return None
