@@ -13,7 +13,8 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.status import job_states, read_status
+from api.followers import StatusFollowers
+from api.status import job_states
 from core.db import Job
 from schemas import names
 from schemas.api import JobState, JobStatus, NodeStatus
@@ -102,15 +103,15 @@ def unstarted_status(row: Job, state: JobState) -> JobStatus:
     return JobStatus(job_id=row.id, run_id=None, status=state, nodes=nodes)
 
 
-async def read_job_status(client: Client, row: Job) -> JobStatus:
-    """`api.status.read_status`, and for a batch's job not started yet, its queued (or cancelled) status."""
+async def read_job_status(followers: StatusFollowers, row: Job) -> JobStatus:
+    """The job's status (its follower's, `api.followers`), and for a batch's job not started yet, `queued` or `cancelled`."""
     try:
-        return await read_status(client, row.id)
+        return await followers.read(row.id)
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND or row.batch_id is None:
             raise
-    state = await unstarted_state(client, row)
-    return await read_status(client, row.id) if state is None else unstarted_status(row, state)
+    state = await unstarted_state(followers.client, row)
+    return await followers.read(row.id) if state is None else unstarted_status(row, state)
 
 
 async def listed_states(client: Client, rows: list[Job]) -> dict[str, JobState]:

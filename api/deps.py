@@ -11,6 +11,7 @@ from fastapi import Depends, Path, Request
 from starlette.requests import HTTPConnection
 
 from api.errors import ApiError
+from api.followers import StatusFollowers
 from core.auth import Principal, authenticate
 from core.services import Services as Services  # re-exported: routes and helpers type their clients with it
 from core.settings import Settings, get_settings
@@ -23,6 +24,12 @@ def get_services(request: Request) -> Services:
     """The services built by the lifespan."""
     services: Services = request.app.state.services
     return services
+
+
+def get_followers(request: Request) -> StatusFollowers:
+    """The job-status followers of this API process (`api.followers`), built by the lifespan."""
+    followers: StatusFollowers = request.app.state.followers
+    return followers
 
 
 def credential_of(conn: HTTPConnection) -> tuple[str, str] | None:
@@ -77,6 +84,7 @@ def get_admin(principal: PrincipalDep) -> Principal:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
+FollowersDep = Annotated[StatusFollowers, Depends(get_followers)]
 UserDep = Annotated[str, Depends(get_user)]
 AdminDep = Annotated[Principal, Depends(get_admin)]
 

@@ -1,11 +1,11 @@
 """The live job-status stream behind the WebSocket `/ws/jobs/{jobId}`.
 
-The stream follows the job's Temporal history with a long poll (`wait_new_event=True`), so
-every scheduled/started/completed/failed event reaches the browser as soon as it is written.
-Heartbeat progress never reaches the history, so while the run is open the stream also
-describes it every `DESCRIBE_INTERVAL` seconds. Each message is the same JSON as
-`GET /api/status/{jobId}` (built by the same fold) and is sent only when it changed; after the
-final state the server closes with 1000. The browser never polls. A batch's job that its batch
+The stream sends what the job's follower (`api.followers`) folds: it long-polls the history
+(`wait_new_event=True`), so every scheduled/started/completed/failed event reaches the browser
+as soon as it is written, and describes the run (heartbeat progress) while an activity may be
+pending. Every WebSocket and status read of the job share that one follower. Each message is the
+same JSON as `GET /api/status/{jobId}` and is sent only when it changed; after the final state
+the server closes with 1000. The browser never polls. A batch's job that its batch
 has not started yet has no history to follow: it gets its `queued` status until the batch starts it.
 """
 
@@ -15,21 +15,18 @@ import re
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
-from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.batch_jobs import unstarted_state, unstarted_status
 from api.deps import ID_PATTERN, Services, principal_of
 from api.errors import ApiError
+from api.followers import StatusFollowers
 from api.owned import find_own_job
-from api.status import fold_status, is_open
 from core.db import Job
 from schemas.api import JobState
 
 logger = logging.getLogger(__name__)
 
-DESCRIBE_INTERVAL = 0.5  # seconds between `describe()` calls while a run is open (heartbeat progress)
 BATCH_START_POLL = 1.0  # seconds between checks whether its batch started a waiting job
 CLOSE_UNAUTHORIZED = 4401  # application close codes mirror HTTP statuses (4000 + status)
 CLOSE_NOT_FOUND = 4404
@@ -60,7 +57,7 @@ async def serve(websocket: WebSocket, job_id: str) -> None:
     try:
         if row.batch_id is not None and not await _until_started(websocket, services, row):
             return
-        await _stream(websocket, services, job_id)
+        await _stream(websocket, websocket.app.state.followers, job_id)
     except WebSocketDisconnect:
         return
     except RPCError as err:
@@ -95,47 +92,28 @@ async def _until_started(websocket: WebSocket, services: Services, row: Job) -> 
         listener.cancel()
 
 
-async def _stream(websocket: WebSocket, services: Services, job_id: str) -> None:
-    handle = services.temporal.get_workflow_handle(job_id)
-    events: list[HistoryEvent] = []
-    woken = asyncio.Event()
-    follower = asyncio.create_task(_follow(handle, events, woken))
+async def _stream(websocket: WebSocket, followers: StatusFollowers, job_id: str) -> None:
+    """Send each new status of the job (its follower's, shared with every reader) until it ends."""
     listener = asyncio.create_task(_until_disconnect(websocket))
-    last: str | None = None
+    updates = followers.watch(job_id)
     try:
         while True:
-            waiting = {listener, asyncio.create_task(woken.wait())} | ({follower} if not follower.done() else set())
-            done, _ = await asyncio.wait(waiting, timeout=DESCRIBE_INTERVAL, return_when=asyncio.FIRST_COMPLETED)
-            for task in waiting - {listener, follower}:
-                task.cancel()
+            following = asyncio.ensure_future(anext(updates))
+            done, _ = await asyncio.wait({listener, following}, return_when=asyncio.FIRST_COMPLETED)
             if listener in done:
+                following.cancel()
                 return
-            if follower in done and (error := follower.exception()) is not None:
-                raise error
-            woken.clear()
-            if not events:
-                continue
-            history = WorkflowHistory(job_id, list(events))
-            running = is_open(history)
-            description = await handle.describe() if running else None
-            status = await fold_status(history, description, services.temporal.data_converter)
-            message = status.model_dump_json()
-            if message != last:
-                await websocket.send_text(message)
-                last = message
-            if not running:
+            try:
+                status = following.result()
+            except StopAsyncIteration:
+                return
+            await websocket.send_text(status.model_dump_json())
+            if status.status not in ("queued", "running"):
                 await _close(websocket, 1000, f"job {status.status}")
                 return
     finally:
-        follower.cancel()
         listener.cancel()
-
-
-async def _follow(handle: WorkflowHandle[object, object], events: list[HistoryEvent], woken: asyncio.Event) -> None:
-    """Append the run's history events as the server writes them (long poll until it closes)."""
-    async for event in handle.fetch_history_events(wait_new_event=True):
-        events.append(event)
-        woken.set()
+        await updates.aclose()
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -15,9 +15,11 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from api import errors, openapi
 from api.deps import Services, ServicesDep
+from api.followers import StatusFollowers
 from api.limits import MULTIPART_SLACK, BodyLimit
 from api.openapi import Health
 from api.routes import admin, batches, jobs, presets, profiles, session, uploads, web
+from core.queue_backlog import BacklogReader
 from core.services import open_services
 from core.settings import Settings, get_settings
 from core.telemetry import setup_telemetry
@@ -35,7 +37,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     setup_telemetry(settings.telemetry)
     async with open_services(settings, give_up_after=TEMPORAL_GIVE_UP) as services:
         app.state.services = services
-        yield
+        app.state.queue_backlog = BacklogReader.for_settings(services.temporal, settings.temporal).export()
+        app.state.followers = StatusFollowers(services.temporal, settings.api.status_followers)
+        try:
+            yield
+        finally:
+            await app.state.followers.close()
 
 
 async def _ping_db(services: Services) -> None:
@@ -62,12 +69,20 @@ def create_app() -> FastAPI:
     app.include_router(web.router)
     app.include_router(admin.router)
     openapi.install(app)  # 401/403/404/409/429/503 … in the OpenAPI document, beside FastAPI's 422
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="/metrics,/healthz")
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/metrics,/healthz,/livez")
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        """Prometheus text: the OTel metrics of this process (stage histogram, job counters, HTTP)."""
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus text: the OTel metrics of this process (stage histogram, job counters, HTTP, queue backlog)."""
+        backlog: BacklogReader | None = getattr(request.app.state, "queue_backlog", None)
+        if backlog is not None:
+            await backlog.refresh()  # at most one round of DescribeTaskQueue per 10 s, however often it is scraped
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/livez", tags=["health"], include_in_schema=False)
+    async def livez() -> dict[str, str]:
+        """The process answers; no dependency is checked, so an outage of one restarts no API pod."""
+        return {"status": "ok"}
 
     @app.get("/healthz", tags=["health"], response_model=Health, responses={503: {"model": Health}})
     async def healthz(services: ServicesDep) -> JSONResponse:

@@ -86,8 +86,12 @@ def event_time(event: HistoryEvent) -> datetime:
 
 async def job_input(history: WorkflowHistory, converter: DataConverter) -> PipelineInput:
     """The workflow input (graph spec included) from the first history event."""
-    started = history.events[0].workflow_execution_started_event_attributes
-    [job] = await converter.decode(started.input.payloads, [PipelineInput])
+    return await job_input_of(history.events[0], converter)
+
+
+async def job_input_of(started: HistoryEvent, converter: DataConverter) -> PipelineInput:
+    """The workflow input carried by a run's first event (`WorkflowExecutionStarted`)."""
+    [job] = await converter.decode(started.workflow_execution_started_event_attributes.input.payloads, [PipelineInput])
     return job  # type: ignore[no-any-return]
 
 

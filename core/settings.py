@@ -78,6 +78,8 @@ class GpuSettings(BaseModel):
     wav2lip_checkpoint: Path | None = None  # default `<models_dir>/wav2lip/wav2lip_gan.pth`, else in the checkout
     wav2lip_python: Path | None = None  # default `<dir>/.venv/bin/python`, else this interpreter
     wav2lip_args: list[str] = Field(default_factory=list)
+    musetalk_dir: Path | None = None  # MuseTalk 1.5 (musetalkV15/, sd-vae/, whisper/); default `<models_dir>/musetalk`
+    musetalk_batch_size: int = 8  # frames per UNet call (lower: less GPU memory)
     sadtalker_dir: Path | None = None  # a SadTalker checkout
     sadtalker_checkpoint_dir: Path | None = None  # default `<models_dir>/sadtalker/checkpoints`, else the checkout's
     sadtalker_python: Path | None = None
@@ -121,6 +123,7 @@ class ApiSettings(BaseModel):
     max_presets: int = 50  # per user; more → 409
     max_video_seconds: float = 30  # an uploaded clip (options.media) may be at most this long
     max_batch_items: int = 20  # jobs in one `POST /api/batches`
+    status_followers: int = 1000  # jobs whose status one API process follows at once (least recently read evicted)
     session_hours: float = 12
     secure_cookies: bool = False  # set true behind HTTPS so the session cookie is `Secure`
 

@@ -10,7 +10,7 @@ from api import erasure, live, reset, review, submit, views
 from api.admission import IDEMPOTENCY_HEADER
 from api.batch_jobs import cancel_job as request_cancel
 from api.batch_jobs import listed_states, read_job_status
-from api.deps import JobIdPath, PrincipalDep, ServicesDep, SettingsDep, UserDep, get_principal
+from api.deps import FollowersDep, JobIdPath, PrincipalDep, ServicesDep, SettingsDep, UserDep, get_principal
 from api.errors import ApiError, FieldError
 from api.owned import OwnedJob
 from api.reset import JobRetried
@@ -78,15 +78,15 @@ async def capabilities(services: ServicesDep) -> CapabilitiesManifest:
 
 
 @_api.get("/status/{job_id}", tags=["jobs"])
-async def job_status(job: OwnedJob, services: ServicesDep) -> JobStatus:
+async def job_status(job: OwnedJob, followers: FollowersDep) -> JobStatus:
     """Live job state and per-node states, read from the Temporal history."""
-    return await read_job_status(services.temporal, job)
+    return await read_job_status(followers, job)
 
 
 @_api.get("/jobs/{job_id}", tags=["jobs"])
-async def job_record(job: OwnedJob, services: ServicesDep, settings: SettingsDep) -> JobRecord:
+async def job_record(job: OwnedJob, services: ServicesDep, settings: SettingsDep, followers: FollowersDep) -> JobRecord:
     """The enriched job record: variant, script summary, profile, artifacts with download URLs."""
-    live_status = await read_job_status(services.temporal, job)
+    live_status = await read_job_status(followers, job)
     async with services.sessions() as session:
         artifacts = await repo.list_artifacts(session, job.id)
         profile = await repo.get_profile(session, job.user_id, job.profile_id) if job.profile_id else None
@@ -124,9 +124,9 @@ async def job_updates(websocket: WebSocket, job_id: str) -> None:
 
 
 @_api.post("/jobs/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, tags=["jobs"])
-async def cancel_job(job: OwnedJob, services: ServicesDep) -> JobAccepted:
+async def cancel_job(job: OwnedJob, services: ServicesDep, followers: FollowersDep) -> JobAccepted:
     """Ask the job to stop: the running GPU activity learns it through its heartbeat."""
-    live_status = await read_job_status(services.temporal, job)
+    live_status = await read_job_status(followers, job)
     if live_status.status not in ("queued", "running"):
         raise ApiError(409, f"job '{job.id}' is {live_status.status}; only queued or running jobs can be cancelled")
     await request_cancel(services.temporal, job)  # a batch's job not started yet: through its batch
