@@ -7,7 +7,8 @@ is deleted and the caller gets 429. Two racing submissions may then both be refu
 both admitted beyond the cap.
 """
 
-from datetime import timedelta
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from temporalio.client import Client
@@ -43,11 +44,10 @@ def replay(row: Job, request: JobRequest) -> str:
     return row.id
 
 
-async def open_job_ids(services: Services, user_id: str, enough: int | None = None) -> set[str]:
-    """The user's queued or running jobs: running in Temporal, or too recent to be listed yet.
+async def open_job_ids(services: Services, user_id: str) -> set[str]:
+    """The user's queued or running jobs by id: running in Temporal, or too recent to be listed yet.
 
-    With `enough`, an upper bound may be returned when it is no larger than `enough` (it
-    saves a visibility query on the common path of a user well under the cap).
+    Deleting needs the ids (an open job's data stays); admission only counts (`count_open_jobs`).
     """
     client = services.temporal
     # User ids match core.auth.USER_ID_PATTERN ([a-z0-9_.-]), so they are safe inside the quotes.
@@ -56,8 +56,6 @@ async def open_job_ids(services: Services, user_id: str, enough: int | None = No
         recent = await repo.recent_job_ids(session, user_id, _RECENT)
         # A batch is one open job until its last job started: its workflow carries the UserId too.
         recent += await repo.recent_batch_ids(session, user_id, _RECENT)
-    if enough is not None and len(running | set(recent)) <= enough:
-        return running | set(recent)
     if not recent:
         return running
     ids = ", ".join(f"'{job_id}'" for job_id in recent)  # ids are ours (job-<hex>), never user input
@@ -79,9 +77,42 @@ async def check_reviews(services: Services, user_id: str, most: int, retry_after
         )
 
 
+async def count_open_jobs(services: Services, user_id: str) -> int:
+    """How many jobs the user has open, from two visibility counts and one SQL count, run at once (no listing).
+
+    Jobs (and batches) started before the cutoff, and every job a batch started, are counted by
+    Temporal while they run; newer single jobs and batches, which visibility may not list yet, by
+    their rows (a new job's row is inserted before this runs, so it counts itself). The second
+    count takes back out the recent ones that visibility already shows closed or waiting for review.
+    """
+    cutoff = datetime.now(UTC) - _RECENT
+    before = cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    user = f"UserId = '{user_id}'"
+    # A batch's jobs have no row of their own to count: Temporal counts them once their batch started them.
+    batch_job = f"({names.SA_BATCH_ID} IS NOT NULL AND WorkflowType = '{names.PIPELINE_WORKFLOW}')"
+    counted = f"{user} AND ExecutionStatus = 'Running' AND (StartTime < '{before}' OR {batch_job}) AND {_NOT_WAITING}"
+    # Recent rows whose run already closed or waits for its review are not open: taken back out.
+    own_row = (
+        f"((WorkflowType = '{names.PIPELINE_WORKFLOW}' AND {names.SA_BATCH_ID} IS NULL) "
+        f"OR WorkflowType = '{names.BATCH_WORKFLOW}')"
+    )
+    recent_not_open = (
+        f"{user} AND StartTime >= '{before}' AND {own_row} AND (ExecutionStatus != 'Running' OR {_WAITING})"
+    )
+
+    async def recent_rows() -> int:
+        async with services.sessions() as session:
+            return await repo.count_recent_submissions(session, user_id, cutoff)
+
+    older, not_open, recent = await asyncio.gather(
+        services.temporal.count_workflows(counted), services.temporal.count_workflows(recent_not_open), recent_rows()
+    )
+    return older.count + recent - not_open.count
+
+
 async def check_capacity(services: Services, user_id: str, cap: int, retry_after: int) -> None:
     """429 with `Retry-After` when the user has more than `cap` open jobs (the new one included)."""
-    if len(await open_job_ids(services, user_id, enough=cap)) > cap:
+    if await count_open_jobs(services, user_id) > cap:
         raise ApiError(
             429,
             f"you already have {cap} jobs queued or running; wait for one to finish (or cancel one) and try again",

@@ -296,6 +296,17 @@ async def recent_batch_ids(session: AsyncSession, user_id: str, within: timedelt
     return list((await session.scalars(stmt)).all())
 
 
+async def count_recent_submissions(session: AsyncSession, user_id: str, since: datetime) -> int:
+    """The user's single jobs and batches created at or after `since` (a batch's jobs are its one entry)."""
+    jobs = (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.user_id == user_id, Job.created_at >= since, Job.batch_id.is_(None))
+    )
+    batches = select(func.count()).select_from(Batch).where(Batch.user_id == user_id, Batch.created_at >= since)
+    return int((await session.scalar(jobs)) or 0) + int((await session.scalar(batches)) or 0)
+
+
 async def delete_batch(session: AsyncSession, batch_id: str) -> None:
     """Delete a batch row and its jobs' rows (their artifacts rows go with them)."""
     await session.execute(delete(Job).where(Job.batch_id == batch_id))
