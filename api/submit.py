@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
@@ -17,17 +18,17 @@ from api.deps import Services
 from api.errors import FieldError
 from api.media_checks import SCENE_MEDIA_TYPES
 from core import repo
-from core.capabilities import live_capabilities
 from core.db import Job
 from core.netguard import non_public_address
 from core.settings import Settings
 from core.storage import ObjectStore, parse_s3_uri
 from schemas import names
 from schemas.api import GenerateRequest, PlanResponse, PresetIn, TrainRequest
+from schemas.capabilities import CapabilitiesManifest
 from schemas.media import MUSIC_BEDS
 from schemas.plan import GraphSpec
 from schemas.tasks import JobRequest, PipelineInput, RenderSettings, Script
-from workflows.planner import plan, resolve_request
+from workflows.planner import PlanningError, plan, resolve_request
 
 logger = logging.getLogger(__name__)
 
@@ -207,9 +208,7 @@ async def _check_upload(store: ObjectStore, user_id: str, loc: tuple[str | int, 
 
 async def plan_request(request: JobRequest, services: Services) -> tuple[JobRequest, GraphSpec]:
     """A stored request (a resubmission) resolved again under the live capabilities, and its graph."""
-    caps = await live_capabilities(services.sessions)
-    resolved = resolve_request(request, caps)
-    return resolved, plan(resolved, caps)
+    return await _planned(services, lambda caps: resolve_request(request, caps))
 
 
 async def plan_submission(
@@ -220,10 +219,28 @@ async def plan_submission(
     A user script sets the duration only when the body left `durationSeconds` out; one the user
     chose is checked against the script instead.
     """
-    caps = await live_capabilities(services.sessions)
     duration_given = "duration_seconds" in body.options.model_fields_set
-    resolved = resolve_request(request, caps, duration_given=duration_given)
-    return resolved, plan(resolved, caps)
+    return await _planned(services, lambda caps: resolve_request(request, caps, duration_given=duration_given))
+
+
+async def _planned(
+    services: Services, resolve: Callable[[CapabilitiesManifest], JobRequest]
+) -> tuple[JobRequest, GraphSpec]:
+    """Resolve and plan against the cached capabilities; once more against fresh ones when that is refused.
+
+    A worker that came up (or changed what it offers) within the cache's lifetime is then seen at
+    once; the refusal stands when the capabilities are fresh already.
+    """
+    caps = await services.capabilities.get()
+    try:
+        resolved = resolve(caps)
+        return resolved, plan(resolved, caps)
+    except PlanningError:
+        fresh = await services.capabilities.refreshed()
+        if fresh is None:
+            raise
+    resolved = resolve(fresh)
+    return resolved, plan(resolved, fresh)
 
 
 async def start_job(

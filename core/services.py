@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 
 from core import db
+from core.capabilities import CapabilitiesCache
 from core.settings import Settings
 from core.storage import ObjectStore
 from core.temporal import connect
@@ -24,6 +25,10 @@ class Services:
     store: ObjectStore
     temporal: Client
     engine: AsyncEngine  # behind `sessions`; disposed when the services close
+    capabilities_ttl: float = 5.0
+
+    def __post_init__(self) -> None:
+        self.capabilities = CapabilitiesCache(self.sessions, ttl=self.capabilities_ttl)
 
 
 @asynccontextmanager
@@ -52,6 +57,7 @@ async def open_services(
         store = ObjectStore(settings.storage)
         await asyncio.to_thread(store.ensure_buckets)
         temporal = await connect(settings.temporal, runtime, give_up_after)
-        yield Services(sessions=db.session_factory(engine), store=store, temporal=temporal, engine=engine)
+        yield Services(sessions=db.session_factory(engine), store=store, temporal=temporal, engine=engine,
+                       capabilities_ttl=settings.api.capabilities_cache_seconds)  # fmt: skip
     finally:
         await engine.dispose()

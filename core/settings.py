@@ -123,6 +123,7 @@ class ApiSettings(BaseModel):
     max_presets: int = 50  # per user; more → 409
     max_video_seconds: float = 30  # an uploaded clip (options.media) may be at most this long
     max_batch_items: int = 20  # jobs in one `POST /api/batches`
+    capabilities_cache_seconds: float = 5  # submissions plan against capabilities read at most this often
     status_followers: int = 1000  # jobs whose status one API process follows at once (least recently read evicted)
     session_hours: float = 12
     secure_cookies: bool = False  # set true behind HTTPS so the session cookie is `Secure`

@@ -15,7 +15,6 @@ from api.errors import ApiError, FieldError
 from api.owned import OwnedJob
 from api.reset import JobRetried
 from core import repo
-from core.capabilities import live_capabilities
 from core.temporal import web_ui_url
 from schemas.api import (
     GenerateRequest,
@@ -74,7 +73,7 @@ async def plan_only(body: Annotated[AnyRequest, Body()], user: UserDep, services
 @_api.get("/capabilities", tags=["jobs"])
 async def capabilities(services: ServicesDep) -> CapabilitiesManifest:
     """The live capabilities manifest: what every worker seen in the last two minutes can do."""
-    return await live_capabilities(services.sessions)
+    return await services.capabilities.get()
 
 
 @_api.get("/status/{job_id}", tags=["jobs"])
