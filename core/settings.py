@@ -86,7 +86,8 @@ class GpuSettings(BaseModel):
     sadtalker_args: list[str] = Field(default_factory=lambda: ["--still", "--preprocess", "full"])
     esrgan_weights: Path | None = None  # default `<models_dir>/esrgan/RealESRGAN_x4plus.pth`
     esrgan_tile: int = 512  # input tile size in pixels (0: whole frame at once)
-    coqui_model_dir: Path | None = None  # Coqui TTS model (`config.json` + checkpoint); default `<models_dir>/coqui`
+    # Coqui TTS model (`config.json` + checkpoint); default `<models_dir>/coqui`. XTTS v2 clones profiles' voices.
+    coqui_model_dir: Path | None = None
     coqui_speaker: str | None = None  # speaker of a multi-speaker model (default: its first)
     comfyui_url: str | None = None
     comfyui_checkpoint: str = "v1-5-pruned-emaonly.safetensors"

@@ -12,17 +12,24 @@ from core.storage import ObjectStore
 from gpu_worker.backends import Backends
 from gpu_worker.media.pipeline import RenderCancelled, RenderOutputs, render_still_video
 from gpu_worker.media.sound import Music
-from gpu_worker.media.speech import VoiceParams
+from gpu_worker.media.speech import ClonedVoice, VoiceParams
 from gpu_worker.media.voices import Narrator
 from gpu_worker.progress import Heartbeater, stop_error
-from gpu_worker.training.voice import load_voice_params
+from gpu_worker.training.voice import load_voice
+from gpu_worker.training.voice_clone import load_clone
 from schemas import names
 from schemas.media import frame_size
+from schemas.speech import PROFILE_VOICE
 from schemas.tasks import Asset, RenderInput, RenderResult, Video
 
 logger = logging.getLogger(__name__)
 
 RENDER_STAGES = ("speech", "scene", "animate", "encode", "thumbnail", "upload")  # heartbeat `stage` values
+
+# What of the profile a render used, in the record's `rendering` beside the stages (`voice`, `portrait`).
+PROFILE_CLONE = "profile-clone"  # the profile's cloned voice spoke
+PROFILE_PACE = "profile-pace"  # another voice spoke at the profile's fitted pace
+PROFILE_PORTRAIT = "profile-portrait"  # the profile's portrait is the face
 
 _CONTENT_TYPES = {
     ".mp4": "video/mp4",
@@ -129,7 +136,7 @@ class RenderActivities:
                 non_retryable=final,
             ) from err
         hb.update("upload", 96, stage_index=RENDER_STAGES.index("upload"), stage_count=stage_count)
-        return self._upload(inp, outputs)
+        return self._upload(inp, outputs, outputs.rendering | _profile_used(inp, voice, outputs.rendering))
 
     def _portrait(self, uri: str | None, out_dir: Path) -> Image.Image | None:
         if not uri:
@@ -158,12 +165,15 @@ class RenderActivities:
         ]
 
     def _voice(self, inp: RenderInput) -> VoiceParams:
-        # `voice` is an advertised voice id (`piper:…`, `espeak-ng:de`); histories from before voices were
-        # advertised carry None or an eSpeak NG variant (`f3`), which eSpeak NG still speaks.
-        voice_id = inp.voice if inp.voice and ":" in inp.voice else None
+        # `voice` is an advertised voice id (`piper:…`, `espeak-ng:de`, `profile`); histories from before voices
+        # were advertised carry None or an eSpeak NG variant (`f3`), which eSpeak NG still speaks.
+        voice_id = inp.voice if inp.voice and (":" in inp.voice or inp.voice == PROFILE_VOICE) else None
         variant = inp.voice if inp.voice and voice_id is None else None
         if inp.profile.voice_id:
-            trained = load_voice_params(self._store, inp.profile.voice_id)
+            trained, clone_ref = load_voice(self._store, inp.profile.voice_id)
+            clone = self._clone(clone_ref) if voice_id == PROFILE_VOICE else None
+            if clone is not None:  # the clone speaks at the speaker's own pace: the fitted rate is not applied again
+                return VoiceParams(language=inp.language, voice_id=voice_id, clone=clone)
             # The profile's fitted pace applies to every engine; its eSpeak NG variant and pitch only when
             # eSpeak NG speaks (neural voices have no pitch knob here).
             return VoiceParams(
@@ -171,6 +181,21 @@ class RenderActivities:
                 pitch_range=trained.pitch_range, voice_id=voice_id,
             )  # fmt: skip
         return VoiceParams(language=inp.language, voice=variant, voice_id=voice_id)
+
+    def _clone(self, ref: dict[str, object] | None) -> ClonedVoice | None:
+        """The profile's cloned voice when this worker runs its engine (else the profile's pace applies)."""
+        if ref is None:
+            return None  # trained before cloning, or where no cloning engine was configured
+        engine, uri = ref.get("engine"), ref.get("uri")
+        if engine != self._narrator.clone_engine or not isinstance(uri, str):
+            logger.warning("the profile's cloned voice (%s) needs %s, which this worker does not run", uri, engine)
+            return None
+        try:
+            return load_clone(self._store, uri)
+        except ValueError as err:  # rewritten or damaged: only training the voice again can fix it
+            raise ApplicationError(
+                f"{err}: train the profile's voice again", type=names.ERR_INVALID_INPUT, non_retryable=True
+            ) from err
 
     def _key(self, inp: RenderInput, name: str) -> str:
         return f"jobs/{inp.job_id}/{inp.node_id}/{name}"
@@ -180,7 +205,7 @@ class RenderActivities:
         uri, size = self._store.put_file(names.ARTIFACTS_BUCKET, self._key(inp, path.name), path, content_type)
         return Asset(kind=kind, uri=uri, content_type=content_type, size_bytes=size)
 
-    def _upload(self, inp: RenderInput, outputs: RenderOutputs) -> RenderResult:
+    def _upload(self, inp: RenderInput, outputs: RenderOutputs, rendering: dict[str, str]) -> RenderResult:
         files = [("video", outputs.video), ("thumbnail", outputs.thumbnail), ("audio", outputs.audio),
                  ("scene", outputs.scene_image), ("base_clip", outputs.base_clip)]  # fmt: skip
         files += [("captions", path) for path in outputs.captions]  # SRT, WebVTT, ASS
@@ -191,7 +216,7 @@ class RenderActivities:
             thumbnail_uri=assets["thumbnail"].uri,
             duration=outputs.duration,
             variant=inp.pipeline.variant,
-            rendering=outputs.rendering,
+            rendering=rendering,
         )
         return RenderResult(video=video, assets=uploaded)
 
@@ -210,3 +235,15 @@ class RenderActivities:
                 except Exception:
                     logger.exception("could not upload partial output %s", path)
         return uploaded
+
+
+def _profile_used(inp: RenderInput, voice: VoiceParams, rendering: dict[str, str]) -> dict[str, str]:
+    """What of the profile reached the video: its cloned voice or its pace, its portrait (never claimed otherwise)."""
+    used: dict[str, str] = {}
+    if voice.clone is not None and rendering.get("speech") == voice.clone.engine:
+        used["voice"] = PROFILE_CLONE
+    elif inp.profile.voice_id:
+        used["voice"] = PROFILE_PACE
+    if inp.pipeline.face_source == "profile" and inp.pipeline.portrait:
+        used["portrait"] = PROFILE_PORTRAIT
+    return used

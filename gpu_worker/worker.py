@@ -24,6 +24,7 @@ from core.telemetry import (
 )
 from gpu_worker.backends import Backends, build_backends
 from gpu_worker.backends.render import EMBEDDED_RUNTIMES
+from gpu_worker.backends.xtts import voice_cloner
 from gpu_worker.media.voices import Narrator
 from gpu_worker.rendering import RenderActivities
 from gpu_worker.training.components import training_available, warm_up
@@ -71,7 +72,9 @@ def build_worker(
     work_dir = settings.gpu.work_dir.resolve()
     backends = backends if backends is not None else build_backends(settings)
     render = RenderActivities(store, work_dir, backends, narrator or Narrator(coqui=backends.speech))
-    training = TrainingActivities(store, work_dir, default_components_factory(settings.gpu.models_dir))
+    training = TrainingActivities(
+        store, work_dir, default_components_factory(settings.gpu.models_dir), voice_cloner=voice_cloner(backends.speech)
+    )
     return Worker(
         client,
         task_queue=settings.temporal.gpu_task_queue,

@@ -11,6 +11,10 @@ MIN_SPEECH_COVERAGE = 0.75  # speech covers at least this share of the video
 MAX_SPEED_UP = 0.10  # speech estimated up to 10 % too long is spoken faster (length scale ≥ 0.9)
 MAX_SLOW_DOWN = 0.10  # and speech that is too short is spoken up to 10 % slower
 
+# The `voice` that asks for the profile's own voice: its clone where a cloning engine (XTTS v2) is
+# configured and the profile was trained with one, else the language's default voice at its pace.
+PROFILE_VOICE = "profile"
+
 _SENTENCE_END = re.compile(r"(?<=[.!?;:…。！？])\s*|\n\s*\n")
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 

@@ -12,6 +12,7 @@ from schemas import names
 from schemas.capabilities import ANY_LANGUAGE, CapabilitiesManifest, VoiceInfo
 from schemas.plan import GraphSpec, PlanEdge, PlanNode
 from schemas.speech import (
+    PROFILE_VOICE,
     estimate_spoken_seconds,
     language_matches,
     normalize_language,
@@ -49,7 +50,8 @@ class WorkersUnavailable(PlanningError):
 def resolve_request(request: JobRequest, caps: CapabilitiesManifest, *, duration_given: bool = True) -> JobRequest:
     """The request as its workflow carries it: the voice chosen, and the duration fitted to a user script.
 
-    The voice is the requested one, else the first advertised for the language. A user `script`
+    The voice is the requested one, else the profile's own (`profile`, where a cloning model is advertised
+    and the job has a profile or clips to train one), else the first advertised for the language. A user `script`
     without a `durationSeconds` (`duration_given` False) sets the duration to its estimated spoken
     length, clamped to the constraints. A request that renders nothing comes back unchanged.
 
@@ -237,7 +239,9 @@ def _speaking_voice(request: JobRequest, caps: CapabilitiesManifest) -> VoiceInf
     """
     if request.mode == "train_only" or caps.gpu is None:
         return None
-    advertised = caps.gpu.voices
+    # The `profile` voice (a cloned voice) needs a profile, or clips to train one.
+    own = bool(request.profile_id or request.audio)
+    advertised = [v for v in caps.gpu.voices if own or v.id != PROFILE_VOICE]
     speaking = voices_for(advertised, request.language)
     if not speaking:
         languages = list(dict.fromkeys(normalize_language(v.language) for v in advertised))
@@ -247,7 +251,9 @@ def _speaking_voice(request: JobRequest, caps: CapabilitiesManifest) -> VoiceInf
             "capability_missing",
         )
     if request.voice is None:
-        return speaking[0]
+        return next((v for v in speaking if v.id == PROFILE_VOICE), speaking[0])
+    if request.voice == PROFILE_VOICE:
+        return _profile_voice(request, caps.gpu.voices, speaking, own)
     chosen = next((v for v in advertised if v.id == request.voice), None)
     if chosen is None or chosen not in speaking:
         why = "is not advertised" if chosen is None else f"speaks '{chosen.language}'"
@@ -257,6 +263,25 @@ def _speaking_voice(request: JobRequest, caps: CapabilitiesManifest) -> VoiceInf
             "capability_missing",
         )
     return chosen
+
+
+def _profile_voice(request: JobRequest, advertised: list[VoiceInfo], speaking: list[VoiceInfo], own: bool) -> VoiceInfo:
+    """The `profile` voice for the request's language, or why it cannot speak this job."""
+    chosen = next((v for v in speaking if v.id == PROFILE_VOICE), None)
+    if chosen is not None:
+        return chosen
+    cloned = [normalize_language(v.language) for v in advertised if v.id == PROFILE_VOICE]
+    if not own:
+        why = "speaks in your profile's cloned voice: give profileId, or audio clips to train one"
+    elif not cloned:
+        why = "needs a voice-cloning model (XTTS v2) on the GPU workers, and none is advertised"
+    else:
+        why = f"(your cloned voice) cannot speak '{request.language}'; it speaks {_few(cloned)}"
+    others = [v.id for v in speaking]
+    raise PlanningError(
+        ("body", "voice"), f"voice '{PROFILE_VOICE}' {why}; voices for '{request.language}': {_few(others)}",
+        "capability_missing",
+    )  # fmt: skip
 
 
 def _few(items: Sequence[str], shown: int = 8) -> str:

@@ -105,18 +105,19 @@ def build_backends(settings: Settings) -> Backends:
             backend `APP_GPU__BACKENDS` names without its files, or pulled files whose sizes changed.
     """
     from gpu_worker.backends.comfyui import ComfyUiScene
-    from gpu_worker.backends.coqui import CoquiSpeech
     from gpu_worker.backends.diffusers_sd import DiffusersScene, find_sd
+    from gpu_worker.backends.musetalk import MuseTalk, find_musetalk
     from gpu_worker.backends.sadtalker import SadTalker
     from gpu_worker.backends.svd import DiffusersImageToVideo, find_svd
     from gpu_worker.backends.wav2lip import Wav2Lip
+    from gpu_worker.backends.xtts import speech_backend
 
     gpu = settings.gpu
     weights = _enabled_weights(settings)
     backends = Backends()
     coqui_dir = _path(weights, models.COQUI_VITS, gpu.coqui_model_dir)
     if coqui_dir is not None:
-        backends.speech = CoquiSpeech(coqui_dir, gpu.coqui_speaker)
+        backends.speech = speech_backend(coqui_dir, gpu.coqui_speaker)  # XTTS v2 or VITS, by its config
     sd_dir = find_sd(gpu.models_dir) if models.SD15 in weights else None
     if sd_dir is not None:
         backends.scenes.append(
@@ -144,6 +145,12 @@ def build_backends(settings: Settings) -> Backends:
             wav2lip_dir, _path(weights, models.WAV2LIP, gpu.wav2lip_checkpoint, "wav2lip_gan.pth"),
             gpu.wav2lip_python, gpu.wav2lip_args, gpu.backend_timeout_seconds,
         )  # fmt: skip
+    # Not catalogued yet, so its models-folder default applies only while APP_GPU__BACKENDS is unset.
+    musetalk = find_musetalk(gpu.musetalk_dir, gpu.models_dir if gpu.backends is None else None)
+    if musetalk is not None:
+        if backends.lipsync is not None:
+            logger.info("MuseTalk and Wav2Lip are both configured: lip-sync uses MuseTalk")
+        backends.lipsync = MuseTalk(musetalk, gpu.musetalk_batch_size)
     sadtalker_dir = _checkout(settings, weights, models.SADTALKER, gpu.sadtalker_dir, "APP_GPU__SADTALKER_DIR")
     if sadtalker_dir is not None:
         backends.talking_head = SadTalker(

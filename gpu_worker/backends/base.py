@@ -19,6 +19,10 @@ from gpu_worker.media.speech import SpokenSentence, VoiceParams
 
 Progress = Callable[[float], None]
 
+# Set (True) in the `info` of a scene a backend painted with the profile's LoRA, so the render records
+# `rendering["lora"]` only when the weights really went in (a LoRA for another base model is skipped).
+LORA_APPLIED = "profile_lora_applied"
+
 
 @dataclass(frozen=True)
 class LoraWeights:

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from gpu_worker.backends.base import LoraWeights, Progress, SceneRequest, model_size
+from gpu_worker.backends.base import LORA_APPLIED, LoraWeights, Progress, SceneRequest, model_size
 from gpu_worker.backends.diffusers_common import load_pipeline, local_model_dir, step_callback
 from gpu_worker.backends.errors import missing_weights
 from gpu_worker.training.components import SD_SUBDIR, TINY_SOURCE
@@ -140,4 +140,5 @@ class DiffusersScene:
                 if with_lora:
                     pipe.unload_lora_weights()
         logger.info("scene %dx%d from Stable Diffusion (LoRA: %s)", width, height, with_lora)
+        image.info[LORA_APPLIED] = with_lora
         return image

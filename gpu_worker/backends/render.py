@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from PIL import Image
 
-from gpu_worker.backends.base import LoraWeights, Progress, SceneRequest, cover_box, fit
+from gpu_worker.backends.base import LORA_APPLIED, LoraWeights, Progress, SceneRequest, cover_box, fit
 from gpu_worker.backends.frames import pingpong, read_frames
 from gpu_worker.media.animate import camera_path, head_motion, ken_burns, map_box, talking_frames
 from gpu_worker.media.encode import VideoWriter, encode_frames
@@ -58,6 +58,7 @@ SYNTHESISED_BED = "synthesised-bed"  # `options.music` calm or upbeat, made by o
 UPLOADED_MUSIC = "uploaded-music"  # the caller's own music upload
 UPLOADED_MEDIA = "uploaded-media"  # the svd scene from the caller's own images and clips (`options.media`)
 MEDIA_MONTAGE = "media-montage"  # their scenes cut at sentences: Ken Burns on stills, clips as filmed
+PROFILE_LORA = "profile-lora"  # `rendering["lora"]`: the scene was painted with the profile's LoRA and trigger words
 _FINISHING = {"captions": [WORD_CAPTIONS], "music": [SYNTHESISED_BED, UPLOADED_MUSIC], "mux": ["ffmpeg"]}
 
 # The embedded CPU runtimes need no weights, so every GPU worker has them; per variant, then stage.
@@ -177,7 +178,10 @@ class RenderBackends:
             if self._lora_id and not scene_backend.uses_lora:
                 logger.warning("scene runtime %s cannot apply the profile's LoRA %s", scene_backend.name, self._lora_id)
             request = SceneRequest(inp.stage, scene_size, inp.seed, lora)
-            backdrop = self._fit(scene_backend.generate(request, report("scene", 0.0, 0.3)), scene_size, rendering)
+            painted = scene_backend.generate(request, report("scene", 0.0, 0.3))
+            if painted.info.get(LORA_APPLIED):
+                rendering["lora"] = PROFILE_LORA
+            backdrop = self._fit(painted, scene_size, rendering)
             rendering["scene"] = scene_backend.name
         else:
             backdrop = render_backdrop(inp.stage, scene_size, inp.seed)

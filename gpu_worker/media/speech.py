@@ -30,6 +30,21 @@ _SILENCE_LEVEL = 200  # int16 amplitude below which a sample counts as silence
 Timing = Literal["exact", "estimated"]
 
 
+@dataclass(frozen=True, eq=False)
+class ClonedVoice:
+    """A speaker's conditioning computed from their clips by `train_voice`, for the engine that made it.
+
+    Attributes:
+        engine: the speech runtime id that computed it and alone can use it (`coqui-xtts`).
+        gpt_latents: XTTS's GPT conditioning latents, `(1, model dim, tokens)` float32.
+        speaker_embedding: XTTS's speaker embedding (HiFi-GAN's d-vector), `(1, dim, 1)` float32.
+    """
+
+    engine: str
+    gpt_latents: np.ndarray
+    speaker_embedding: np.ndarray
+
+
 @dataclass(frozen=True)
 class VoiceParams:
     """How the narrator sounds.
@@ -41,7 +56,9 @@ class VoiceParams:
         rate_wpm: speaking rate in words per minute; a trained profile's pace is `rate_wpm / 165`.
         pitch: base pitch, 0-100 (espeak-ng only).
         pitch_range: pitch variation, 0-100 (espeak-ng only).
-        voice_id: the advertised voice to speak with (`piper:en_US-joe-medium`, `espeak-ng:de`); None: the default.
+        voice_id: the advertised voice to speak with (`piper:en_US-joe-medium`, `espeak-ng:de`, `profile`);
+            None: the default.
+        clone: the profile's cloned voice, when `voice_id` is `profile` and the profile has one.
     """
 
     language: str = "en"
@@ -50,6 +67,7 @@ class VoiceParams:
     pitch: int = 50
     pitch_range: int = 50
     voice_id: str | None = None
+    clone: ClonedVoice | None = field(default=None, compare=False, repr=False)
 
     @property
     def pace(self) -> float:

@@ -2,7 +2,9 @@
 
 Engines: Piper neural voices (the default where one speaks the language), eSpeak NG for every
 other language, and the Coqui TTS backend when configured. A job names a voice id from the
-manifest (`voice`), or gets the first voice for its language.
+manifest (`voice`), or gets the first voice for its language. With XTTS v2 configured, the voice
+`profile` (one entry per language XTTS speaks, listed last so it is never a default) speaks in
+the profile's cloned voice; a job whose profile has no clone gets the language's default voice.
 """
 
 import functools
@@ -21,6 +23,7 @@ from schemas.speech import (
     MAX_SLOW_DOWN,
     MAX_SPEED_UP,
     MIN_SPEECH_COVERAGE,
+    PROFILE_VOICE,
     estimate_spoken_seconds,
     split_sentences,
     voices_for,
@@ -33,6 +36,7 @@ Progress = Callable[[float], None]
 # Measured words per minute of narration (bench/speech.py prints them): what the duration estimate uses.
 PIPER_WPM = 200.0
 ESPEAK_WPM = 200.0
+CLONE_WPM = 165.0  # XTTS's pace is not measured here (no real weights): an ordinary reading pace
 _TAIL = 0.03  # fitted speech ends this share of the video before its end, so the last word is not cut
 _FILL = 0.85  # speech shorter than MIN_SPEECH_COVERAGE is slowed towards this share of the video
 
@@ -52,11 +56,16 @@ class Narrator:
         self._lock = threading.Lock()
         self._voices: list[VoiceInfo] | None = None
 
+    @property
+    def clone_engine(self) -> str | None:
+        """The runtime id of the configured voice-cloning backend (`coqui-xtts`), or None."""
+        return self._coqui.name if self._coqui is not None and getattr(self._coqui, "clones_voices", False) else None
+
     def voices(self) -> list[VoiceInfo]:
-        """Every voice, preferred first: Coqui (configured on purpose), Piper, then eSpeak NG per language."""
+        """Every voice, preferred first: Coqui (configured on purpose), Piper, eSpeak NG per language, then `profile`."""
         if self._voices is None:
             found: list[VoiceInfo] = []
-            if self._coqui is not None:
+            if self._coqui is not None and self.clone_engine is None:
                 found.append(
                     VoiceInfo(id="coqui", language="en", engine="coqui", license="the configured model's own",
                               commercial="unclear", words_per_minute=165.0)
@@ -71,6 +80,13 @@ class Narrator:
                           commercial="yes", words_per_minute=ESPEAK_WPM, captions=can_draw(tag))
                 for tag in espeak.languages()
             ]  # fmt: skip
+            if self.clone_engine is not None:
+                found += [
+                    VoiceInfo(id=PROFILE_VOICE, language=tag, engine=self.clone_engine,
+                              license=getattr(self._coqui, "license", "the configured model's own"),
+                              commercial="no", words_per_minute=CLONE_WPM, captions=can_draw(tag))
+                    for tag in getattr(self._coqui, "languages", [])
+                ]  # fmt: skip
             self._voices = found
         return self._voices
 
@@ -81,7 +97,7 @@ class Narrator:
 
     def runtime_ids(self) -> list[str]:
         """The speech stage's runtime ids for the manifest, preferred first."""
-        ids = ["coqui"] if self._coqui is not None else []
+        ids = [self._coqui.name] if self._coqui is not None else []
         return [*ids, *self._piper_models, espeak.RUNTIME_ID]
 
     def speak(
@@ -118,11 +134,21 @@ class Narrator:
             if abs(fitted / speed - 1) > 0.01:
                 logger.info("speech %.2f s for a %.2f s video: speaking %.2f× as fast", length, target_seconds, fitted)
                 spoken, rate, timing = self._say(chosen, sentences, voice, fitted, seed, report)
-        runtime = chosen.id if chosen.engine != "espeak-ng" else espeak.RUNTIME_ID
+        runtime = chosen.engine if chosen.engine in (espeak.RUNTIME_ID, self.clone_engine) else chosen.id
         return assemble(spoken, rate, out_wav, runtime=runtime, timing=timing, target_seconds=target_seconds)
 
     def _choose(self, voice: VoiceParams) -> VoiceInfo:
         voices = self.voices()
+        if voice.voice_id == PROFILE_VOICE:
+            clone = voice.clone
+            if clone is None or clone.engine != self.clone_engine:
+                # No clone (trained before cloning, or not here): the voice a job naming none gets, at the
+                # profile's pace; an eSpeak NG default still takes the profile's fitted variant and pitch.
+                return self._default(voice.language)
+            cloned = voices_for([v for v in voices if v.id == PROFILE_VOICE], voice.language)
+            if not cloned:
+                raise ValueError(f"the cloned voice ({clone.engine}) does not speak {voice.language!r}")
+            return cloned[0]
         if voice.voice_id is not None:
             chosen = next((v for v in voices if v.id == voice.voice_id), None)
             if chosen is None:
@@ -131,9 +157,13 @@ class Narrator:
         if voice.voice is not None:  # an eSpeak NG variant (a trained profile, an old job): eSpeak NG speaks
             return VoiceInfo(id=f"espeak-ng:{voice.language}", language=voice.language, engine="espeak-ng",
                              license=ESPEAK_LICENSE, commercial="yes", words_per_minute=ESPEAK_WPM)  # fmt: skip
-        matching = voices_for(voices, voice.language)  # as the API picks when a job names no voice
+        return self._default(voice.language)
+
+    def _default(self, language: str) -> VoiceInfo:
+        """The first voice for `language`, as the API picks when a job names none (never `profile`: it needs a clone)."""
+        matching = voices_for([v for v in self.voices() if v.id != PROFILE_VOICE], language)
         if not matching:
-            raise ValueError(f"unknown speech language: {voice.language!r}")
+            raise ValueError(f"unknown speech language: {language!r}")
         return matching[0]
 
     def _say(
@@ -142,7 +172,7 @@ class Narrator:
         if chosen.engine == "piper":
             spoken, rate = self._piper_voice(chosen.id).speak_sentences(sentences, speed, progress)
             return spoken, rate, "exact"
-        if chosen.engine == "coqui" and self._coqui is not None:
+        if chosen.engine in ("coqui", self.clone_engine) and self._coqui is not None:
             spoken, rate = self._coqui.speak_sentences(sentences, voice, speed, seed, progress)
             return spoken, rate, "estimated"
         language = chosen.language if chosen.engine == "espeak-ng" else voice.language

@@ -43,12 +43,13 @@ class ClipStats:
     gain_db: float
 
 
-def decode(path: Path, name: str) -> np.ndarray:
-    """Decode any audio (or video with audio) file to mono float32 at 16 kHz with PyAV.
+def decode(path: Path, name: str, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode any audio (or video with audio) file to mono float32 at 16 kHz (or `rate`) with PyAV.
 
     Args:
         path: The local file.
         name: How errors name the clip (its URI).
+        rate: The sample rate to resample to (voice cloning takes 22.05 kHz).
 
     Returns:
         The samples in [-1, 1].
@@ -59,12 +60,12 @@ def decode(path: Path, name: str) -> np.ndarray:
     import av
 
     chunks: list[np.ndarray] = []
-    limit = int(MAX_CLIP_SECONDS * SAMPLE_RATE)
+    limit = int(MAX_CLIP_SECONDS * rate)
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise InvalidInputError(f"{name} has no audio stream")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             total = 0
             for frame in container.decode(container.streams.audio[0]):
                 for out in resampler.resample(frame):

@@ -3,7 +3,9 @@
 Register on the GPU worker (sync activities need a `ThreadPoolExecutor`):
 
     warm_up()  # import torch/diffusers before the first task, so a resumed attempt starts at once
-    training = TrainingActivities(store, settings.gpu.work_dir, default_components_factory(settings.gpu.models_dir))
+    training = TrainingActivities(
+        store, settings.gpu.work_dir, default_components_factory(settings.gpu.models_dir), voice_cloner=voice_cloner(backends.speech)
+    )
     Worker(
         ...,
         activities=[training.train_lora, training.train_voice],
@@ -38,6 +40,7 @@ from gpu_worker.training.errors import InvalidInputError, MissingWeightsError
 from gpu_worker.training.inputs import Store
 from gpu_worker.training.lora import PRESETS, ComponentsFactory, LoraTrainer
 from gpu_worker.training.voice import train_voice
+from gpu_worker.training.voice_clone import VoiceCloner
 from schemas import names
 from schemas.names import ARTIFACTS_BUCKET
 from schemas.tasks import TrainLoraInput, TrainLoraResult, TrainVoiceInput, TrainVoiceResult
@@ -77,6 +80,7 @@ class TrainingActivities:
         work_dir: Path,
         components_factory: ComponentsFactory,
         heartbeat_interval: float = 0.0,
+        voice_cloner: VoiceCloner | None = None,
     ) -> None:
         """Keep the clients the activities use.
 
@@ -86,11 +90,13 @@ class TrainingActivities:
             components_factory: Preset → base model components (`default_components_factory(models_dir)`).
             heartbeat_interval: Minimum seconds between heartbeats; 0 hands every step to the SDK,
                 which throttles what reaches the server.
+            voice_cloner: The configured XTTS backend: `train_voice` then also clones the voice.
         """
         self._store = store
         self._work_dir = work_dir
         self._lora = LoraTrainer(components_factory)
         self._heartbeat_interval = heartbeat_interval
+        self._voice_cloner = voice_cloner
 
     @contextmanager
     def _attempt(self, job_id: str, node_id: str) -> Iterator[tuple[Path, Heartbeater]]:
@@ -135,7 +141,7 @@ class TrainingActivities:
 
     @activity.defn(name=names.TRAIN_VOICE, no_thread_cancel_exception=True)
     def train_voice(self, inp: TrainVoiceInput) -> TrainVoiceResult:
-        """Fit the profile's voice from its clips, skipping clips a previous attempt measured.
+        """Fit the profile's voice from its clips (and clone it), skipping clips a previous attempt measured.
 
         Args:
             inp: Job, node, profile and clip URIs.
@@ -144,4 +150,4 @@ class TrainingActivities:
             The `voice.json` URI.
         """
         with self._attempt(inp.job_id, inp.node_id) as (scratch, heartbeater):
-            return train_voice(inp, self._store, scratch, heartbeater, _resume_from())
+            return train_voice(inp, self._store, scratch, heartbeater, _resume_from(), self._voice_cloner)

@@ -1,9 +1,11 @@
-"""`train_voice` for the embedded speech runtime: espeak-ng voice parameters fitted to the user's clips.
+"""`train_voice`: espeak-ng voice parameters fitted to the user's clips, and their cloned voice where XTTS runs.
 
 Each clip is decoded, normalised and measured (median F0, F0 spread, syllable rate); the
 measurements are mapped onto `VoiceParams` through tables measured on espeak-ng itself, so
 speech synthesized with the fitted parameters has about the clip's median F0 and syllable
 rate. Per-clip measurements are checkpointed, so a retried attempt skips the clips done.
+With a cloning backend configured (XTTS v2), the clips that passed those checks also give the
+profile's cloned voice (`gpu_worker.training.voice_clone`), named in `voice.json`'s `clone`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import logging
 import math
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from gpu_worker.training.audio import ClipStats, analyse, decode
 from gpu_worker.training.checkpoints import checkpoint_uri, resume_candidates
 from gpu_worker.training.errors import InvalidInputError
 from gpu_worker.training.inputs import Heartbeats, Store, fetch
+from gpu_worker.training.voice_clone import VoiceCloner, clone_voice
 from schemas.names import ARTIFACTS_BUCKET
 from schemas.tasks import TrainVoiceInput, TrainVoiceResult
 
@@ -34,7 +37,8 @@ STAGE = "train_voice"
 RUNTIME = "espeak-ng"
 MAX_CLIPS = 20
 FEMALE_F0_HZ = 165.0  # median F0 from which the female variant fits better
-_FORMAT = 1
+_FORMAT = 1  # of the per-clip checkpoints
+VOICE_FORMAT = 2  # of `voice.json`: 2 may name a `clone`; 1 (profiles trained before cloning) never does
 
 # Measured on espeak-ng with `analyse` (geometric means over three English paragraphs): per
 # variant, the median F0 each pitch setting gives, the F0 spread (p90 - p10, semitones) each
@@ -130,8 +134,9 @@ def train_voice(
     work_dir: Path,
     heartbeater: Heartbeats,
     resume_from: dict[str, Any] | None = None,
+    cloner: VoiceCloner | None = None,
 ) -> TrainVoiceResult:
-    """Measure every clip, fit `VoiceParams` and upload `voice.json`.
+    """Measure every clip, fit `VoiceParams`, clone the voice when a cloner is given, and upload `voice.json`.
 
     Args:
         inp: The activity input.
@@ -139,6 +144,7 @@ def train_voice(
         work_dir: Scratch directory for this attempt.
         heartbeater: Progress and cancellation.
         resume_from: The previous attempt's heartbeat details, if any.
+        cloner: The configured voice-cloning backend (XTTS v2), or None.
 
     Returns:
         The URI of `voice.json`.
@@ -170,15 +176,19 @@ def train_voice(
     clips = [ClipStats(**{k: v for k, v in c.items() if k != "uri"}) for c in done]
     pooled = summarise(clips)
     params = fit_voice(pooled["f0_median_hz"], pooled["f0_spread_semitones"], pooled["syllable_rate"])
-    payload = {"format": _FORMAT, "runtime": RUNTIME, "params": asdict(params), "stats": pooled, "clips": done}
+    stored = {k: v for k, v in asdict(params).items() if k != "clone"}
+    payload = {"format": VOICE_FORMAT, "runtime": RUNTIME, "params": stored, "stats": pooled, "clips": done}
+    if cloner is not None:
+        heartbeater.update(STAGE, 97, step=total, checkpoint_uri=last_ckpt, cloning=cloner.name, **progress)
+        payload["clone"] = clone_voice(cloner, store, inp.profile_id, done, work_dir)
     uri = _put_json(store, voice_uri(inp.profile_id), payload, work_dir)
     heartbeater.update(STAGE, 100, step=total, checkpoint_uri=last_ckpt, voice_uri=uri, **progress)
     logger.info("voice for profile %s: %s (%s)", inp.profile_id, uri, params)
     return TrainVoiceResult(voice_id=uri)
 
 
-def load_voice_params(store: Store, voice_id: str, language: str | None = None) -> VoiceParams:
-    """Read a trained voice for the renderer.
+def load_voice(store: Store, voice_id: str, language: str | None = None) -> tuple[VoiceParams, dict[str, Any] | None]:
+    """Read a trained voice for the renderer: its fitted parameters and its `clone` entry.
 
     Args:
         store: Object storage.
@@ -186,7 +196,7 @@ def load_voice_params(store: Store, voice_id: str, language: str | None = None) 
         language: Overrides the stored language (the job's language), if given.
 
     Returns:
-        The espeak-ng parameters.
+        The espeak-ng parameters, and `{engine, uri, format}` of the cloned voice (None: trained without one).
 
     Raises:
         ValueError: The object is not a voice for the embedded runtime.
@@ -196,4 +206,12 @@ def load_voice_params(store: Store, voice_id: str, language: str | None = None) 
     if payload.get("runtime") != RUNTIME:
         raise ValueError(f"{voice_id} is a {payload.get('runtime')!r} voice, not an {RUNTIME} one")
     params = VoiceParams(**payload["params"])
-    return params if language is None else VoiceParams(**{**asdict(params), "language": language})
+    if language is not None:
+        params = replace(params, language=language)
+    clone = payload.get("clone")
+    return params, clone if isinstance(clone, dict) else None
+
+
+def load_voice_params(store: Store, voice_id: str, language: str | None = None) -> VoiceParams:
+    """The fitted espeak-ng parameters of a trained voice (`load_voice` without the clone)."""
+    return load_voice(store, voice_id, language)[0]

@@ -12,6 +12,9 @@ from activities.worker import ensure_retention_schedule
 from core import repo
 from core.db import utcnow
 from core.retention import expire_uploads
+from core.storage import parse_s3_uri
+from gpu_worker.training.voice import voice_uri
+from gpu_worker.training.voice_clone import clone_uri
 from schemas import names
 from schemas.tasks import ExpireResult
 from tests.conftest import astronaut_png, wait_for_status
@@ -49,20 +52,25 @@ async def test_deleting_a_job_removes_its_video_rows_and_history(stack_factory) 
 
 
 async def _ready_profile(stack, tmp_path) -> tuple[str, list[str], str]:
-    """A trained-looking profile: its uploads, weights, and a training job with a checkpoint."""
+    """A trained-looking profile: its uploads, weights, voice (with an XTTS clone), and a training job's checkpoint."""
     image, clip = await _upload(stack, tmp_path, "face.png"), await _upload(stack, tmp_path, "second.png")
     train_job = f"job-{uuid.uuid4().hex[:16]}"
     async with stack.sessions.begin() as session:
         profile = await repo.resolve_or_create_profile(session, stack.user_id, "me", [image], [clip])
         lora = stack.store.put_bytes(names.ARTIFACTS_BUCKET, f"profiles/{profile.id}/lora.safetensors", b"w")
-        await repo.update_profile(session, profile.id, status="ready", lora_id=lora, portrait_uri=image)
+        # Where `train_voice` writes them: the fitted voice and the cloned voice's conditioning (biometric data).
+        voice, clone = (
+            stack.store.put_bytes(*parse_s3_uri(uri), data)
+            for uri, data in ((voice_uri(profile.id), b"{}"), (clone_uri(profile.id), b"latents"))
+        )
+        await repo.update_profile(session, profile.id, status="ready", lora_id=lora, voice_id=voice, portrait_uri=image)
         graph = {"graph_id": "train_v1", "nodes": [{"id": "train_lora", "task": "train_lora", "plane": "gpu"}]}
         # Trained yesterday (a row without a workflow would otherwise look like a job still starting).
         await repo.insert_job(session, job_id=train_job, user_id=stack.user_id, mode="train_only", variant="svd",
                               topic="t", request={}, graph=graph, profile_id=profile.id,
                               created_at=utcnow() - timedelta(days=1))  # fmt: skip
     checkpoint = stack.store.put_bytes(names.ARTIFACTS_BUCKET, f"jobs/{train_job}/train_lora/step-20.pt", b"c")
-    return profile.id, [image, clip, lora, checkpoint], train_job
+    return profile.id, [image, clip, lora, voice, clone, checkpoint], train_job
 
 
 async def test_deleting_a_profile_removes_weights_uploads_and_checkpoints(stack_factory, tmp_path) -> None:

@@ -354,12 +354,20 @@ MODEL_SVD = {
     "mux": "ffmpeg",
 }
 UNKNOWN_SADTALKER = {"speech": "espeak-ng:de", "talking_head": "embedded-face-mesh", "lipsync": "viseme-blend-v2"}
+# A profile's job with XTTS configured: its cloned voice and its portrait (the parts listed in any order).
+PROFILE_SADTALKER = {"portrait": "profile-portrait", "voice": "profile-clone", "speech": "coqui-xtts",
+                     "talking_head": "embedded-face-mesh", "mux": "ffmpeg"}  # fmt: skip
 
 
 async def test_each_card_says_what_ran_and_names_only_the_models_that_did(
     site_factory, object_store, page: Page
 ) -> None:
-    renders = [("svd", EMBEDDED_SVD), ("svd", MODEL_SVD), ("sadtalker", UNKNOWN_SADTALKER)]
+    renders = [
+        ("svd", EMBEDDED_SVD),
+        ("svd", MODEL_SVD),
+        ("sadtalker", UNKNOWN_SADTALKER),
+        ("sadtalker", PROFILE_SADTALKER),
+    ]
     async with site_factory(gpu_activities=[rendered_with(object_store, *(r for _, r in renders))]) as site:
         jobs = []
         for variant, _ in renders:  # one after the other: the stub reports the renderings in turn
@@ -375,7 +383,7 @@ async def test_each_card_says_what_ran_and_names_only_the_models_that_did(
             cards[job_id] = page.locator(f'article.job[data-job-id="{job_id}"]')
             await expect(cards[job_id]).to_have_attribute("data-status", "completed")
 
-        embedded, model, unknown = (cards[j] for j in jobs)
+        embedded, model, unknown, profile = (cards[j] for j in jobs)
         ran = embedded.get_by_role("group", name="What ran")
         await expect(ran.locator("dt")).to_have_text(["Voice", "Scene", "Motion", "Mouth", "Captions", "Encoding"])
         await expect(ran.locator("dd")).to_have_text(
@@ -398,6 +406,14 @@ async def test_each_card_says_what_ran_and_names_only_the_models_that_did(
             ["eSpeak NG (formant synthesizer)", "animated portrait (face mesh)", "viseme-blend-v2"]  # unknown: as-is
         )
         await expect(unknown).not_to_contain_text("SadTalker")
+
+        ran = profile.get_by_role("group", name="What ran")
+        await expect(ran.locator("dt")).to_have_text(["Voice", "Face", "Encoding", *["From your profile"] * 2])
+        await expect(ran.locator("dd")).to_have_text(
+            ["Coqui XTTS v2 (voice cloning)", "animated portrait (face mesh)", "FFmpeg", "your trained voice",
+             "your portrait"]
+        )  # fmt: skip
+        await expect(profile.locator(".job-title")).to_have_text("Generate · Animated portrait")
 
 
 async def test_variant_choices_name_a_model_only_when_the_workers_would_run_it(site: Site, page: Page) -> None:

@@ -410,3 +410,39 @@ def test_every_error_a_retry_policy_names_is_raised_somewhere() -> None:
     for error_type in [*NON_RETRYABLE_ERRORS, *CALLBACK_RETRY.non_retryable_error_types]:
         assert error_type in constants, f"{error_type} is not a constant in schemas/names.py"
         assert any(constants[error_type] in source for source in sources), f"nothing raises {error_type}"
+
+
+# XTTS v2 advertises the `profile` voice (a profile's cloned voice) last, once per language it speaks.
+CLONING = (*VOICES, voice("espeak-ng:fr", "fr"), voice("profile", "en", 165), voice("profile", "de", 165))
+
+
+@pytest.mark.parametrize(
+    ("request_", "chosen"),
+    [
+        (generate(), "piper:en_US-joe-medium"),  # no profile: never the cloned voice
+        (generate(profile_id="prof-1"), "profile"),  # a profile: its own voice (its clone, or its pace)
+        (train(), "profile"),  # clips to clone from
+        (train(audio=[]), "piper:en_US-joe-medium"),
+        (generate(profile_id="prof-1", voice="espeak-ng:en-us"), "espeak-ng:en-us"),  # a named voice wins
+        (generate(profile_id="prof-1", language="de", voice="profile"), "profile"),
+    ],
+)
+def test_a_profile_speaks_in_its_own_voice_when_none_is_named(request_: JobRequest, chosen: str) -> None:
+    resolved = resolve_request(request_, caps(voices=CLONING, languages=("*",)))
+    assert resolved.voice == chosen
+    assert plan(resolved, caps(voices=CLONING, languages=("*",))).graph_id.endswith("_v1")
+
+
+@pytest.mark.parametrize(
+    ("request_", "voices", "words"),
+    [
+        (generate(voice="profile"), CLONING, "give profileId, or audio clips to train one"),
+        (generate(profile_id="p", voice="profile"), VOICES, "needs a voice-cloning model (XTTS v2)"),
+        (generate(profile_id="p", voice="profile", language="fr"), CLONING, "cannot speak 'fr'; it speaks en, de"),
+    ],
+)
+def test_the_profile_voice_without_a_profile_model_or_language_is_a_422(request_, voices, words: str) -> None:
+    with pytest.raises(PlanningError) as err:
+        plan(request_, caps(voices=voices, languages=("*",)))
+    assert err.value.loc == ("body", "voice") and err.value.kind == "capability_missing"
+    assert words in err.value.message and "voices for" in err.value.message

@@ -59,6 +59,8 @@ async def test_trained_profile_is_reused_with_its_voice(stack_factory, tmp_path)
         assert profile["status"] == "ready" and profile["loraId"] and profile["voiceId"]
         assert profile["portraitUri"] == image
         assert {"lora", "voice", "video"} <= {a["kind"] for a in record["artifacts"]}
+        # Embedded runtimes only: the profile's portrait and fitted pace carried over, and the record says so.
+        assert (record["rendering"]["voice"], record["rendering"]["portrait"]) == ("profile-pace", "profile-portrait")
 
         speech = {}
         for label, extra in (("profile", {"profileId": profile["id"]}), ("default", {})):
@@ -81,6 +83,9 @@ async def test_trained_profile_is_reused_with_its_voice(stack_factory, tmp_path)
             speech[label] = median_pitch_hz(stack.store.get_bytes(audio["uri"]), tmp_path)
             if label == "profile":
                 assert job_record["profile"]["id"] == profile["id"]
+                assert job_record["rendering"]["voice"] == "profile-pace"
+            else:
+                assert not {"voice", "portrait"} & set(job_record["rendering"]), "nothing of a profile claimed"
         # The clip was a high voice: the fitted voice speaks the same script clearly higher.
         assert speech["profile"] > 1.3 * speech["default"], speech
 

@@ -143,6 +143,7 @@ def test_svd_variant_runs_every_stage_on_its_backend(backends, lora_store, tmp_p
     with caplog.at_level(logging.INFO, logger="gpu_worker.backends"):
         result, beats = run(backends, store, tmp_path / "work", render_input("svd", lora_uri(PROFILE)))
     assert "LoRA" in caplog.text and "loaded" in caplog.text, "the profile's LoRA went into Stable Diffusion"
+    assert result.video.rendering["lora"] == "profile-lora", "and the record says so"
     assets = {a.kind: a for a in result.assets}
     assert set(assets) == {"video", "thumbnail", "audio", "scene", "base_clip"}
     video = probe(saved(store, result.video.uri, tmp_path / "video.mp4"))

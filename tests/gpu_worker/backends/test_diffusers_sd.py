@@ -11,7 +11,7 @@ from PIL import Image
 from temporalio.exceptions import ApplicationError
 
 from gpu_worker.backends import Backends
-from gpu_worker.backends.base import LoraWeights, SceneRequest, model_size
+from gpu_worker.backends.base import LORA_APPLIED, LoraWeights, SceneRequest, model_size
 from gpu_worker.backends.diffusers_sd import DiffusersScene, find_sd
 from gpu_worker.backends.render import RenderBackends
 from gpu_worker.training.lora import instance_prompt, lora_uri
@@ -75,6 +75,24 @@ def test_a_trained_lora_changes_the_scene_and_is_unloaded_afterwards(scene, lora
     assert (after == plain).all(), "the LoRA does not leak into the next render"
 
 
+def test_a_lora_with_zero_weights_paints_the_same_scene_as_none(scene, lora_store, tmp_path: Path) -> None:
+    """What changes the trained LoRA's scene is its weights, not the loading or the trigger words' prompt."""
+    from safetensors.torch import load_file, save_file
+
+    lora = _lora(lora_store, tmp_path)
+    layers = load_file(str(lora.path))
+    ups = [key for key in layers if "lora.up" in key or "lora_B" in key]  # the second matrix of each B·A update
+    assert ups, sorted(layers)[:4]
+    zero = tmp_path / "zero" / lora.path.name
+    zero.parent.mkdir()
+    save_file({k: v.zero_() if k in ups else v for k, v in layers.items()}, str(zero))
+    zeroed = LoraWeights(zero, lora.base_model, lora.instance_prompt)
+    plain = scene.generate(SceneRequest(f"{lora.instance_prompt}, {STAGE}", (426, 240), seed=5), lambda _f: None)
+    loaded = scene.generate(SceneRequest(STAGE, (426, 240), seed=5, lora=zeroed), lambda _f: None)
+    assert loaded.info[LORA_APPLIED] and not plain.info[LORA_APPLIED], "the zero LoRA did load"
+    assert (pixels(loaded) == pixels(plain)).all()
+
+
 def test_a_lora_trained_on_another_model_is_skipped_with_a_warning(scene, lora_store, tmp_path: Path, caplog) -> None:
     lora = _lora(lora_store, tmp_path)
     meta = json.loads(lora_store.get_bytes(lora_uri(PROFILE, "lora.json")))
@@ -82,8 +100,9 @@ def test_a_lora_trained_on_another_model_is_skipped_with_a_warning(scene, lora_s
         foreign = LoraWeights(lora.path, base, meta["instance_prompt"])
         plain = pixels(scene.generate(SceneRequest(STAGE, (426, 240), seed=6), lambda _f: None))
         with caplog.at_level(logging.WARNING, logger="gpu_worker.backends.diffusers_sd"):
-            skipped = pixels(scene.generate(SceneRequest(STAGE, (426, 240), seed=6, lora=foreign), lambda _f: None))
-        assert (skipped == plain).all(), "neither the weights nor the instance prompt were used"
+            skipped = scene.generate(SceneRequest(STAGE, (426, 240), seed=6, lora=foreign), lambda _f: None)
+        assert (pixels(skipped) == plain).all(), "neither the weights nor the instance prompt were used"
+        assert not skipped.info[LORA_APPLIED], "the record will not claim the profile's LoRA"
         assert f"not using LoRA {lora.path}" in caplog.text
 
 

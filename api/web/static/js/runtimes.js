@@ -10,6 +10,8 @@ export const RENDER_STAGES = [
 export const STAGE_TITLES = {
   speech: "Voice", scene: "Scene", image_to_video: "Motion", talking_head: "Face", lipsync: "Mouth",
   captions: "Captions", music: "Music", upscale: "Upscaling", mux: "Encoding",
+  // Not stages: what of the profile the render used (`rendering.voice`, `.portrait`, `.lora`).
+  voice: "From your profile", portrait: "From your profile", lora: "From your profile",
 };
 
 const RUNTIME_LABELS = {
@@ -35,10 +37,16 @@ const RUNTIME_LABELS = {
   "uploaded-music": "your music",
   "uploaded-media": "your photos and clips",
   "media-montage": "a scene per sentence (Ken Burns on photos, crossfades)",
+  "profile-clone": "your trained voice",
+  "profile-pace": "your speaking pace",
+  "profile-portrait": "your portrait",
+  "profile-lora": "your trained likeness (LoRA)",
 };
 
 // Backends that run a model's downloaded weights or a model service; everything else is embedded.
-const MODEL_BACKENDS = new Set(["diffusers-sd", "diffusers-svd", "comfyui", "wav2lip", "sadtalker", "realesrgan", "coqui"]);
+const MODEL_BACKENDS = new Set([
+  "diffusers-sd", "diffusers-svd", "comfyui", "wav2lip", "sadtalker", "realesrgan", "coqui", "coqui-xtts",
+]);
 
 // What each variant does on the embedded path, and the backend (by stage) that earns it the model's name.
 const VARIANTS = {
@@ -70,18 +78,23 @@ export function runtimeLabel(id) {
   const detail = colon < 0 ? "" : id.slice(colon + 1);
   if (engine === "piper") return detail ? `Piper neural voice (${voiceName(detail)})` : "Piper neural voice";
   if (engine.startsWith("espeak-ng")) return "eSpeak NG (formant synthesizer)";
+  if (engine === "coqui-xtts") return "Coqui XTTS v2 (voice cloning)";
   if (engine.startsWith("coqui")) return "Coqui TTS";
   return RUNTIME_LABELS[id] ?? id;
 }
 
 const isModel = (id) => MODEL_BACKENDS.has(id?.split(":")[0]);
 
-/** `[stage, runtime id]` pairs of a record's `rendering`, known stages in render order, then any others. */
+// After the stages: what of the profile the render used.
+const PROFILE_PARTS = ["voice", "portrait", "lora"];
+
+/** `[stage, runtime id]` pairs of a record's `rendering`: stages in render order, the profile's parts, then others. */
 export function renderingEntries(rendering) {
   const entries = Object.entries(rendering ?? {});
+  const order = [...RENDER_STAGES, ...PROFILE_PARTS];
   const rank = ([stage]) => {
-    const i = RENDER_STAGES.indexOf(stage);
-    return i < 0 ? RENDER_STAGES.length : i;
+    const i = order.indexOf(stage);
+    return i < 0 ? order.length : i;
   };
   return entries.sort((a, b) => rank(a) - rank(b));
 }
