@@ -16,7 +16,9 @@ def reads(monkeypatch) -> list[int]:
     async def live(_sessions: object) -> CapabilitiesManifest:
         counted.append(1)
         await asyncio.sleep(0.01)
-        return CapabilitiesManifest(cpu=None, gpu=None, constraints=Constraints(max_duration_seconds=len(counted), resolutions=[]))
+        return CapabilitiesManifest(
+            cpu=None, gpu=None, constraints=Constraints(max_duration_seconds=len(counted), resolutions=[])
+        )
 
     monkeypatch.setattr(module, "live_capabilities", live)
     return counted
