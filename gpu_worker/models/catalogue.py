@@ -254,8 +254,12 @@ CATALOGUE: tuple[Entry, ...] = (
         setup="VCTK speakers p225…p376: pick one with APP_GPU__COQUI_SPEAKER (default the first).",
     ),
 )
-# Not catalogued: XTTS v2 (Coqui Public Model License, non-commercial) because the Coqui backend loads
-# single-checkpoint models such as VITS only; MuseTalk because no backend runs it.
+# Not catalogued yet (both backends exist; their files are laid out by hand):
+# - XTTS v2 (Coqui Public Model License, non-commercial): point APP_GPU__COQUI_MODEL_DIR at a folder with
+#   its config.json, model.pth and vocab.json; it would share the `coqui` folder with VITS.
+# - MuseTalk 1.5: its files come from three Hub repositories (TMElyralab/MuseTalk musetalkV15/, stabilityai/
+#   sd-vae-ft-mse, openai/whisper-tiny), which one entry cannot express yet; APP_GPU__MUSETALK_DIR or
+#   <models>/musetalk.
 
 
 def select(names: list[str], catalogue: tuple[Entry, ...] = CATALOGUE) -> list[Entry]:
