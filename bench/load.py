@@ -13,9 +13,16 @@ When every job has ended it checks that none was lost or duplicated: every job's
 `completed`; Temporal holds exactly one `PipelineWorkflow` run per job and none besides; the
 `jobs` table holds exactly the submitted ids; each job has exactly one (non-partial) video
 artifact, whose object is in S3 (the exit status is 1 when any of that fails). Throughput is
-completed jobs per minute from the first submission to the last workflow close.
+completed jobs per minute from the first submission to the last workflow close. Beside it, what
+the run cost (`bench/_costs.py`, from `/proc`): CPU seconds per job of the whole stack (servers,
+API, workers, their children, this process), of the Temporal server and of the GPU workers; the
+CPU-bound ceiling that implies (cores × 60 ÷ stack CPU per job); how many cores the stack and the
+whole machine kept busy; and the history events of each job's workflow (fetched after the run).
 
-Run: `python -m bench.load [--jobs 100] [--gpu-workers 1] [--users 25] [--timeout 1800]`.
+`--gpu-workers 1,2,4` runs the whole benchmark once per count, each on a fresh stack, and ends
+with a "scaling out" table: jobs/min per count, the speed-up over the first, CPU per job.
+
+Run: `python -m bench.load [--jobs 100] [--gpu-workers 1[,2,4]] [--users 25] [--timeout 1800]`.
 `--smoke` (the CI size, a test runs it): 2 jobs of one user, one GPU worker, the same checks.
 """
 
@@ -23,6 +30,8 @@ import argparse
 import asyncio
 import logging
 import math
+import os
+import statistics
 import sys
 import textwrap
 import time
@@ -50,6 +59,7 @@ from bench._common import (
     table,
     tail,
 )
+from bench._costs import CpuSample
 from core.auth import create_user_with_key
 from core.db import Artifact, Job
 from core.settings import Settings
@@ -221,8 +231,43 @@ async def verify(api: httpx.AsyncClient, stack: Stack, jobs: list[Submitted], us
     )
 
 
-async def run_bench(args: argparse.Namespace, stack: Stack) -> bool:
-    """Run the jobs, check them and print the report; whether every check passed."""
+# --- what a run cost ----------------------------------------------------------------------------
+
+
+async def history_events(stack: Stack, jobs: list[Submitted]) -> list[int]:
+    """How many events each job's workflow history holds (fetched after the run)."""
+    client = stack.services.temporal
+    return [len((await client.get_workflow_handle(job.job_id).fetch_history()).events) for job in jobs]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run's throughput and what it cost, for the scaling table."""
+
+    gpu_workers: int
+    completed: int
+    span_seconds: float  # first submission → last workflow close
+    cpu: CpuSample  # first submission → every job seen ended
+    events_per_job: float
+    clean: bool
+
+    @property
+    def jobs_per_minute(self) -> float:
+        """Completed jobs per minute of the span."""
+        return self.completed / self.span_seconds * 60 if self.span_seconds > 0 else math.nan
+
+    @property
+    def ceiling_jobs_per_minute(self) -> float:
+        """Jobs per minute if the stack had every core to itself and kept them busy: no worker count beats it."""
+        stack_per_job = self.cpu.stack / max(self.completed, 1)
+        return (os.cpu_count() or 1) * 60 / stack_per_job if stack_per_job > 0 else math.nan
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+async def run_bench(args: argparse.Namespace, stack: Stack, gpu_workers: int) -> RunSummary:
+    """Run the jobs with `gpu_workers` GPU workers, check them and print the report."""
     settings = stack.settings
     sessions = stack.services.sessions
     users = [f"load-{u:03d}" for u in range(args.users)]
@@ -231,17 +276,20 @@ async def run_bench(args: argparse.Namespace, stack: Stack) -> bool:
 
     processes = [start_worker("cpu-worker", "activities.worker", stack.root, stack.env)]
     processes += [
-        start_worker(f"gpu-worker-{g}", "gpu_worker.worker", stack.root, stack.env) for g in range(args.gpu_workers)
+        start_worker(f"gpu-worker-{g}", "gpu_worker.worker", stack.root, stack.env) for g in range(gpu_workers)
     ]
+    gpu_pids = [process.pid for process in processes[1:]]
+    temporal_pid = stack.servers["temporal"].pid
+    server_pids = [server.pid for server in stack.servers.values()]
     jobs: list[Submitted] = []
     latencies: list[float] = []
     try:
         processes.append(await asyncio.to_thread(start_api, stack.root, stack.env))
         limits = httpx.Limits(max_connections=args.jobs + 10, max_keepalive_connections=args.jobs + 10)
         async with httpx.AsyncClient(base_url=processes[-1].url, limits=limits, timeout=120) as api:
-            await wait_for_workers(api, admin_key, settings, args.gpu_workers, processes[:-1])
-            logger.info("stack ready: API, CPU worker, %d GPU worker(s); submitting %d jobs", args.gpu_workers,
-                        args.jobs)  # fmt: skip
+            await wait_for_workers(api, admin_key, settings, gpu_workers, processes[:-1])
+            logger.info("stack ready: API, CPU worker, %d GPU worker(s); submitting %d jobs", gpu_workers, args.jobs)
+            before = CpuSample.now(server_pids, temporal_pid, gpu_pids)
             t0_wall, t0 = time.time(), time.perf_counter()
             run_id = uuid.uuid4().hex[:8]
             jobs += await asyncio.gather(*(submit(api, args, i, keys[i % len(keys)], run_id) for i in range(args.jobs)))
@@ -252,16 +300,27 @@ async def run_bench(args: argparse.Namespace, stack: Stack) -> bool:
                 await asyncio.wait_for(poll(api, jobs, args.poll_interval, latencies), args.timeout)
             finally:
                 reporter.cancel()
+            cost = CpuSample.now(server_pids, temporal_pid, gpu_pids) - before
             logger.info("all %d jobs ended after %.1f s; verifying", len(jobs), time.perf_counter() - t0)
             verdict = await verify(api, stack, jobs, users)
+            events = await history_events(stack, jobs)
     except BaseException:
         log_tails(logger, processes)
         raise
     finally:
         for process in reversed(processes):
             process.stop()
-    report(args, jobs, latencies, verdict, t0_wall, submitted_in)
-    return verdict.clean(len(jobs))
+    span = max(c.timestamp() for c in verdict.closes) - t0_wall if verdict.closes else math.nan
+    summary = RunSummary(
+        gpu_workers=gpu_workers,
+        completed=verdict.statuses["completed"],
+        span_seconds=span,
+        cpu=cost,
+        events_per_job=statistics.mean(events) if events else math.nan,
+        clean=verdict.clean(len(jobs)),
+    )
+    report(args, jobs, latencies, verdict, summary, submitted_in)
+    return summary
 
 
 def report(
@@ -269,19 +328,17 @@ def report(
     jobs: list[Submitted],
     latencies: list[float],
     verdict: Verdict,
-    t0_wall: float,
+    summary: RunSummary,
     submitted_in: float,
 ) -> None:
     n = len(jobs)
-    span = max(c.timestamp() for c in verdict.closes) - t0_wall if verdict.closes else math.nan
-    completed = verdict.statuses["completed"]
     submit_latencies = [j.submit_latency for j in jobs]
 
     def exactly_one(counts: Counter[int]) -> str:
         others = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()) if k != 1)
         return f"{counts[1]} of {n}" + (f" (others {others})" if others else "")
 
-    workers = f"{args.gpu_workers} GPU worker" + ("s" if args.gpu_workers != 1 else "")
+    workers = f"{summary.gpu_workers} GPU worker" + ("s" if summary.gpu_workers != 1 else "")
     out(f"## {n} `generate` jobs at once through the HTTP API, {workers}")
     out()
     out(f"{machine()}.")
@@ -293,8 +350,9 @@ def report(
     )
     out(textwrap.fill(about, width=110))
     out()
+    cpu = summary.cpu
     rows: list[list[object]] = [
-        ["jobs submitted / completed", f"{n} / {completed}"],
+        ["jobs submitted / completed", f"{n} / {summary.completed}"],
         [
             "jobs failed / cancelled / still open",
             f"{verdict.statuses['failed']} / {verdict.statuses['cancelled']} / "
@@ -312,8 +370,8 @@ def report(
             "`POST /api/generate` p50 / p99",
             f"{ms(median(submit_latencies))} / {ms(percentile(submit_latencies, 99))} ms",
         ],
-        ["first submission → last job closed", f"{span:.1f} s"],
-        ["throughput", f"{completed / span * 60:.1f} jobs/min"],
+        ["first submission → last job closed", f"{summary.span_seconds:.1f} s"],
+        ["throughput", f"{summary.jobs_per_minute:.1f} jobs/min"],
         [
             "job time (workflow start → close) p50 / p99",
             f"{median(verdict.job_seconds):.1f} / {percentile(verdict.job_seconds, 99):.1f} s",
@@ -326,14 +384,85 @@ def report(
             f"`GET /api/status` p50 / p99 / max ({len(latencies)} reads)",
             f"{ms(median(latencies))} / {ms(percentile(latencies, 99))} / {ms(max(latencies, default=math.nan))} ms",
         ],  # fmt: skip
+        ["history events per job (mean)", f"{summary.events_per_job:.1f}"],
+        ["CPU per job: whole stack (servers, API, workers, ffmpeg)", f"{cpu.stack / max(n, 1):.2f} s"],
+        ["CPU per job: Temporal server", f"{cpu.temporal / max(n, 1) * 1000:.0f} ms ({cpu.temporal:.1f} s in all)"],
+        ["CPU per job: GPU workers with their ffmpeg runs", f"{cpu.gpu_workers / max(n, 1):.2f} s"],
+        [
+            f"CPU-bound ceiling on {os.cpu_count()} cores (cores ÷ stack CPU per job)",
+            f"{summary.ceiling_jobs_per_minute:.1f} jobs/min",
+        ],  # fmt: skip
+        ["cores the stack kept busy (its CPU ÷ wall time)", f"{cpu.stack / cpu.wall:.2f}"],
+        [
+            "machine CPU busy during the run (all processes)",
+            f"{cpu.machine / cpu.wall:.2f} of {os.cpu_count()} cores",
+        ],  # fmt: skip
     ]
     out(table(["measurement", "result"], rows))
+
+
+def scaling_report(summaries: list[RunSummary]) -> None:
+    """One row per GPU-worker count: throughput, speed-up over the first row, and CPU per job."""
+    base = summaries[0]
+    out("## Scaling out: the same jobs with more GPU workers")
+    out()
+    rows: list[list[object]] = []
+    for s in summaries:
+        per_job = max(s.completed, 1)
+        rows.append(
+            [
+                s.gpu_workers,
+                f"{s.completed}",
+                f"{s.jobs_per_minute:.1f}",
+                f"{s.jobs_per_minute / base.jobs_per_minute:.2f}× ({s.gpu_workers / base.gpu_workers:g}×)",
+                f"{s.cpu.stack / per_job:.2f}",
+                f"{s.ceiling_jobs_per_minute:.1f}",
+                f"{s.cpu.temporal / per_job * 1000:.0f}",
+                f"{s.events_per_job:.1f}",
+                f"{s.cpu.gpu_workers / per_job:.2f}",
+                f"{s.cpu.stack / s.cpu.wall:.2f}",
+                f"{s.cpu.machine / s.cpu.wall:.2f} of {os.cpu_count()}",
+            ]
+        )
+    headers = [
+        "GPU workers",
+        "jobs",
+        "jobs/min",
+        "speed-up (ideal)",
+        "stack CPU s/job",
+        "CPU-bound ceiling jobs/min",
+        "Temporal CPU ms/job",
+        "history events/job",
+        "GPU-worker CPU s/job",
+        "stack cores",
+        "machine cores busy",
+    ]
+    out(table(headers, rows))
+    out()
+    out(
+        "speed-up: jobs/min over the first row's. Stack CPU: servers, API, workers and their children. "
+        "Ceiling: cores × 60 ÷ stack CPU per job. Stack cores: its CPU ÷ wall time; machine cores busy: "
+        "every process on the machine, other work included."
+    )
+
+
+def worker_counts(text: str) -> list[int]:
+    """`--gpu-workers`: one count or a comma-separated list (`1,2,4`)."""
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("GPU worker counts are positive integers, e.g. 1 or 1,2,4")
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=100, help="generate jobs submitted at once")
-    parser.add_argument("--gpu-workers", type=int, default=1, help="GPU worker processes (one render at a time each)")
+    parser.add_argument(
+        "--gpu-workers",
+        type=worker_counts,
+        default=[1],
+        help="GPU worker processes (one render at a time each); a list such as 1,2,4 runs once per count",
+    )
     parser.add_argument("--users", type=int, default=25, help="users the jobs are spread over (round-robin)")
     parser.add_argument("--duration", type=float, default=5, help="durationSeconds of each video (at least 5)")
     parser.add_argument("--resolution", default="480p")
@@ -344,15 +473,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="CI size: 2 jobs of one user, one GPU worker")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.jobs, args.users, args.gpu_workers, args.timeout = 2, 1, 1, 300
+        args.jobs, args.users, args.gpu_workers, args.timeout = 2, 1, [1], 300
     quiet_logging()
     extra_env = {"APP_API__MAX_CONCURRENT_JOBS": str(math.ceil(args.jobs / args.users)), "HF_HUB_OFFLINE": "1"}
 
-    async def in_stack() -> bool:
-        async with local_stack("load", extra_env) as stack:
-            return await run_bench(args, stack)
+    async def each_count() -> list[RunSummary]:
+        summaries = []
+        for count in args.gpu_workers:  # a fresh stack each: no history or queue left over from the last count
+            async with local_stack("load", extra_env) as stack:
+                summaries.append(await run_bench(args, stack, count))
+        return summaries
 
-    clean = asyncio.run(in_stack())
+    summaries = asyncio.run(each_count())
+    if len(summaries) > 1:
+        out()
+        scaling_report(summaries)
+    clean = all(s.clean for s in summaries)
     if not clean:
         logger.error("a job was lost, duplicated or did not complete (see the table)")
     return 0 if clean else 1
