@@ -31,6 +31,8 @@ class BatchWorkflow:
         self._running: set[str] = set()  # started by this run and not finished yet
         self._started: list[str] = []
         self._skipped: list[str] = []  # cancelled before they started: never started
+        self._starting: asyncio.Future[workflow.ChildWorkflowHandle[object, object]] | None = None
+        self._starting_job = ""
 
     @workflow.run
     async def run(self, batch: BatchInput) -> BatchResult:
@@ -41,7 +43,9 @@ class BatchWorkflow:
                 if item.job.job_id not in self._skipped:
                     await self._start(item)
         except asyncio.CancelledError:
-            # The children outlive the batch (ABANDON): stop the running ones here, or nobody will.
+            # The children outlive the batch (ABANDON): stop the running ones here, or nobody will;
+            # one whose start was under way when the cancel came is among them once it started.
+            await self._started_meanwhile()
             await self._cancel(sorted(self._running))
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -63,8 +67,10 @@ class BatchWorkflow:
 
     async def _start(self, item: BatchItem) -> None:
         job = item.job
-        try:
-            handle = await workflow.start_child_workflow(
+        # Shielded: a cancel of the batch must not abandon a start the server may already be doing
+        # (that child would run on, uncounted and uncancelled); `run` waits for it instead.
+        self._starting = asyncio.ensure_future(
+            workflow.start_child_workflow(
                 names.PIPELINE_WORKFLOW,
                 job,
                 id=job.job_id,
@@ -74,6 +80,10 @@ class BatchWorkflow:
                 search_attributes=self._search_attributes(item),
                 static_summary=item.summary,
             )
+        )
+        self._starting_job = job.job_id
+        try:
+            handle = await asyncio.shield(self._starting)
         except WorkflowAlreadyStartedError:
             # Someone started this job already (an operator, by hand): it is not ours to count.
             workflow.logger.warning("job %s of batch %s was already started", job.job_id, self._batch.batch_id)
@@ -82,6 +92,20 @@ class BatchWorkflow:
         self._started.append(job.job_id)
         self._running.add(job.job_id)
         asyncio.create_task(self._until_finished(job.job_id, handle))
+
+    async def _started_meanwhile(self) -> None:
+        """After a cancel: let a start that was under way finish, and count its child as running."""
+        starting, self._starting = self._starting, None
+        if starting is None or (starting.done() and self._starting_job in self._started):
+            return
+        try:
+            handle = await starting
+        except (WorkflowAlreadyStartedError, asyncio.CancelledError):
+            return
+        if self._starting_job not in self._started:
+            self._started.append(self._starting_job)
+            self._running.add(self._starting_job)
+            asyncio.create_task(self._until_finished(self._starting_job, handle))
 
     async def _until_finished(self, job_id: str, handle: workflow.ChildWorkflowHandle[object, object]) -> None:
         try:
