@@ -266,7 +266,8 @@ def _done(nodes: dict[str, NodeStatus], by_scheduled_id: dict[int, str], schedul
 
 async def _apply_pending(nodes: dict[str, NodeStatus], pending: PendingActivityInfo, converter: DataConverter) -> None:
     node = nodes.get(pending.activity_id)
-    if node is None:
+    # A description read before the history's latest events may still list a node that has ended.
+    if node is None or node.state not in ("scheduled", "running", "retrying"):
         return
     progress = None
     if pending.heartbeat_details.payloads:

@@ -2,6 +2,7 @@
 picker, and deleting profiles."""
 
 import json
+import re
 
 import pytest
 from playwright.async_api import Page, Request, Route, expect
@@ -62,7 +63,8 @@ async def test_train_and_generate_from_the_page_then_pick_the_new_profile(site: 
     await expect(card.locator(".job-title")).to_have_text("Train+Generate · Animated portrait")
     assert len(trains) == 1 and json.loads(trains[0].post_data or "{}")["consent"] is True
     lora = card.locator('.node[data-node="train_lora"]')
-    await expect(lora).to_have_attribute("data-state", "running", timeout=30_000)
+    # Status is described at most once a second: a tiny training may finish before it is seen running.
+    await expect(lora).to_have_attribute("data-state", re.compile("running|completed"), timeout=30_000)
     await card.screenshot(path=shot("card-training"))
     await expect(card).to_have_attribute("data-status", "completed", timeout=120_000)
     await expect(card.locator(".job-meta")).to_contain_text("Profile: Eileen")
