@@ -388,8 +388,9 @@ def report(args: argparse.Namespace, measured: Measured) -> None:
     out(f"{machine()}.")
     out("Temporal dev server (SQLite), PostgreSQL and S3 on the same machine; the API under uvicorn in its")
     out("own process; both workers and the HTTP clients in the benchmark process. Every job is in `render`")
-    out(f"(a heartbeating GPU stub), so a read folds {history_events} history events plus `describe()` into a")
-    out(f"{body_bytes}-byte answer. Requests go round-robin over the jobs. CPU/req is each process's CPU time")
+    out(f"(a heartbeating GPU stub) with {history_events} history events; the API serves each read from the job's")
+    out("follower (`api/followers.py`: one history long poll and at most one `describe()` a second per job),")
+    out(f"a {body_bytes}-byte answer. Requests go round-robin over the jobs. CPU/req is each process's CPU time")
     out(
         "during the pass, minus its background use with no reads (heartbeats of the running jobs: "
         + ", ".join(f"{name} {rate * 100:.0f}%" for name, rate in background.items())
@@ -408,9 +409,11 @@ def report(args: argparse.Namespace, measured: Measured) -> None:
     out("A closed loop of N clients is throughput-bound (Little's law: latency ≈ N / req/s); the open loop")
     out("sends reads on a timer, like pages polling their jobs, and counts queueing from when a read was due.")
     out()
-    out(f"The parts of one read, called in sequence as `api/routes/jobs.py` does (median of {args.breakdown}")
-    out("reads, from the benchmark process); the rest of the single-client p50 is HTTP, FastAPI, and")
-    out("validating and serializing the answer:")
+    out(
+        f"The parts of a direct read (what the first read of a job, before its follower, costs; median of {args.breakdown}"
+    )
+    out("reads, from the benchmark process); a followed read skips the history and `describe()` parts, so the")
+    out("'rest' line can go negative against the followed single-client p50:")
     out()
     single = median(results[0].latencies)
     rows = [[name, ms(median(s)), ms(percentile(s, 99)), f"{median(s) / single * 100:.0f}%"] for name, s in parts]
