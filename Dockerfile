@@ -10,6 +10,8 @@ COPY activities activities
 COPY gpu_worker gpu_worker
 COPY schemas schemas
 COPY core core
+# The operator CLIs (`python -m ops.users|replay|retention`) run in the API's container.
+COPY ops ops
 RUN pip install --no-cache-dir . \
     && useradd --create-home --uid 10001 myspinbot
 USER myspinbot
