@@ -9,7 +9,7 @@ both admitted beyond the cap.
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from temporalio.client import Client
 
@@ -21,6 +21,16 @@ from schemas import names
 from schemas.tasks import JobRequest
 
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+
+# The header's rules, shared by every submission route (`Header(**IDEMPOTENCY_KEY_RULES, description=…)`).
+IDEMPOTENCY_KEY_RULES: Final[dict[str, Any]] = {
+    "alias": IDEMPOTENCY_HEADER,
+    "min_length": 1,
+    "max_length": 200,
+    "pattern": r"^[\x21-\x7e]+$",
+}
+
+
 # A job waiting for its person's review holds no worker: it does not count towards the cap.
 _WAITING: Final = f"{names.SA_REVIEW_STATE} = 'waiting'"
 _NOT_WAITING: Final = f"({names.SA_REVIEW_STATE} IS NULL OR {names.SA_REVIEW_STATE} != 'waiting')"

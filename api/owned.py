@@ -1,13 +1,15 @@
-"""The caller's own rows by path id: a job or a profile, else a 404 that does not say whose it is."""
+"""The caller's own rows by path id: a job, a profile or a batch, else a 404 that does not say whose it is."""
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Path
 
-from api.deps import JobIdPath, ProfileIdPath, Services, ServicesDep, UserDep
+from api.deps import ID_PATTERN, JobIdPath, ProfileIdPath, Services, ServicesDep, UserDep
 from api.errors import ApiError
 from core import repo
-from core.db import Job, Profile
+from core.db import Batch, Job, Profile
+
+BatchIdPath = Annotated[str, Path(pattern=ID_PATTERN, examples=["batch-3f0c9a7d5b1e4c2a"])]
 
 
 async def find_own_job(services: Services, user_id: str, job_id: str) -> Job | None:
@@ -33,5 +35,15 @@ async def owned_profile(profile_id: ProfileIdPath, user: UserDep, services: Serv
     return row
 
 
+async def owned_batch(batch_id: BatchIdPath, user: UserDep, services: ServicesDep) -> Batch:
+    """The caller's batch named by the `batch_id` path parameter, else 404 (also for another user's)."""
+    async with services.sessions() as session:
+        row = await repo.get_batch(session, user, batch_id)
+    if row is None:
+        raise ApiError(404, f"batch '{batch_id}' not found")
+    return row
+
+
 OwnedJob = Annotated[Job, Depends(owned_job)]
 OwnedProfile = Annotated[Profile, Depends(owned_profile)]
+OwnedBatch = Annotated[Batch, Depends(owned_batch)]

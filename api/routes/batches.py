@@ -2,41 +2,23 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, status
+from fastapi import APIRouter, Depends, Header, Query, status
 
 from api import batches
-from api.admission import IDEMPOTENCY_HEADER
-from api.deps import ID_PATTERN, ServicesDep, SettingsDep, UserDep, get_principal
-from api.errors import ApiError
-from core import repo
-from core.db import Batch
+from api.admission import IDEMPOTENCY_KEY_RULES
+from api.deps import ServicesDep, SettingsDep, UserDep, get_principal
+from api.owned import OwnedBatch
 from schemas.api import BatchAccepted, BatchCancelled, BatchesPublic, BatchPublic, BatchRequest
 
 router = APIRouter(prefix="/api", dependencies=[Depends(get_principal)], tags=["batches"])
 
-BatchIdPath = Annotated[str, Path(pattern=ID_PATTERN, examples=["batch-3f0c9a7d5b1e4c2a"])]
 BatchIdempotencyKey = Annotated[
     str | None,
     Header(
-        alias=IDEMPOTENCY_HEADER,
-        min_length=1,
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
+        **IDEMPOTENCY_KEY_RULES,
         description="the same key (per user) with the same body returns the batch it first created",
     ),
 ]
-
-
-async def owned_batch(batch_id: BatchIdPath, user: UserDep, services: ServicesDep) -> Batch:
-    """The caller's batch named by the `batch_id` path parameter, else 404 (also for another user's)."""
-    async with services.sessions() as session:
-        row = await repo.get_batch(session, user, batch_id)
-    if row is None:
-        raise ApiError(404, f"batch '{batch_id}' not found")
-    return row
-
-
-OwnedBatch = Annotated[Batch, Depends(owned_batch)]
 
 
 @router.post("/batches", status_code=status.HTTP_202_ACCEPTED)

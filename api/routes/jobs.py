@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, WebSocket, status
 from pydantic import Field
 
 from api import erasure, live, reset, review, submit, views
-from api.admission import IDEMPOTENCY_HEADER
+from api.admission import IDEMPOTENCY_KEY_RULES
 from api.batch_jobs import cancel_job as request_cancel
 from api.batch_jobs import listed_states, read_job_status
 from api.deps import FollowersDep, JobIdPath, PrincipalDep, ServicesDep, SettingsDep, UserDep, get_principal
@@ -39,10 +39,7 @@ AnyRequest = Annotated[GenerateRequest | TrainRequest, Field(discriminator="mode
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias=IDEMPOTENCY_HEADER,
-        min_length=1,
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
+        **IDEMPOTENCY_KEY_RULES,
         description="the same key (per user) returns the job it first created instead of starting another",
     ),
 ]
