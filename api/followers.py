@@ -157,7 +157,7 @@ class StatusFollowers:
         Raises:
             RPCError: as `read` (the first status is a direct fold), or when following fails.
         """
-        status = await read_status(self.client, job_id)
+        status = await self.read(job_id)  # its follower's status when it has one, else a direct fold
         yield status
         last = status
         while status.status in ("queued", "running"):

@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.admission import IDEMPOTENCY_HEADER
 from api.errors import ApiError, FieldError
-from api.status import TERMINAL_EVENTS, event_time, job_input
+from api.status import TERMINAL_EVENTS, event_time, is_review_timer, job_input
 from core.db import Job
 from schemas import names
 from schemas.api import ReviewStatePublic, ScriptReviewIn, ScriptReviewPublic
@@ -107,8 +107,7 @@ async def fold_review(history: WorkflowHistory, converter: DataConverter) -> Rev
                 review.answers[done.meta.update_id] = (requests[done.meta.update_id], answer)
                 review.last = answer
         elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
-            summary = event.user_metadata.summary
-            if summary.data and await converter.decode([summary], [str]) == [names.REVIEW_TIMER]:
+            if await is_review_timer(event, converter):
                 review.waiting_since = event_time(event)
         elif kind == EventType.EVENT_TYPE_TIMER_FIRED:
             review.timed_out = review.waiting_since is not None

@@ -216,6 +216,12 @@ _REVIEW_EVENTS = {
 }
 
 
+async def is_review_timer(event: HistoryEvent, converter: DataConverter) -> bool:
+    """Whether a `TimerStarted` event is the timer a review waits with (found by its summary)."""
+    summary = event.user_metadata.summary
+    return bool(summary.data) and await converter.decode([summary], [str]) == [names.REVIEW_TIMER]
+
+
 async def _fold_review(
     event: HistoryEvent, nodes: dict[str, NodeStatus], review: str, converter: DataConverter
 ) -> JobError | None:
@@ -226,8 +232,7 @@ async def _fold_review(
     """
     kind = event.event_type
     if kind == EventType.EVENT_TYPE_TIMER_STARTED:
-        summary = event.user_metadata.summary
-        if summary.data and await converter.decode([summary], [str]) == [names.REVIEW_TIMER]:
+        if await is_review_timer(event, converter):
             nodes[review] = _with(nodes[review], state="waiting", started_at=event_time(event), attempt=1)
         return None
     if kind == EventType.EVENT_TYPE_TIMER_FIRED:
