@@ -19,6 +19,8 @@ from pathlib import Path
 import psycopg
 import urllib3
 from minio import Minio
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
@@ -111,6 +113,7 @@ def start_temporal(data_dir: Path, port: int | None = None, ui_port: int | None 
     )
     wait_until("gRPC port open", lambda: port_open(port), service)
     wait_until("the default namespace answers", lambda: _temporal_answers(address), service)
+    run_async(lambda: _register_new_search_attributes(address))
     logger.info("temporal ready at %s (UI %s)", address, ui_url)
     return service
 
@@ -122,6 +125,19 @@ def _temporal_answers(address: str) -> bool:
 
     run_async(describe)
     return True
+
+
+async def _register_new_search_attributes(address: str) -> None:
+    """Add the search attributes a data dir from an older version lacks (`--search-attribute` adds them only to a new one)."""
+    client = await Client.connect(address)
+    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace="default"))
+    missing = dict.fromkeys(SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD)
+    missing = {name: kind for name, kind in missing.items() if name not in listed.custom_attributes}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace="default", search_attributes=missing)
+        )
+        logger.info("temporal: registered the search attributes %s", ", ".join(sorted(missing)))
 
 
 def start_postgres(data_dir: Path, port: int | None = None) -> Service:

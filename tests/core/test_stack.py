@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest, RemoveSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
@@ -302,3 +302,23 @@ def test_a_killed_gpu_worker_is_restarted_and_its_render_completes_while_the_api
 
 def _node(client: Any, job: str, node_id: str) -> dict[str, Any]:
     return next(n for n in client.get(f"/api/status/{job}").json()["nodes"] if n["id"] == node_id)
+
+
+async def test_a_data_dir_from_an_older_version_gets_the_new_search_attributes(tmp_path: Path) -> None:
+    """`--search-attribute` registers only into a new database: a restart adds what an upgrade brought."""
+    service = await asyncio.to_thread(start_temporal, tmp_path / "temporal")
+    try:
+        client = await Client.connect(service.url)
+        await client.operator_service.remove_search_attributes(
+            RemoveSearchAttributesRequest(namespace="default", search_attributes=["BatchId", "ReviewState"])
+        )
+        listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace="default"))
+        assert "BatchId" not in listed.custom_attributes  # as a data dir made before batches existed
+        await asyncio.to_thread(service.stop)
+        service = await asyncio.to_thread(service.restart_hook)  # same data dir and ports
+        client = await Client.connect(service.url)
+        listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace="default"))
+        for name in SEARCH_ATTRIBUTES:
+            assert listed.custom_attributes[name] == IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, name
+    finally:
+        await asyncio.to_thread(service.stop)
