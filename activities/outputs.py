@@ -63,7 +63,11 @@ def _summary(inp: RegisterInput) -> dict[str, object]:
 async def _settle_profile(session: AsyncSession, inp: RegisterInput) -> None:
     """Training results land on the profile; a failed training marks it unusable."""
     assert inp.profile is not None and inp.profile.id is not None
-    trained = {k: v for k, v in {"lora_id": inp.profile.lora_id, "voice_id": inp.profile.voice_id}.items() if v}
+    trained: dict[str, str | None] = {
+        k: v for k, v in {"lora_id": inp.profile.lora_id, "voice_id": inp.profile.voice_id}.items() if v
+    }
+    if inp.profile.voice_id:  # a voice trained again without cloning drops the older clone's engine
+        trained["voice_clone_engine"] = inp.profile.voice_clone_engine
     training_failed = inp.failed_stage in {"train_lora", "train_voice"}
     if training_failed:
         await repo.update_profile(session, inp.profile.id, status="failed", error=inp.error, **trained)

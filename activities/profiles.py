@@ -12,9 +12,8 @@ from schemas.tasks import ProfileInput, ProfileRef
 
 def profile_ref(row: Profile) -> ProfileRef:
     """The node-facing view of a profile row."""
-    return ProfileRef(
-        id=row.id, name=row.name, lora_id=row.lora_id, voice_id=row.voice_id, portrait_uri=row.portrait_uri
-    )
+    return ProfileRef(id=row.id, name=row.name, lora_id=row.lora_id, voice_id=row.voice_id,
+                      voice_clone_engine=row.voice_clone_engine, portrait_uri=row.portrait_uri)  # fmt: skip
 
 
 class ProfileActivities:

@@ -147,8 +147,8 @@ async def _plan(item: _Item, user_id: str, services: Services, settings: Setting
         submit.check_caller(item.body, user_id)
         body = await submit.with_preset(item.body, user_id, services)
         request = submit.to_job_request(body)
-        await submit.check_references(request, user_id, services)
-        request, graph = await submit.plan_submission(body, request, services)
+        profile = await submit.check_references(request, user_id, services)
+        request, graph = await submit.plan_submission(body, request, profile, services)
         await submit.check_callback(request, settings)
     except FieldError as err:
         raise FieldError(item.where(err.loc), err.message, err.status_code) from err

@@ -3,7 +3,6 @@
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
@@ -18,7 +17,7 @@ from api.deps import Services
 from api.errors import FieldError
 from api.media_checks import SCENE_MEDIA_TYPES
 from core import repo
-from core.db import Job
+from core.db import Job, Profile
 from core.netguard import non_public_address
 from core.settings import Settings
 from core.storage import ObjectStore, parse_s3_uri
@@ -43,8 +42,8 @@ async def submit(
     check_caller(body, user_id)
     body = await with_preset(body, user_id, services)
     request = to_job_request(body)
-    await check_references(request, user_id, services)
-    request, graph = await plan_submission(body, request, services)
+    profile = await check_references(request, user_id, services)
+    request, graph = await plan_submission(body, request, profile, services)
     return await start_job(request, graph, user_id, services, settings, idempotency_key=key, preset=body.preset)
 
 
@@ -53,8 +52,8 @@ async def preview(body: GenerateRequest | TrainRequest, user_id: str, services: 
     check_caller(body, user_id)
     body = await with_preset(body, user_id, services)
     request = to_job_request(body)
-    await check_references(request, user_id, services)
-    resolved, graph = await plan_submission(body, request, services)
+    profile = await check_references(request, user_id, services)
+    resolved, graph = await plan_submission(body, request, profile, services)
     renders = resolved.mode != "train_only"
     return PlanResponse(
         graph=graph,
@@ -66,8 +65,8 @@ async def preview(body: GenerateRequest | TrainRequest, user_id: str, services: 
 async def resubmit(row: Job, services: Services, settings: Settings) -> str:
     """Start a new job with the stored request of `row`, planned again under the live capabilities."""
     request = JobRequest.model_validate(row.request)
-    await check_references(request, row.user_id, services)
-    resolved, graph = await plan_request(request, services)
+    profile = await check_references(request, row.user_id, services)
+    resolved, graph = await plan_request(request, profile, services)
     new_id = await start_job(resolved, graph, row.user_id, services, settings, preset=row.preset)
     logger.info("job %s resubmitted as %s", row.id, new_id)
     return new_id
@@ -164,8 +163,12 @@ def _training_topic(body: GenerateRequest | TrainRequest) -> str:
     return f"training {name}" if name else "profile training"
 
 
-async def check_references(request: JobRequest, user_id: str, services: Services) -> None:
-    """Every `s3://` the body names must be the caller's upload and exist; a profile must be theirs and ready."""
+async def check_references(request: JobRequest, user_id: str, services: Services) -> Profile | None:
+    """Every `s3://` the body names must be the caller's upload and exist; a profile must be theirs and ready.
+
+    Returns:
+        The request's profile, or None when it names none.
+    """
     refs: list[tuple[tuple[str | int, ...], str]] = (
         [(("body", "portrait"), request.portrait)] if request.portrait else []
     )
@@ -193,6 +196,8 @@ async def check_references(request: JobRequest, user_id: str, services: Services
             raise FieldError(
                 ("body", "profileId"), f"profile '{profile.id}' is {profile.status}, not ready: train it first"
             )
+        return profile
+    return None
 
 
 async def _check_upload(store: ObjectStore, user_id: str, loc: tuple[str | int, ...], uri: str) -> None:
@@ -206,13 +211,15 @@ async def _check_upload(store: ObjectStore, user_id: str, loc: tuple[str | int, 
         raise FieldError(loc, f"{uri} does not exist")
 
 
-async def plan_request(request: JobRequest, services: Services) -> tuple[JobRequest, GraphSpec]:
+async def plan_request(
+    request: JobRequest, profile: Profile | None, services: Services
+) -> tuple[JobRequest, GraphSpec]:
     """A stored request (a resubmission) resolved again under the live capabilities, and its graph."""
-    return await _planned(services, lambda caps: resolve_request(request, caps))
+    return await _planned(services, request, profile, duration_given=True)
 
 
 async def plan_submission(
-    body: GenerateRequest | TrainRequest, request: JobRequest, services: Services
+    body: GenerateRequest | TrainRequest, request: JobRequest, profile: Profile | None, services: Services
 ) -> tuple[JobRequest, GraphSpec]:
     """The request as the workflow will carry it (voice chosen, a user script's duration fitted) and its graph.
 
@@ -220,27 +227,30 @@ async def plan_submission(
     chose is checked against the script instead.
     """
     duration_given = "duration_seconds" in body.options.model_fields_set
-    return await _planned(services, lambda caps: resolve_request(request, caps, duration_given=duration_given))
+    return await _planned(services, request, profile, duration_given=duration_given)
 
 
 async def _planned(
-    services: Services, resolve: Callable[[CapabilitiesManifest], JobRequest]
+    services: Services, request: JobRequest, profile: Profile | None, *, duration_given: bool
 ) -> tuple[JobRequest, GraphSpec]:
     """Resolve and plan against the cached capabilities; once more against fresh ones when that is refused.
 
     A worker that came up (or changed what it offers) within the cache's lifetime is then seen at
     once; the refusal stands when the capabilities are fresh already.
     """
-    caps = await services.capabilities.get()
+    clone = profile.voice_clone_engine if profile else None
+
+    def resolved_and_planned(caps: CapabilitiesManifest) -> tuple[JobRequest, GraphSpec]:
+        resolved = resolve_request(request, caps, duration_given=duration_given, profile_clone=clone)
+        return resolved, plan(resolved, caps, profile_clone=clone)
+
     try:
-        resolved = resolve(caps)
-        return resolved, plan(resolved, caps)
+        return resolved_and_planned(await services.capabilities.get())
     except PlanningError:
         fresh = await services.capabilities.refreshed()
         if fresh is None:
             raise
-    resolved = resolve(fresh)
-    return resolved, plan(resolved, fresh)
+    return resolved_and_planned(fresh)
 
 
 async def start_job(

@@ -30,7 +30,7 @@ def artifact_public(store: ObjectStore, row: Artifact) -> ArtifactPublic:
 def profile_public(row: Profile) -> ProfilePublic:
     """The API view of a profile row."""
     return ProfilePublic(id=row.id, name=row.name, status=row.status, lora_id=row.lora_id, voice_id=row.voice_id,
-                         portrait_uri=row.portrait_uri, created_at=row.created_at)  # fmt: skip
+                         voice_clone_engine=row.voice_clone_engine, portrait_uri=row.portrait_uri, created_at=row.created_at)  # fmt: skip
 
 
 def preset_in(row: Preset) -> PresetIn:

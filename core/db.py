@@ -113,6 +113,7 @@ class Profile(Base):
     status: Mapped[str] = mapped_column(default="new", server_default="new")
     lora_id: Mapped[str | None]  # s3:// URI of the LoRA weights
     voice_id: Mapped[str | None]
+    voice_clone_engine: Mapped[str | None]  # the engine that cloned `voice_id`'s voice; None: a fitted pace only
     portrait_uri: Mapped[str | None]
     images: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     audio: Mapped[list[str]] = mapped_column(default=list, server_default="[]")

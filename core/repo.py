@@ -40,7 +40,18 @@ JOB_SUMMARY_FIELDS: Final = frozenset(
     }
 )
 PROFILE_FIELDS: Final = frozenset(
-    {"name", "status", "lora_id", "voice_id", "portrait_uri", "images", "audio", "error", "consent_at"}
+    {
+        "name",
+        "status",
+        "lora_id",
+        "voice_id",
+        "voice_clone_engine",
+        "portrait_uri",
+        "images",
+        "audio",
+        "error",
+        "consent_at",
+    }
 )
 _ARTIFACT_UPDATED: Final = ("user_id", "node_id", "uri", "content_type", "size_bytes", "partial")
 _POPULATE: Final = {"populate_existing": True}  # RETURNING rows overwrite stale objects in the session

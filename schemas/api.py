@@ -266,6 +266,7 @@ class ProfilePublic(ApiModel):
     status: str
     lora_id: str | None = None
     voice_id: str | None = None
+    voice_clone_engine: str | None = None  # the engine of the profile's cloned voice; None: its pace only
     portrait_uri: str | None = None
     created_at: datetime
 

@@ -134,6 +134,7 @@ class ProfileRef(Contract):
     name: str | None = None
     lora_id: str | None = None
     voice_id: str | None = None
+    voice_clone_engine: str | None = None  # set when the voice was cloned (the engine that speaks it)
     portrait_uri: str | None = None
 
 
@@ -168,6 +169,7 @@ class TrainVoiceResult(Contract):
     """Where the voice profile is."""
 
     voice_id: str
+    clone_engine: str | None = None  # the engine that cloned the voice from the clips (XTTS v2); None: pace only
 
 
 class SelectInput(Contract):

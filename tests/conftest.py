@@ -32,6 +32,7 @@ from core.settings import Settings, get_settings
 from core.storage import ObjectStore
 from devstack.process import Service
 from devstack.servers import env_for, start_postgres, start_s3, start_temporal
+from gpu_worker.backends import build_backends
 from gpu_worker.worker import build_worker as build_gpu_worker
 from gpu_worker.worker import manifest as gpu_manifest
 from tests.helpers import api_client
@@ -136,13 +137,15 @@ async def build_stack(
     gpu: bool = True,
     api_limits: dict[str, Any] | None = None,
     review: dict[str, Any] | None = None,
+    gpu_settings: dict[str, Any] | None = None,
     label: str = "test",
 ) -> AsyncIterator[Stack]:
     """Both workers and an API app on fresh task queues of `settings`' servers, the workers on `services`' clients.
 
     `gpu_activities` replaces the GPU worker's activities (stubs registered under the real names,
     heartbeats throttled as the real worker throttles them); `gpu_store` replaces the store the real
-    GPU worker uploads with; `gpu=False` starts no GPU worker at all. `label` names the workers' manifests.
+    GPU worker uploads with; `gpu=False` starts no GPU worker at all; `gpu_settings` overrides the GPU
+    settings (a model folder). `label` names the workers' manifests.
     """
     suffix = uuid.uuid4().hex[:8]
     temporal = settings.temporal.model_copy(
@@ -150,11 +153,14 @@ async def build_stack(
     )
     api = settings.api.model_copy(update=api_limits or {})
     review_settings = settings.review.model_copy(update=review or {})
-    local = settings.model_copy(update={"temporal": temporal, "api": api, "review": review_settings})
+    gpu_local = settings.gpu.model_copy(update=gpu_settings or {})
+    local = settings.model_copy(update={"temporal": temporal, "api": api, "review": review_settings, "gpu": gpu_local})
     writer = writer or OfflineScriptWriter()
     client, store, sessions = services.temporal, services.store, services.sessions
     await publish(sessions, cpu_manifest(local, writer, f"cpu-{label}-{suffix}"))
-    await publish(sessions, gpu_manifest(local, f"gpu-{label}-{suffix}"))
+    # Backends are built only for settings that name model folders; the defaults need none.
+    backends = build_backends(local) if gpu_settings else None
+    await publish(sessions, gpu_manifest(local, f"gpu-{label}-{suffix}", backends))
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: local
     async with AsyncExitStack() as stack:
@@ -162,7 +168,7 @@ async def build_stack(
         if gpu:
             executor = stack.enter_context(ThreadPoolExecutor(max_workers=2))
             if gpu_activities is None:
-                worker = build_gpu_worker(client, local, gpu_store or store, executor)
+                worker = build_gpu_worker(client, local, gpu_store or store, executor, backends)
             else:
                 throttle = timedelta(seconds=local.gpu.heartbeat_throttle_seconds)
                 worker = Worker(
@@ -191,6 +197,7 @@ def stack_factory(settings: Settings, shared_services: Services) -> Any:
         gpu: bool = True,
         api_limits: dict[str, Any] | None = None,
         review: dict[str, Any] | None = None,
+        gpu_settings: dict[str, Any] | None = None,
     ) -> AbstractAsyncContextManager[Stack]:
         return build_stack(
             settings,
@@ -200,6 +207,7 @@ def stack_factory(settings: Settings, shared_services: Services) -> Any:
             gpu=gpu,
             api_limits=api_limits,
             review=review,
+            gpu_settings=gpu_settings,
         )
 
     return factory

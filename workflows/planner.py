@@ -47,18 +47,21 @@ class WorkersUnavailable(PlanningError):
     status_code = 503
 
 
-def resolve_request(request: JobRequest, caps: CapabilitiesManifest, *, duration_given: bool = True) -> JobRequest:
+def resolve_request(
+    request: JobRequest, caps: CapabilitiesManifest, *, duration_given: bool = True, profile_clone: str | None = None
+) -> JobRequest:
     """The request as its workflow carries it: the voice chosen, and the duration fitted to a user script.
 
-    The voice is the requested one, else the profile's own (`profile`, where a cloning model is advertised
-    and the job has a profile or clips to train one), else the first advertised for the language. A user `script`
+    The voice is the requested one, else the profile's own (`profile`, where the job has clips to clone it
+    from, or its profile's voice was cloned by the engine a GPU worker advertises: `profile_clone`, the
+    profile's `voice_clone_engine`), else the first advertised for the language. A user `script`
     without a `durationSeconds` (`duration_given` False) sets the duration to its estimated spoken
     length, clamped to the constraints. A request that renders nothing comes back unchanged.
 
     Raises:
         PlanningError: no advertised voice speaks the language, or the voice is unknown or speaks another.
     """
-    voice = _speaking_voice(request, caps)
+    voice = _speaking_voice(request, caps, profile_clone)
     if voice is None:
         return request
     options = request.options
@@ -70,15 +73,17 @@ def resolve_request(request: JobRequest, caps: CapabilitiesManifest, *, duration
     return request.model_copy(update={"voice": voice.id, "options": options})
 
 
-def plan(request: JobRequest, caps: CapabilitiesManifest) -> GraphSpec:
+def plan(request: JobRequest, caps: CapabilitiesManifest, *, profile_clone: str | None = None) -> GraphSpec:
     """Map a request to `generate_v1`, `train_and_generate_v1` or `train_v1`, then validate it.
+
+    `profile_clone` is the profile's `voice_clone_engine`, as for `resolve_request`.
 
     The script node's params carry the speaking voice's pace, so the writer sizes the narration for it.
     With `options.review` a `review` node waits before `render`; its params carry the pace the
     person's edits are checked with.
     """
     _check_options(request)
-    voice = _speaking_voice(request, caps)
+    voice = _speaking_voice(request, caps, profile_clone)
     pace = voice.words_per_minute if voice else None
     script = _node("script", names.GENERATE_SCRIPT, {"words_per_minute": pace})
     select = _node("select", names.SELECT_PIPELINE, {"variant": request.variant})
@@ -98,7 +103,7 @@ def plan(request: JobRequest, caps: CapabilitiesManifest) -> GraphSpec:
             spec = _fan("train_v1", [profile], trainers, [register])
         else:
             spec = _fan("train_and_generate_v1", [script, profile], trainers, [select, *review, render, register])
-    validate(spec, caps, request)
+    validate(spec, caps, request, profile_clone=profile_clone)
     return spec
 
 
@@ -116,8 +121,10 @@ def _check_options(request: JobRequest) -> None:
         )
 
 
-def validate(spec: GraphSpec, caps: CapabilitiesManifest, request: JobRequest | None = None) -> None:
-    """Reject any graph that the workers could not run as-is.
+def validate(
+    spec: GraphSpec, caps: CapabilitiesManifest, request: JobRequest | None = None, *, profile_clone: str | None = None
+) -> None:
+    """Reject any graph that the workers could not run as-is (`profile_clone` as for `resolve_request`).
 
     Raises:
         PlanningError: unknown task, wrong plane, bad edges, a cycle, several entries, a capability
@@ -149,7 +156,7 @@ def validate(spec: GraphSpec, caps: CapabilitiesManifest, request: JobRequest | 
             )
     if request is not None and request.mode != "train_only":
         _check_constraints(request, caps)
-        _check_speech(request, caps)
+        _check_speech(request, caps, profile_clone)
 
 
 def _check_structure(spec: GraphSpec) -> None:
@@ -203,9 +210,9 @@ def _check_constraints(request: JobRequest, caps: CapabilitiesManifest) -> None:
         )
 
 
-def _check_speech(request: JobRequest, caps: CapabilitiesManifest) -> None:
+def _check_speech(request: JobRequest, caps: CapabilitiesManifest, profile_clone: str | None) -> None:
     """A topic needs a writer for its language, and a user script must fill the duration."""
-    voice = _speaking_voice(request, caps)
+    voice = _speaking_voice(request, caps, profile_clone)
     if voice is None:  # no GPU worker: `validate` already answered 503
         return
     if request.script is None and caps.cpu is not None:
@@ -231,7 +238,7 @@ def _check_speech(request: JobRequest, caps: CapabilitiesManifest) -> None:
             raise PlanningError(("body", "script", "narrative"), problem)
 
 
-def _speaking_voice(request: JobRequest, caps: CapabilitiesManifest) -> VoiceInfo | None:
+def _speaking_voice(request: JobRequest, caps: CapabilitiesManifest, profile_clone: str | None) -> VoiceInfo | None:
     """The voice that will speak the request; None when nothing is spoken or no GPU worker is live.
 
     Raises:
@@ -239,9 +246,12 @@ def _speaking_voice(request: JobRequest, caps: CapabilitiesManifest) -> VoiceInf
     """
     if request.mode == "train_only" or caps.gpu is None:
         return None
-    # The `profile` voice (a cloned voice) needs a profile, or clips to train one.
-    own = bool(request.profile_id or request.audio)
-    advertised = [v for v in caps.gpu.voices if own or v.id != PROFILE_VOICE]
+
+    # The `profile` voice (a cloned voice) needs clips to clone it from, or a profile whose voice that engine cloned.
+    def own(voice: VoiceInfo) -> bool:
+        return bool(request.audio) or (bool(request.profile_id) and voice.engine == profile_clone)
+
+    advertised = [v for v in caps.gpu.voices if v.id != PROFILE_VOICE or own(v)]
     speaking = voices_for(advertised, request.language)
     if not speaking:
         languages = list(dict.fromkeys(normalize_language(v.language) for v in advertised))
@@ -253,7 +263,7 @@ def _speaking_voice(request: JobRequest, caps: CapabilitiesManifest) -> VoiceInf
     if request.voice is None:
         return next((v for v in speaking if v.id == PROFILE_VOICE), speaking[0])
     if request.voice == PROFILE_VOICE:
-        return _profile_voice(request, caps.gpu.voices, speaking, own)
+        return _profile_voice(request, caps.gpu.voices, speaking, profile_clone)
     chosen = next((v for v in advertised if v.id == request.voice), None)
     if chosen is None or chosen not in speaking:
         why = "is not advertised" if chosen is None else f"speaks '{chosen.language}'"
@@ -265,16 +275,26 @@ def _speaking_voice(request: JobRequest, caps: CapabilitiesManifest) -> VoiceInf
     return chosen
 
 
-def _profile_voice(request: JobRequest, advertised: list[VoiceInfo], speaking: list[VoiceInfo], own: bool) -> VoiceInfo:
+def _profile_voice(
+    request: JobRequest, advertised: list[VoiceInfo], speaking: list[VoiceInfo], profile_clone: str | None
+) -> VoiceInfo:
     """The `profile` voice for the request's language, or why it cannot speak this job."""
     chosen = next((v for v in speaking if v.id == PROFILE_VOICE), None)
     if chosen is not None:
         return chosen
+    engines = sorted({v.engine for v in advertised if v.id == PROFILE_VOICE})
     cloned = [normalize_language(v.language) for v in advertised if v.id == PROFILE_VOICE]
-    if not own:
-        why = "speaks in your profile's cloned voice: give profileId, or audio clips to train one"
-    elif not cloned:
+    if not engines:
         why = "needs a voice-cloning model (XTTS v2) on the GPU workers, and none is advertised"
+    elif not request.profile_id and not request.audio:
+        why = "speaks in your profile's cloned voice: give profileId, or audio clips to train one"
+    elif not request.audio and profile_clone is None:
+        why = (
+            f"needs a cloned voice, and profile '{request.profile_id}' has none (its voice was trained before "
+            "cloning, or without a cloning model): train it again with audio clips"
+        )
+    elif not request.audio and profile_clone not in engines:
+        why = f"was cloned by {profile_clone}, which no GPU worker runs now (they clone with {_few(engines)})"
     else:
         why = f"(your cloned voice) cannot speak '{request.language}'; it speaks {_few(cloned)}"
     others = [v.id for v in speaking]

@@ -117,11 +117,12 @@ class TaskDef:
 def profile_of(state: State) -> ProfileRef:
     """The profile with whatever the training nodes of this job produced merged in."""
     profile: ProfileRef = state.get("profile") or ProfileRef()
-    updates: dict[str, str] = {}
+    updates: dict[str, str | None] = {}
     if lora := state.get("lora"):
         updates["lora_id"] = lora.lora_id
     if voice := state.get("voice"):
         updates["voice_id"] = voice.voice_id
+        updates["voice_clone_engine"] = voice.clone_engine  # a voice trained again without cloning has none
     return profile.model_copy(update=updates)
 
 

@@ -184,7 +184,8 @@ def train_voice(
     uri = _put_json(store, voice_uri(inp.profile_id), payload, work_dir)
     heartbeater.update(STAGE, 100, step=total, checkpoint_uri=last_ckpt, voice_uri=uri, **progress)
     logger.info("voice for profile %s: %s (%s)", inp.profile_id, uri, params)
-    return TrainVoiceResult(voice_id=uri)
+    clone = payload.get("clone")
+    return TrainVoiceResult(voice_id=uri, clone_engine=clone["engine"] if isinstance(clone, dict) else None)
 
 
 def load_voice(store: Store, voice_id: str, language: str | None = None) -> tuple[VoiceParams, dict[str, Any] | None]:

@@ -84,8 +84,8 @@ def test_database_url_adds_the_psycopg_driver() -> None:
 
 def test_revisions_form_one_linear_history() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert [r.revision for r in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
-    assert script.get_heads() == ["0005"]
+    assert [r.revision for r in script.walk_revisions()] == ["0006", "0005", "0004", "0003", "0002", "0001"]
+    assert script.get_heads() == ["0006"]
 
 
 def test_migrate_is_at_head_and_idempotent(pg_url: str) -> None:

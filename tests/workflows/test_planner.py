@@ -417,32 +417,36 @@ CLONING = (*VOICES, voice("espeak-ng:fr", "fr"), voice("profile", "en", 165), vo
 
 
 @pytest.mark.parametrize(
-    ("request_", "chosen"),
+    ("request_", "clone", "chosen"),
     [
-        (generate(), "piper:en_US-joe-medium"),  # no profile: never the cloned voice
-        (generate(profile_id="prof-1"), "profile"),  # a profile: its own voice (its clone, or its pace)
-        (train(), "profile"),  # clips to clone from
-        (train(audio=[]), "piper:en_US-joe-medium"),
-        (generate(profile_id="prof-1", voice="espeak-ng:en-us"), "espeak-ng:en-us"),  # a named voice wins
-        (generate(profile_id="prof-1", language="de", voice="profile"), "profile"),
+        (generate(), None, "piper:en_US-joe-medium"),  # no profile: never the cloned voice
+        (generate(profile_id="prof-1"), "profile", "profile"),  # a profile with a cloned voice: that voice
+        (generate(profile_id="prof-1"), None, "piper:en_US-joe-medium"),  # a fitted pace only: the default voice
+        (generate(profile_id="prof-1"), "another-engine", "piper:en_US-joe-medium"),  # cloned where nothing runs
+        (train(), None, "profile"),  # clips to clone from
+        (train(audio=[]), None, "piper:en_US-joe-medium"),
+        (generate(profile_id="prof-1", voice="espeak-ng:en-us"), "profile", "espeak-ng:en-us"),  # a named voice wins
+        (generate(profile_id="prof-1", language="de", voice="profile"), "profile", "profile"),
     ],
 )
-def test_a_profile_speaks_in_its_own_voice_when_none_is_named(request_: JobRequest, chosen: str) -> None:
-    resolved = resolve_request(request_, caps(voices=CLONING, languages=("*",)))
+def test_a_profile_speaks_in_its_own_voice_when_none_is_named(request_: JobRequest, clone, chosen: str) -> None:
+    resolved = resolve_request(request_, caps(voices=CLONING, languages=("*",)), profile_clone=clone)
     assert resolved.voice == chosen
-    assert plan(resolved, caps(voices=CLONING, languages=("*",))).graph_id.endswith("_v1")
+    assert plan(resolved, caps(voices=CLONING, languages=("*",)), profile_clone=clone).graph_id.endswith("_v1")
 
 
 @pytest.mark.parametrize(
-    ("request_", "voices", "words"),
+    ("request_", "voices", "clone", "words"),
     [
-        (generate(voice="profile"), CLONING, "give profileId, or audio clips to train one"),
-        (generate(profile_id="p", voice="profile"), VOICES, "needs a voice-cloning model (XTTS v2)"),
-        (generate(profile_id="p", voice="profile", language="fr"), CLONING, "cannot speak 'fr'; it speaks en, de"),
+        (generate(voice="profile"), CLONING, None, "give profileId, or audio clips to train one"),
+        (generate(profile_id="p", voice="profile"), VOICES, "profile", "needs a voice-cloning model (XTTS v2)"),
+        (generate(profile_id="p", voice="profile"), CLONING, None, "profile 'p' has none"),
+        (generate(profile_id="p", voice="profile"), CLONING, "xtts-v1", "was cloned by xtts-v1, which no GPU worker"),
+        (generate(profile_id="p", voice="profile", language="fr"), CLONING, "profile", "cannot speak 'fr'; it speaks en, de"),
     ],
-)
-def test_the_profile_voice_without_a_profile_model_or_language_is_a_422(request_, voices, words: str) -> None:
+)  # fmt: skip
+def test_the_profile_voice_without_a_profile_model_or_language_is_a_422(request_, voices, clone, words: str) -> None:
     with pytest.raises(PlanningError) as err:
-        plan(request_, caps(voices=voices, languages=("*",)))
+        plan(request_, caps(voices=voices, languages=("*",)), profile_clone=clone)
     assert err.value.loc == ("body", "voice") and err.value.kind == "capability_missing"
     assert words in err.value.message and "voices for" in err.value.message

@@ -124,3 +124,42 @@ async def test_cancelling_training_keeps_a_checkpoint_and_stops_the_gpu(stack_fa
             assert (await repo.get_profile(session, stack.user_id, profile["id"])).error == "training was cancelled"
         refused = await stack.api.post("/api/generate", json={"topic": "t", "profileId": profile["id"]})
         assert refused.status_code == 422 and "not ready" in refused.json()["detail"][0]["msg"]
+
+
+async def test_a_cloned_voice_speaks_its_profiles_jobs_and_a_pace_only_profile_does_not_claim_one(
+    stack_factory, tmp_path
+) -> None:
+    from gpu_worker.backends.xtts import RUNTIME as XTTS
+    from tests.gpu_worker.tiny_xtts import save_tiny_xtts
+
+    xtts_dir = save_tiny_xtts(tmp_path / "xtts")
+    async with stack_factory(gpu_settings={"coqui_model_dir": xtts_dir}) as stack:
+        image, clip = await training_inputs(stack.api, tmp_path, VoiceParams())
+        body = {"mode": "train_only", "profileName": "cloned", "consent": True, "images": [image], "audio": [clip]}
+        response = await stack.api.post("/api/train", json=body)
+        assert response.status_code == 202, response.text
+        assert (await wait_for_status(stack.api, response.json()["jobId"], timeout=240))["status"] == "completed"
+        profile = (await stack.api.get(f"/api/jobs/{response.json()['jobId']}")).json()["profile"]
+        assert profile["voiceCloneEngine"] == XTTS
+
+        # One long sentence: the tiny random XTTS may stop after an audio token or two on a short one.
+        script = {"stage": "A studio.", "narrative": "This sentence is spoken in the voice cloned from the clip."}
+        generate = {"mode": "generate", "topic": "t", "variant": "sadtalker", "script": script}
+        generate["profileId"] = profile["id"]
+        planned = await stack.api.post("/api/plan", json=generate)
+        assert planned.status_code == 200, planned.text
+        assert planned.json()["voice"] == "profile"
+        job = (await stack.api.post("/api/generate", json=generate)).json()["jobId"]
+        assert (await wait_for_status(stack.api, job, timeout=240))["status"] == "completed"
+        assert (await stack.api.get(f"/api/jobs/{job}")).json()["rendering"]["voice"] == "profile-clone"
+
+        # A profile whose voice is a fitted pace only (trained before cloning): the default voice speaks,
+        # at the profile's pace, and the plan says so; asking for the cloned voice is a 422 naming `voice`.
+        async with stack.sessions.begin() as session:
+            await repo.update_profile(session, profile["id"], voice_clone_engine=None)
+        planned = await stack.api.post("/api/plan", json=generate)
+        assert planned.status_code == 200, planned.text
+        assert planned.json()["voice"] != "profile"
+        refused = await stack.api.post("/api/plan", json={**generate, "voice": "profile"})
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "voice"]
+        assert "has none" in refused.json()["detail"][0]["msg"]

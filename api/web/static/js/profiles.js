@@ -7,7 +7,8 @@ import { confirmAction } from "./dialog.js";
 import { fullTime, when } from "./format.js";
 
 // A trained voice sets how the presenter's voice paces (and pitches) its words; it is no voice clone.
-const VOICE_PROFILE = "voice profile: pace (and pitch)";
+// What a trained voice carries into jobs: a cloned voice where a cloning model ran, else the fitted pace.
+const voiceWords = (p) => (!p.voiceId ? "" : p.voiceCloneEngine ? " · cloned voice" : " · voice profile: pace (and pitch)");
 const STATUS_WORDS = { ready: "Ready", new: "Not trained yet", training: "Training", failed: "Training failed" };
 
 export class Profiles {
@@ -35,7 +36,7 @@ export class Profiles {
     fill(this.select,
       h("option", { value: "" }, "Built-in presenter (no profile)"),
       profiles.map((p) => h("option", { value: p.id, disabled: p.status !== "ready" },
-        `${p.name}${p.voiceId ? ` · ${VOICE_PROFILE}` : ""}${p.status !== "ready" ? ` (${p.status})` : ""}`)));
+        `${p.name}${voiceWords(p)}${p.status !== "ready" ? ` (${p.status})` : ""}`)));
     this.select.value = profiles.some((p) => p.id === previous && p.status === "ready") ? previous : "";
     fill(this.list, profiles.map((p) => this.row(p)));
     this.count.textContent = `(${profiles.length})`;
@@ -54,7 +55,7 @@ export class Profiles {
       h("span", { class: "profile-main" },
         h("span", { class: "profile-name" }, profile.name),
         h("span", { class: "profile-sub" },
-          status, profile.voiceId ? ` · ${VOICE_PROFILE}` : "",
+          status, voiceWords(profile),
           h("span", { title: fullTime(profile.createdAt) }, ` · created ${when(profile.createdAt)}`))),
       remove, error);
   }
