@@ -59,9 +59,9 @@ class GpuSettings(BaseModel):
     shutdown_grace_seconds: float = 5  # on SIGTERM, then running activities are cancelled (training checkpoints)
     # Model backends (gpu_worker/backends/README.md): each is used and advertised only when configured.
     # Their weights live in `models_dir/<folder>/` as `python -m gpu_worker.models pull` puts them
-    # (`stable-diffusion/`, `stable-video-diffusion/`, `esrgan/`, `wav2lip/`, `sadtalker/`, `coqui/`); the
-    # per-backend paths below override that layout. `backends`: the catalogue names to use (`sd15,esrgan`
-    # or a JSON list); unset = every one whose files are present; `none` = embedded runtimes only.
+    # (`stable-diffusion/`, `stable-video-diffusion/`, `esrgan/`, `wav2lip/`, `sadtalker/`, `coqui/`, `xtts/`,
+    # `musetalk/`); the per-backend paths below override that layout. `backends`: the catalogue names to use
+    # (`sd15,esrgan` or a JSON list); unset = every one whose files are present; `none` = embedded runtimes only.
     backends: Annotated[list[str] | None, NoDecode] = None
     sd_steps: int = 30
     sd_guidance_scale: float = 7.5
@@ -86,9 +86,12 @@ class GpuSettings(BaseModel):
     sadtalker_args: list[str] = Field(default_factory=lambda: ["--still", "--preprocess", "full"])
     esrgan_weights: Path | None = None  # default `<models_dir>/esrgan/RealESRGAN_x4plus.pth`
     esrgan_tile: int = 512  # input tile size in pixels (0: whole frame at once)
-    # Coqui TTS model (`config.json` + checkpoint); default `<models_dir>/coqui`. XTTS v2 clones profiles' voices.
+    # Coqui TTS model (`config.json` + checkpoint); default `<models_dir>/coqui`. An XTTS v2 folder here works too.
     coqui_model_dir: Path | None = None
     coqui_speaker: str | None = None  # speaker of a multi-speaker model (default: its first)
+    # XTTS v2 (`config.json` "model": "xtts", `model.pth`, `vocab.json`): clones profiles' voices; default
+    # `<models_dir>/xtts`. Speech uses it rather than the Coqui model when both are there.
+    xtts_model_dir: Path | None = None
     comfyui_url: str | None = None
     comfyui_checkpoint: str = "v1-5-pruned-emaonly.safetensors"
     backend_timeout_seconds: float = 1800  # per model call (subprocess, ComfyUI prompt)

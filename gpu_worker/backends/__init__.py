@@ -110,13 +110,20 @@ def build_backends(settings: Settings) -> Backends:
     from gpu_worker.backends.sadtalker import SadTalker
     from gpu_worker.backends.svd import DiffusersImageToVideo, find_svd
     from gpu_worker.backends.wav2lip import Wav2Lip
-    from gpu_worker.backends.xtts import speech_backend
+    from gpu_worker.backends.xtts import speech_backend, xtts_backend
 
     gpu = settings.gpu
     weights = _enabled_weights(settings)
     backends = Backends()
     coqui_dir = _path(weights, models.COQUI_VITS, gpu.coqui_model_dir)
-    if coqui_dir is not None:
+    xtts_dir = _path(weights, models.XTTS, gpu.xtts_model_dir)
+    if xtts_dir is not None:
+        if coqui_dir is not None:
+            logger.info(
+                "XTTS v2 (%s) and a Coqui model (%s) are both configured: speech uses XTTS v2", xtts_dir, coqui_dir
+            )
+        backends.speech = xtts_backend(xtts_dir)
+    elif coqui_dir is not None:
         backends.speech = speech_backend(coqui_dir, gpu.coqui_speaker)  # XTTS v2 or VITS, by its config
     sd_dir = find_sd(gpu.models_dir) if models.SD15 in weights else None
     if sd_dir is not None:
@@ -145,8 +152,7 @@ def build_backends(settings: Settings) -> Backends:
             wav2lip_dir, _path(weights, models.WAV2LIP, gpu.wav2lip_checkpoint, "wav2lip_gan.pth"),
             gpu.wav2lip_python, gpu.wav2lip_args, gpu.backend_timeout_seconds,
         )  # fmt: skip
-    # Not catalogued yet, so its models-folder default applies only while APP_GPU__BACKENDS is unset.
-    musetalk = find_musetalk(gpu.musetalk_dir, gpu.models_dir if gpu.backends is None else None)
+    musetalk = find_musetalk(gpu.musetalk_dir, gpu.models_dir) if models.MUSETALK in weights else None
     if musetalk is not None:
         if backends.lipsync is not None:
             logger.info("MuseTalk and Wav2Lip are both configured: lip-sync uses MuseTalk")
@@ -174,6 +180,8 @@ def _enabled_weights(settings: Settings) -> dict[str, Path | None]:
         models.WAV2LIP: gpu.wav2lip_dir is not None,
         models.SADTALKER: gpu.sadtalker_dir is not None,
         models.COQUI_VITS: gpu.coqui_model_dir is not None,
+        models.XTTS: gpu.xtts_model_dir is not None,
+        models.MUSETALK: gpu.musetalk_dir is not None,
     }
     try:
         return enabled_weights(gpu.models_dir, gpu.backends, configured)

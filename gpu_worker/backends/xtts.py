@@ -3,8 +3,9 @@
 The folder is what Coqui releases for XTTS v2: `config.json` (`"model": "xtts"`), `model.pth`,
 `vocab.json` (a `speakers_xtts.pth` beside them is loaded by Coqui but not used here). It is
 checked at start-up and loaded on first use (`XttsConfig` + `Xtts(config)` + `load_checkpoint`);
-nothing is ever downloaded. It is configured like any Coqui model (`APP_GPU__COQUI_MODEL_DIR`):
-`speech_backend` tells the two apart by the config's `model`.
+nothing is ever downloaded. `python -m gpu_worker.models pull xtts-v2` puts it in `<models>/xtts`
+(`APP_GPU__XTTS_MODEL_DIR` points elsewhere, `xtts_backend`); it can also be configured like any
+Coqui model (`APP_GPU__COQUI_MODEL_DIR`): `speech_backend` tells the two apart by the config's `model`.
 
 XTTS speaks only in a voice cloned from reference audio. `condition` computes that voice (GPT
 conditioning latents + speaker embedding) from samples already in memory: Coqui's own
@@ -79,6 +80,21 @@ def speech_backend(model_dir: Path, speaker: str | None = None) -> SpeechBackend
     from gpu_worker.backends.coqui import CoquiSpeech
 
     return CoquiSpeech(model_dir, speaker)
+
+
+def xtts_backend(model_dir: Path) -> XttsSpeech:
+    """The backend for a folder that must hold XTTS v2 (`APP_GPU__XTTS_MODEL_DIR`, or `xtts/` in the models folder).
+
+    Raises:
+        ApplicationError: `MissingWeights` naming a missing file, or a folder holding another Coqui model.
+    """
+    config = check_xtts_dir(model_dir)
+    if config.get("model") != "xtts":
+        raise missing_weights(
+            f'XTTS model folder {model_dir} holds another model: its config.json says "model": '
+            f'{config.get("model")!r}, not "xtts" (a Coqui VITS model goes in APP_GPU__COQUI_MODEL_DIR)'
+        )
+    return XttsSpeech(model_dir)
 
 
 def voice_cloner(speech: SpeechBackend | None) -> XttsSpeech | None:

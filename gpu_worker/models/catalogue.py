@@ -1,9 +1,11 @@
 """The catalogue of model weights: one entry per model backend, where its files come from, under what licence.
 
-Revisions, sizes and SHA-256 digests are filled only from a source cited next to them; the rest
-stay empty, and `pull` records what it downloaded in `models.lock` (trust on first use), which
-`verify` and the worker's start-up check then hold the files to. Code checkouts (Wav2Lip,
-SadTalker) are documented in `setup`, never pulled.
+An entry's files come from Hub repositories (each into its own sub-folder of the entry's folder
+when it has several, as MuseTalk's do) or from release assets. Revisions, sizes and SHA-256
+digests are filled only from a source cited next to them; the rest stay empty, and `pull`
+records what it downloaded in `models.lock` (trust on first use), which `verify` and the
+worker's start-up check then hold the files to. Code checkouts (Wav2Lip, SadTalker) are
+documented in `setup`, never pulled.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ ESRGAN = "esrgan"
 WAV2LIP = "wav2lip"
 SADTALKER = "sadtalker"
 COQUI_VITS = "coqui-vits"
+XTTS = "xtts-v2"
+MUSETALK = "musetalk"
 
 
 @dataclass(frozen=True)
@@ -42,12 +46,17 @@ class HubRepo:
     repo: str
     revision: str = ""  # a 40-hex commit from a cited source; empty = `main`, resolved and locked by `pull`
     patterns: tuple[str, ...] = ("*",)  # `fnmatch` patterns on repository paths; each must match a file
-    pins: tuple[Pin, ...] = ()
+    pins: tuple[Pin, ...] = ()  # by repository path
+    into: str = ""  # the sub-folder of the entry's folder its files land in ("": the folder itself)
 
     @property
     def source(self) -> str:
         """`hf:<repo>@<revision>` as the catalogue states it."""
         return f"hf:{self.repo}@{self.revision or 'main'}"
+
+    def local(self, path: str) -> str:
+        """Where a repository path lands, relative to the entry's folder."""
+        return f"{self.into}/{path}" if self.into else path
 
 
 @dataclass(frozen=True)
@@ -76,20 +85,29 @@ class Entry:
     license: str  # the licence, and where it is stated
     license_url: str
     commercial: Commercial
-    hub: HubRepo | None = None
+    hub: HubRepo | tuple[HubRepo, ...] | None = None  # several: each into its own sub-folder (`HubRepo.into`)
     assets: tuple[Asset, ...] = ()
     gated: bool = False  # the Hub asks each account to accept the licence before it serves the files
     manual: str = ""  # where to download the assets without a URL
     setup: str = ""  # what else the backend needs, by hand
 
     @property
+    def repos(self) -> tuple[HubRepo, ...]:
+        """The Hub repositories the files come from, in order (none for release assets)."""
+        if self.hub is None:
+            return ()
+        return self.hub if isinstance(self.hub, tuple) else (self.hub,)
+
+    @property
     def sources(self) -> list[str]:
         """Where the files come from, for `list` and messages."""
-        return [self.hub.source] if self.hub else sorted({asset.source for asset in self.assets})
+        if self.repos:
+            return [repo.source for repo in self.repos]
+        return sorted({asset.source for asset in self.assets})
 
     def pins(self) -> dict[str, Pin]:
         """Sizes and digests the catalogue knows, by path in the folder."""
-        pins = list(self.hub.pins) if self.hub else []
+        pins = [Pin(repo.local(pin.path), pin.size, pin.sha256) for repo in self.repos for pin in repo.pins]
         pins += [Pin(a.path, a.size, a.sha256) for a in self.assets if not a.unpack and (a.size or a.sha256)]
         return {pin.path: pin for pin in pins}
 
@@ -253,13 +271,101 @@ CATALOGUE: tuple[Entry, ...] = (
         commercial="yes",
         setup="VCTK speakers p225…p376: pick one with APP_GPU__COQUI_SPEAKER (default the first).",
     ),
+    Entry(
+        name=XTTS,
+        folder="xtts",
+        runtime="coqui-xtts",
+        # Revision: the head of `main` when Coqui stopped updating it ("Rename speakers.pth to speakers_xtts.pth",
+        # 2023-12-11, the last commit in the Hub's history of `main`'s speakers_xtts.pth); several public projects
+        # pin it or load from `models--coqui--XTTS-v2/snapshots/6c2b0d75…` (found by code search). Only what
+        # `Xtts.load_checkpoint` needs: it loads speakers_xtts.pth only when present (Coqui's studio speakers,
+        # unused here), and dvae.pth / mel_stats.pth are for training.
+        hub=HubRepo(
+            "coqui/XTTS-v2", "6c2b0d75eae4b7047358e3b6bd9325f857d43f77", ("config.json", "model.pth", "vocab.json")
+        ),
+        # Licence: the Hub's model card (`license: other`, coqui-public-model-license) and its LICENSE.txt, the
+        # Coqui Public Model License 1.0.0: "allows only non-commercial use of a machine learning model and its
+        # outputs". Not gated: no Hub page of the repository asks to accept terms, and public scripts download
+        # resolve/main/… anonymously; the acceptance prompt users meet comes from Coqui's own `TTS` client.
+        license="Coqui Public Model License 1.0.0: non-commercial use of the model and its outputs only",
+        license_url="https://huggingface.co/coqui/XTTS-v2/blob/main/LICENSE.txt",
+        commercial="no",
+        setup=(
+            "It speaks only in profiles' cloned voices (train_voice clones them). With coqui-vits also enabled, "
+            "speech uses XTTS v2: choose with APP_GPU__BACKENDS."
+        ),
+    ),
+    Entry(
+        name=MUSETALK,
+        folder="musetalk",
+        runtime="musetalk-1.5",
+        # MuseTalk's own `models/` layout (its download_weights.sh: the whole TMElyralab/MuseTalk repository, then
+        # sd-vae-ft-mse into sd-vae/ and whisper-tiny into whisper/), limited to what our implementation loads:
+        # the 1.5 UNet, the VAE and Whisper's encoder + feature extractor, as safetensors where the Hub has them.
+        # Revisions: each pinned by several unrelated public projects (found by code search), TMElyralab/MuseTalk
+        # @3ef28bc5 also linked as the Hub's tree page of that commit, sd-vae-ft-mse@31f26fd and whisper-tiny
+        # @169d4a4 also as `snapshots/<commit>` folders of the Hub client's cache (what `main` resolved to).
+        # Pins: SHA-256 as stated, for these commits, by at least two of those projects each (with sizes: musetalk.json
+        # 748 B, unet.pth 3,400,074,924 B, the VAE's safetensors 334,643,276 B, whisper-tiny's config.json 1,983 B and
+        # preprocessor_config.json 184,990 B). Digests only: a pinned size would also be required of a folder laid out
+        # by hand, which MuseTalk's own download script fills with the .bin files instead. The Whisper weights and the
+        # VAE config stay trust-on-first-use.
+        hub=(
+            HubRepo(
+                "TMElyralab/MuseTalk",
+                "3ef28bc5cff08c90ad8178a25f1b570cd800170f",
+                ("musetalkV15/musetalk.json", "musetalkV15/unet.pth"),
+                (
+                    Pin(
+                        "musetalkV15/musetalk.json",
+                        sha256="5b6923aee04d71692e0e9846c471e0a4ea07a4f686d39545e472bd4ba17e1b47",
+                    ),
+                    Pin(
+                        "musetalkV15/unet.pth",
+                        sha256="7ebf6c98c181e20838e4c0054e96e944ac60d5d692cc01db42839fe11b787007",
+                    ),
+                ),
+            ),
+            HubRepo(
+                "stabilityai/sd-vae-ft-mse",
+                "31f26fdeee1355a5c34592e401dd41e45d25a493",
+                ("config.json", "diffusion_pytorch_model.safetensors"),
+                (
+                    Pin(
+                        "diffusion_pytorch_model.safetensors",
+                        sha256="a1d993488569e928462932c8c38a0760b874d166399b14414135bd9c42df5815",
+                    ),
+                ),
+                into="sd-vae",
+            ),
+            HubRepo(
+                "openai/whisper-tiny",
+                "169d4a4341b33bc18d8881c4b69c2e104e1cc0af",
+                ("config.json", "preprocessor_config.json", "model.safetensors"),
+                (
+                    Pin("config.json", sha256="ffdccec4f3211f4c63310f2b7098f309fe70f3952cedc5e4d11e43f5b2379b98"),
+                    Pin(
+                        "preprocessor_config.json",
+                        sha256="9b5cd03a36fbb8a627c64d98a5b5b126ead95a77720723944487311f0110b666",
+                    ),
+                ),
+                into="whisper",
+            ),
+        ),
+        # MuseTalk's README ("Disclaimer/License", TMElyralab/MuseTalk at 058f7dd): code MIT, "The trained model are
+        # available for any purpose, even commercially", other models "must comply with their license". But the
+        # Hub's model card of TMElyralab/MuseTalk states `creativeml-openrail-m` for the weights pulled here, whose
+        # use restrictions pass on (as for sd15). sd-vae-ft-mse: MIT (Hub card; also in MuseTalk's LICENSE).
+        # whisper-tiny: Apache-2.0 (Hub card).
+        license=(
+            "MuseTalk weights: CreativeML OpenRAIL-M on the Hub card (README: any purpose, even commercially); "
+            "SD VAE MIT; Whisper tiny Apache-2.0"
+        ),
+        license_url="https://github.com/TMElyralab/MuseTalk#disclaimerlicense",
+        commercial="conditional",
+        setup="Lip-sync in the worker's own process; preferred to Wav2Lip when both are enabled.",
+    ),
 )
-# Not catalogued yet (both backends exist; their files are laid out by hand):
-# - XTTS v2 (Coqui Public Model License, non-commercial): point APP_GPU__COQUI_MODEL_DIR at a folder with
-#   its config.json, model.pth and vocab.json; it would share the `coqui` folder with VITS.
-# - MuseTalk 1.5: its files come from three Hub repositories (TMElyralab/MuseTalk musetalkV15/, stabilityai/
-#   sd-vae-ft-mse, openai/whisper-tiny), which one entry cannot express yet; APP_GPU__MUSETALK_DIR or
-#   <models>/musetalk.
 
 
 def select(names: list[str], catalogue: tuple[Entry, ...] = CATALOGUE) -> list[Entry]:

@@ -28,8 +28,10 @@ class Planned:
     size: int | None = None
     expected_sha256: tuple[tuple[str, str], ...] = ()  # (who says so, digest)
     git_sha1: str = ""  # the Hub's blob id for files not in LFS
-    origin: str = ""  # a release asset's URL, or the local file `pull --from` copies
+    origin: str = ""  # a release asset's URL, the local file `pull --from` copies, or the path in `hub`
     unpack: bool = False
+    hub: HubRepo | None = None  # the Hub repository it comes from, at `commit`
+    commit: str = ""
 
 
 def hf_token() -> str | None:
@@ -58,7 +60,8 @@ def hub_files(entry: Entry, hub: HubRepo, endpoint: str | None) -> tuple[str, li
         endpoint: The Hub's address (None: `HF_ENDPOINT`, else huggingface.co).
 
     Returns:
-        The commit and the files, each with its size and the Hub's own digest (LFS SHA-256 or git blob id).
+        The commit and the files (paths in the entry's folder: under `hub.into`), each with its size and the
+        Hub's own digest (LFS SHA-256 or git blob id).
 
     Raises:
         ModelsError: The Hub cannot be reached, refuses, or a pattern matches no file.
@@ -75,7 +78,7 @@ def hub_files(entry: Entry, hub: HubRepo, endpoint: str | None) -> tuple[str, li
     except ModelsError:
         raise
     except Exception as err:  # the client's HTTP library raises its own transport errors
-        raise download_error(entry, f"the file list of {hub.source}", err, endpoint) from err
+        raise download_error(entry, f"the file list of {hub.source}", err, endpoint, hub=hub) from err
     unmatched = [p for p in hub.patterns if not any(fnmatch.fnmatchcase(f.path, p) for f in tree)]
     if unmatched:
         raise ModelsError(
@@ -87,29 +90,35 @@ def hub_files(entry: Entry, hub: HubRepo, endpoint: str | None) -> tuple[str, li
     for f in tree:
         if not any(fnmatch.fnmatchcase(f.path, p) for p in hub.patterns):
             continue
-        expected = [("the catalogue", pins[f.path].sha256)] if f.path in pins and pins[f.path].sha256 else []
+        pin = pins.get(hub.local(f.path))
+        expected = [("the catalogue", pin.sha256)] if pin is not None and pin.sha256 else []
         if f.lfs is not None:
             expected.append(("the Hub's file list", f.lfs.sha256))
-        files.append(Planned(f.path, f.size, tuple(expected), "" if f.lfs is not None else f.blob_id))
+        git_sha1 = "" if f.lfs is not None else f.blob_id
+        files.append(Planned(hub.local(f.path), f.size, tuple(expected), git_sha1, f.path, hub=hub, commit=commit))
     return commit, files
 
 
-def fetch_hub(entry: Entry, hub: HubRepo, commit: str, file: Planned, staging: Path, endpoint: str | None) -> Path:
-    """Download one Hub file into the staging folder (a file finished by an earlier run is kept).
+def fetch_hub(entry: Entry, file: Planned, staging: Path, endpoint: str | None) -> Path:
+    """Download one Hub file (`hub_files` planned it) to its place in the staging folder; one finished earlier is kept.
 
     Raises:
         ModelsError: The download failed or was refused.
     """
     from huggingface_hub import hf_hub_download
 
+    hub = file.hub
+    if hub is None:
+        raise ValueError(f"{file.path} is not a Hub file")
+    local_dir = staging / hub.into if hub.into else staging  # the repository's paths land under `into`
     try:
         return Path(
             hf_hub_download(
-                hub.repo, file.path, revision=commit, local_dir=staging, endpoint=endpoint, token=hf_token()
+                hub.repo, file.origin, revision=file.commit, local_dir=local_dir, endpoint=endpoint, token=hf_token()
             )
         )
     except Exception as err:  # the client's HTTP library raises its own transport errors
-        raise download_error(entry, file.path, err, endpoint, staging) from err
+        raise download_error(entry, file.path, err, endpoint, staging, hub) from err
 
 
 def remote_size(url: str) -> int | None:
@@ -151,7 +160,12 @@ def fetch_url(entry: Entry, file: Planned, part: Path) -> None:
 
 
 def download_error(
-    entry: Entry, what: str, err: Exception, endpoint: str | None, staging: Path | None = None
+    entry: Entry,
+    what: str,
+    err: Exception,
+    endpoint: str | None,
+    staging: Path | None = None,
+    hub: HubRepo | None = None,
 ) -> ModelsError:
     """A sentence for a failed request: a refusal names the licence to accept; other failures say how to resume."""
     from huggingface_hub import constants
@@ -166,7 +180,7 @@ def download_error(
     response = err.response if isinstance(err, HfHubHTTPError) else None
     status = response.status_code if response is not None else None
     if isinstance(err, GatedRepoError) or status in (401, 403):
-        return ModelsError(refused(entry, status, endpoint or constants.ENDPOINT))
+        return ModelsError(refused(entry, status, endpoint or constants.ENDPOINT, hub))
     if isinstance(err, OfflineModeIsEnabled):
         return ModelsError("HF_HUB_OFFLINE is set: `pull` downloads, so run it without HF_HUB_OFFLINE=1")
     if isinstance(err, RevisionNotFoundError | RepositoryNotFoundError):
@@ -178,9 +192,9 @@ def download_error(
     )
 
 
-def refused(entry: Entry, status: int | None, endpoint: str) -> str:
-    """What to do when the Hub answers 401/403: accept the licence with an account, then pass its token."""
-    repo = entry.hub.repo if entry.hub else entry.name
+def refused(entry: Entry, status: int | None, endpoint: str, hub: HubRepo | None = None) -> str:
+    """What to do when the Hub answers 401/403 (for `hub`, else the entry's first repository): accept, pass a token."""
+    repo = hub.repo if hub is not None else entry.repos[0].repo if entry.repos else entry.name
     why = "is gated" if entry.gated else "needs an account with access (it may have become gated)"
     token = (
         " HF_TOKEN is set, but its account has not been granted access yet." if hf_token() else " No HF_TOKEN is set."

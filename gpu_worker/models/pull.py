@@ -70,16 +70,17 @@ def pull(
     lock = Lock(models_dir)
     previous = lock.records.get(entry.name)
     installed = previous if previous is not None and on_disk(entry, models_dir, lock).state == "present" else None
-    if installed is not None and from_dir is None and (entry.hub is None or installed.source == entry.hub.source):
-        return _already(entry, models_dir, installed)  # a pinned commit or a release asset does not change
-    source, files, commit = _plan(entry, endpoint, from_dir)
+    pinned = _hub_source(entry) if all(repo.revision for repo in entry.repos) else None
+    if installed is not None and from_dir is None and (not entry.repos or installed.source == pinned):
+        return _already(entry, models_dir, installed)  # pinned commits or release assets do not change
+    source, files = _plan(entry, endpoint, from_dir)
     if installed is not None and installed.source == source:
         return _already(entry, models_dir, installed)
     staging = models_dir / STAGING / entry.name
     _check_space(entry, models_dir, files, staging)
     logger.info("%s: %d files, %s, from %s", entry.name, len(files), _size(files), source)
     trusted = previous.files if previous is not None and previous.source == source else {}
-    staged, locked, archives = _fetch_all(entry, files, staging, trusted, from_dir is not None, commit, endpoint)
+    staged, locked, archives = _fetch_all(entry, files, staging, trusted, from_dir is not None, endpoint)
     record = LockRecord(source, locked, datetime.now(UTC).isoformat(timespec="seconds"), archives)
     _install(staged, models_dir / entry.folder, models_dir / STAGING / f"{entry.name}.ready", previous, record)
     lock = Lock(models_dir)  # read again: another pull may have recorded its entry meanwhile
@@ -97,16 +98,30 @@ def _already(entry: Entry, models_dir: Path, record: LockRecord) -> LockRecord:
     return record
 
 
-def _plan(entry: Entry, endpoint: str | None, from_dir: Path | None) -> tuple[str, list[Planned], str]:
-    """What to fetch: `(source for the lock, files, Hub commit or "")`."""
+def _hub_source(entry: Entry, commits: list[str] | None = None) -> str:
+    """The lock's source of a Hub entry: `hf:<repo>@<commit>` per repository, joined by `; `.
+
+    Args:
+        entry: The catalogue entry.
+        commits: The resolved commit of each repository (default: the catalogue's revisions).
+    """
+    revisions = commits if commits is not None else [repo.revision or "main" for repo in entry.repos]
+    return "; ".join(f"hf:{repo.repo}@{rev}" for repo, rev in zip(entry.repos, revisions, strict=True))
+
+
+def _plan(entry: Entry, endpoint: str | None, from_dir: Path | None) -> tuple[str, list[Planned]]:
+    """What to fetch: `(source for the lock, files)`; every repository is listed before anything is downloaded."""
     if from_dir is not None:
-        return f"local:{from_dir.resolve()}", _local_files(entry, from_dir), ""
+        return f"local:{from_dir.resolve()}", _local_files(entry, from_dir)
     download.ensure_online()
-    if entry.hub is not None:
-        commit, files = download.hub_files(entry, entry.hub, endpoint)
-        return f"hf:{entry.hub.repo}@{commit}", files, commit
-    source, files = _asset_files(entry)
-    return source, files, ""
+    if entry.repos:
+        commits, files = [], []
+        for repo in entry.repos:
+            commit, found = download.hub_files(entry, repo, endpoint)
+            commits.append(commit)
+            files += found
+        return _hub_source(entry, commits), files
+    return _asset_files(entry)
 
 
 def _asset_files(entry: Entry) -> tuple[str, list[Planned]]:
@@ -132,21 +147,28 @@ def _asset_files(entry: Entry) -> tuple[str, list[Planned]]:
 
 
 def _local_files(entry: Entry, from_dir: Path) -> list[Planned]:
-    """The entry's files found in a folder: Hub paths matching its patterns, or its assets by path or file name."""
+    """The entry's files in a folder laid out like its own: Hub paths matching each repository's patterns, or its assets.
+
+    A repository's files are looked for under its `into`; an asset by its path or its file name.
+    """
     if not from_dir.is_dir():
         raise ModelsError(f"--from {from_dir}: no such folder", USAGE)
     pins = entry.pins()
-    if entry.hub is not None:
-        found = sorted(
-            p.relative_to(from_dir).as_posix()
-            for p in from_dir.rglob("*")
-            if p.is_file() and any(fnmatch.fnmatchcase(p.relative_to(from_dir).as_posix(), pat) for pat in entry.hub.patterns)
-        )  # fmt: skip
-        if not found:
-            raise ModelsError(f"--from {from_dir}: no file matches {', '.join(entry.hub.patterns)}", USAGE)
+    if entry.repos:
+        found: dict[str, Path] = {}
+        for repo in entry.repos:
+            base = from_dir / repo.into if repo.into else from_dir
+            matched = sorted(
+                p for p in base.rglob("*")
+                if p.is_file() and any(fnmatch.fnmatchcase(p.relative_to(base).as_posix(), pat) for pat in repo.patterns)
+            )  # fmt: skip
+            if not matched:
+                raise ModelsError(f"--from {base}: no file matches {', '.join(repo.patterns)}", USAGE)
+            for path in matched:
+                found.setdefault(repo.local(path.relative_to(base).as_posix()), path)
         return [
-            Planned(rel, (from_dir / rel).stat().st_size, _pinned(pins.get(rel)), origin=str(from_dir / rel))
-            for rel in found
+            Planned(rel, path.stat().st_size, _pinned(pins.get(rel)), origin=str(path))
+            for rel, path in sorted(found.items())
         ]
     files = []
     for asset in entry.assets:
@@ -184,7 +206,6 @@ def _fetch_all(
     staging: Path,
     trusted: dict[str, LockedFile],
     local: bool,
-    commit: str,
     endpoint: str | None,
 ) -> tuple[dict[str, Path], dict[str, LockedFile], dict[str, str]]:
     """Fetch and check every file; returns the staged files, what to lock, and the digests of unpacked zips."""
@@ -198,8 +219,8 @@ def _fetch_all(
             path = staging / file.path
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(file.origin, path)
-        elif entry.hub is not None:
-            path = download.fetch_hub(entry, entry.hub, commit, file, staging, endpoint)
+        elif file.hub is not None:
+            path = download.fetch_hub(entry, file, staging, endpoint)
         else:
             done = staging / file.path  # finished and checked by an earlier run that failed later on
             path = done if done.is_file() and not file.unpack else _part(staging, file)
