@@ -57,10 +57,12 @@ if mode != "nooutput":
 """
 
 _FAKE_SADTALKER = """
-import json, os, shutil, subprocess, sys, time
+import json, os, shutil, subprocess, sys, time, uuid
 from argparse import ArgumentParser
+from glob import glob
 from time import strftime
 
+# The options of OpenTalker/SadTalker inference.py at cd4c0465 (names, types, defaults, choices).
 parser = ArgumentParser()
 parser.add_argument("--driven_audio", default="./examples/driven_audio/bus_chinese.wav")
 parser.add_argument("--source_image", default="./examples/source_image/full_body_1.png")
@@ -72,38 +74,122 @@ parser.add_argument("--pose_style", type=int, default=0)
 parser.add_argument("--batch_size", type=int, default=2)
 parser.add_argument("--size", type=int, default=256)
 parser.add_argument("--expression_scale", type=float, default=1.0)
+parser.add_argument("--input_yaw", nargs="+", type=int, default=None)
+parser.add_argument("--input_pitch", nargs="+", type=int, default=None)
+parser.add_argument("--input_roll", nargs="+", type=int, default=None)
 parser.add_argument("--enhancer", type=str, default=None)
 parser.add_argument("--background_enhancer", type=str, default=None)
 parser.add_argument("--cpu", dest="cpu", action="store_true")
+parser.add_argument("--face3dvis", action="store_true")
 parser.add_argument("--still", action="store_true")
 parser.add_argument("--preprocess", default="crop", choices=["crop", "extcrop", "resize", "full", "extfull"])
 parser.add_argument("--verbose", action="store_true")
+parser.add_argument("--old_version", action="store_true")
+parser.add_argument("--net_recon", type=str, default="resnet50", choices=["resnet18", "resnet34", "resnet50"])
+parser.add_argument("--init_path", type=str, default=None)
+parser.add_argument("--use_last_fc", default=False)
+parser.add_argument("--bfm_folder", type=str, default="./checkpoints/BFM_Fitting/")
+parser.add_argument("--bfm_model", type=str, default="BFM_model_front.mat")
+parser.add_argument("--focal", type=float, default=1015.0)
+parser.add_argument("--center", type=float, default=112.0)
+parser.add_argument("--camera_d", type=float, default=10.0)
+parser.add_argument("--z_near", type=float, default=5.0)
+parser.add_argument("--z_far", type=float, default=15.0)
 args = parser.parse_args()
 current_root_path = os.path.split(sys.argv[0])[0]
 here = os.path.abspath(current_root_path)
 mode = open(os.path.join(here, "MODE")).read().strip() if os.path.exists(os.path.join(here, "MODE")) else ""
-json.dump({"argv": sys.argv[1:], "cwd": os.getcwd()}, open(os.path.join(here, "last_call.json"), "w"))
+call = {"argv": sys.argv[1:], "cwd": os.getcwd(), "loaded": []}
+json.dump(call, open(os.path.join(here, "last_call.json"), "w"))
+
+
+def load(path):  # the real script opens each of these with safetensors / torch.load
+    open(path, "rb").close()
+    call["loaded"].append(os.path.relpath(os.path.abspath(path), os.path.abspath(args.checkpoint_dir)))
+    json.dump(call, open(os.path.join(here, "last_call.json"), "w"))
+
+
+def weight(name, url):  # facexlib's load_file_from_url into the cwd-relative gfpgan/weights
+    path = os.path.join("gfpgan/weights", name)
+    if not os.path.isfile(path):
+        print('Downloading: "{}" to {}'.format(url, os.path.abspath(path)))
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+    return path
+
+
+def mux(video_filter, out):  # ffmpeg from the PATH; the muxed file is first a <uuid>.mp4 in the cwd
+    temp = str(uuid.uuid4()) + ".mp4"
+    subprocess.check_call(
+        "ffmpeg -hide_banner -loglevel error -y -loop 1 -i {} -i {} -vf {} -r 25 -shortest -c:v libx264 "
+        "-pix_fmt yuv420p -c:a aac {}".format(args.source_image, args.driven_audio, video_filter, temp),
+        shell=True,
+    )
+    shutil.move(temp, out)
+
+
 if mode == "broken":
     import face_alignment
-assert os.path.isdir(os.path.join(current_root_path, "src/config")), "configs are read relative to the script"
-assert os.path.isdir("gfpgan/weights"), "face-alignment weights are read relative to the working directory"
-assert os.listdir(args.checkpoint_dir), "no checkpoints"
+if mode == "hang":
+    time.sleep(120)
 save_dir = os.path.join(args.result_dir, strftime("%Y_%m_%d_%H.%M.%S"))
 os.makedirs(save_dir, exist_ok=True)
+# init_path: the configs next to the script; the safetensors of --size unless there are none; the
+# mapping network by --preprocess.
+assert os.path.isdir(os.path.join(current_root_path, "src/config")), "configs are read relative to the script"
+if not args.old_version and glob(os.path.join(args.checkpoint_dir, "*.safetensors")):
+    load(os.path.join(args.checkpoint_dir, "SadTalker_V0.0.2_" + str(args.size) + ".safetensors"))
+else:
+    for name in ("wav2lip.pth", "auido2pose_00140-model.pth", "auido2exp_00300-model.pth",
+                 "facevid2vid_00189-model.pth.tar", "epoch_20.pth"):
+        load(os.path.join(args.checkpoint_dir, name))
+full = "full" in args.preprocess
+load(os.path.join(args.checkpoint_dir, "mapping_00109-model.pth.tar" if full else "mapping_00229-model.pth.tar"))
+facexlib = "https://github.com/xinntao/facexlib/releases/download/v0.1.0/"
+weight("alignment_WFLW_4HG.pth", facexlib + "alignment_WFLW_4HG.pth")
+weight("detection_Resnet50_Final.pth", facexlib + "detection_Resnet50_Final.pth")
 print("3DMM Extraction for source image")
+if not os.path.isfile(args.source_image):
+    raise ValueError("input_path must be a valid path to video/image file")
+if args.source_image.split(".")[-1] not in ["jpg", "png", "jpeg"]:
+    raise ValueError("read as a video: " + args.source_image)
 if mode == "nooutput":
     print("Can't get the coeffs of the input")
     sys.exit(0)
-subprocess.check_call(
-    "ffmpeg -hide_banner -loglevel error -y -loop 1 -i {} -i {} -vf drawbox=x=0:y=0:w=iw/3:h=ih/3:color=lime:t=fill "
-    "-r 25 -shortest -c:v libx264 -pix_fmt yuv420p -c:a aac {}".format(
-        args.source_image, args.driven_audio, os.path.join(save_dir, "result.mp4")
-    ),
-    shell=True,
+if mode == "crash":
+    print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr)
+    sys.exit(1)
+video_name = "{}##{}".format(
+    os.path.splitext(os.path.basename(args.source_image))[0], os.path.splitext(os.path.basename(args.driven_audio))[0]
 )
-shutil.move(os.path.join(save_dir, "result.mp4"), save_dir + ".mp4")
+box = "drawbox=x=0:y=0:w=iw/3:h=ih/3:color=lime:t=fill"
+# The face crop is rendered --size wide; full/extfull paste it back into the whole picture.
+crop = os.path.join(save_dir, video_name + ".mp4")
+mux("scale={0}:{0},{1}".format(args.size, box), crop)
+result = crop
+if full:
+    result = os.path.join(save_dir, video_name + "_full.mp4")
+    mux(box, result)
+if args.enhancer:
+    if args.enhancer == "gfpgan":
+        model = "GFPGANv1.4.pth"
+    elif args.enhancer == "RestoreFormer":
+        model = "RestoreFormer.pth"
+    else:
+        raise ValueError("Wrong model version {}.".format(args.enhancer))
+    model_path = os.path.join("gfpgan/weights", model)
+    if not os.path.isfile(model_path):
+        model_path = os.path.join("checkpoints", model)
+    if not os.path.isfile(model_path):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+    weight("detection_Resnet50_Final.pth", facexlib + "detection_Resnet50_Final.pth")
+    weight("parsing_parsenet.pth", "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth")
+    enhanced = os.path.join(save_dir, video_name + "_enhanced.mp4")
+    mux("scale=iw*2:ih*2," + box if full else "scale={0}:{0},{1}".format(args.size * 2, box), enhanced)
+    result = enhanced
+shutil.move(result, save_dir + ".mp4")
 print("The generated video is named:", save_dir + ".mp4")
-shutil.rmtree(save_dir)
+if not args.verbose:
+    shutil.rmtree(save_dir)
 """
 
 
@@ -118,10 +204,18 @@ def fake_wav2lip(root: Path, mode: str = "") -> Path:
 
 
 def fake_sadtalker(root: Path, mode: str = "") -> Path:
-    """A SadTalker checkout: `inference.py`, `src/config`, `gfpgan/weights` and `checkpoints/`."""
+    """A SadTalker checkout as its `scripts/download_models.sh` leaves it (256 weights, both mapping networks).
+
+    `checkpoints/` holds `SadTalker_V0.0.2_256.safetensors` and both mapping networks;
+    `gfpgan/weights/` the face alignment, detection and parsing weights and `GFPGANv1.4.pth`.
+    """
     for folder in ("checkpoints", "src/config", "gfpgan/weights"):
         (root / folder).mkdir(parents=True)
-    (root / "checkpoints" / "SadTalker_V0.0.2_256.safetensors").write_bytes(b"not really weights")
+    for name in ("SadTalker_V0.0.2_256.safetensors", "mapping_00109-model.pth.tar", "mapping_00229-model.pth.tar"):
+        (root / "checkpoints" / name).write_bytes(b"not really weights")
+    for name in ("alignment_WFLW_4HG.pth", "detection_Resnet50_Final.pth", "parsing_parsenet.pth", "GFPGANv1.4.pth"):
+        (root / "gfpgan" / "weights" / name).write_bytes(b"not really weights")
+    (root / "src" / "config" / "facerender_still.yaml").write_text("model_params: {}\n")
     (root / "inference.py").write_text(textwrap.dedent(_FAKE_SADTALKER))
     if mode:
         (root / "MODE").write_text(mode)

@@ -6,6 +6,9 @@ A fake checkout is acceptable only here (issue 3): what is under test is the wra
 
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,10 +70,16 @@ def test_wav2lip_runs_the_real_command_line_and_returns_its_video(tmp_path, spee
     assert beats and all(0 <= b < 1 for b in beats)
 
 
+def _portrait(tmp_path: Path, name: str = "portrait.png") -> Path:
+    portrait = tmp_path / name
+    Image.new("RGB", SIZE, (200, 180, 160)).save(portrait)
+    return portrait
+
+
 def test_sadtalker_runs_in_its_checkout_and_returns_the_timestamped_video(tmp_path, speech) -> None:
     root = fake_sadtalker(tmp_path / "SadTalker")
-    portrait = tmp_path / "portrait.png"
-    Image.new("RGB", SIZE, (200, 180, 160)).save(portrait)
+    portrait = _portrait(tmp_path)
+    before = sorted(p.name for p in root.iterdir())
     out = SadTalker(root).animate(portrait, speech, tmp_path / "job", lambda _f: None)
     call = _last_call(root)
     assert call["cwd"] == str(root.resolve())
@@ -82,9 +91,163 @@ def test_sadtalker_runs_in_its_checkout_and_returns_the_timestamped_video(tmp_pa
         "--checkpoint_dir", str((root / "checkpoints").resolve()),
     ]  # fmt: skip
     assert argv[8:] == ["--still", "--preprocess", "full"]
-    assert out.parent == (tmp_path / "job" / "sadtalker").resolve() and out.suffix == ".mp4"
+    assert call["loaded"] == ["SadTalker_V0.0.2_256.safetensors", "mapping_00109-model.pth.tar"]
+    assert out.parent == (tmp_path / "job" / "sadtalker").resolve()
+    assert re.fullmatch(r"\d{4}_\d\d_\d\d_\d\d\.\d\d\.\d\d\.mp4", out.name), "inference.py names it by the time"
+    assert list(out.parent.iterdir()) == [out], "without --verbose its intermediate folder is removed"
+    assert sorted(p.name for p in root.iterdir()) == sorted([*before, "last_call.json"]), (
+        "its <uuid>.mp4 temp files are gone"
+    )
     info = probe(out)
     assert (info.width, info.height) == SIZE and info.has_audio and info.fps == 25
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--still", "--preprocess", "fullbody"], "invalid choice: 'fullbody'"),
+        (["--still", "--image_size", "512"], "unrecognized arguments: --image_size 512"),
+        (["--batch_size", "two"], "invalid int value: 'two'"),
+        (["--still", "--preprocess"], "expected one argument"),
+        (["--cropping", "full"], "unrecognized arguments: --cropping full"),
+    ],
+    ids=["choice", "name", "type", "no-value", "unknown"],
+)
+def test_sadtalker_argument_errors_stop_the_worker_as_inference_py_would_stop_the_render(
+    tmp_path, speech, args, problem
+) -> None:
+    root = fake_sadtalker(tmp_path / "SadTalker")
+    with pytest.raises(ApplicationError) as info:
+        SadTalker(root, extra_args=args)
+    assert info.value.type == "MissingWeights" and info.value.non_retryable
+    assert "APP_GPU__SADTALKER_ARGS" in info.value.message and problem in info.value.message
+    # The stand-in's own argparse refuses the same command line (exit 2), as the real inference.py does.
+    cmd = [sys.executable, str(root / "inference.py"), "--driven_audio", str(speech), *args]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and problem in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--size", "384"], "--size 384 has no released weights"),
+        (["--enhancer", "codeformer"], "--enhancer codeformer is not one SadTalker loads"),
+        (["--enhancer", "gfpgan", "--background_enhancer", "realesrgan"], "--background_enhancer downloads"),
+        (["--result_dir", "elsewhere"], "--result_dir is set by the backend"),
+        (["--batch_size", "0"], "--batch_size must be at least 1"),
+    ],
+)
+def test_sadtalker_arguments_that_would_fail_late_or_download_are_refused_at_start_up(tmp_path, args, problem) -> None:
+    root = fake_sadtalker(tmp_path / "SadTalker")
+    with pytest.raises(ApplicationError) as info:
+        SadTalker(root, extra_args=args)
+    assert info.value.type == "MissingWeights" and problem in info.value.message
+
+
+def test_sadtalker_size_512_needs_the_512_checkpoint(tmp_path, speech) -> None:
+    root = fake_sadtalker(tmp_path / "SadTalker")
+    args = ["--still", "--preprocess", "full", "--size", "512"]
+    with pytest.raises(ApplicationError, match="lack SadTalker_V0.0.2_512.safetensors") as info:
+        SadTalker(root, extra_args=args)
+    assert info.value.type == "MissingWeights"
+    (root / "checkpoints" / "SadTalker_V0.0.2_512.safetensors").write_bytes(b"not really weights")
+    out = SadTalker(root, extra_args=args).animate(_portrait(tmp_path), speech, tmp_path / "job", lambda _f: None)
+    assert _last_call(root)["loaded"] == ["SadTalker_V0.0.2_512.safetensors", "mapping_00109-model.pth.tar"]
+    assert (probe(out).width, probe(out).height) == SIZE, "full pastes the face back into the portrait"
+
+
+@pytest.mark.parametrize(
+    ("preprocess", "mapping", "size"),
+    [("full", "mapping_00109-model.pth.tar", SIZE), ("crop", "mapping_00229-model.pth.tar", (256, 256))],
+)
+def test_sadtalker_mapping_checkpoint_and_video_size_follow_preprocess(
+    tmp_path, speech, preprocess, mapping, size
+) -> None:
+    root = fake_sadtalker(tmp_path / "SadTalker")
+    out = SadTalker(root, extra_args=["--still", "--preprocess", preprocess]).animate(
+        _portrait(tmp_path), speech, tmp_path / "job", lambda _f: None
+    )
+    assert _last_call(root)["loaded"] == ["SadTalker_V0.0.2_256.safetensors", mapping]
+    assert (probe(out).width, probe(out).height) == size
+    (root / "checkpoints" / mapping).unlink()
+    with pytest.raises(ApplicationError, match=f"lack {mapping}"):
+        SadTalker(root, extra_args=["--still", "--preprocess", preprocess])
+
+
+def test_sadtalker_without_safetensors_needs_the_old_checkpoints(tmp_path) -> None:
+    root = fake_sadtalker(tmp_path / "SadTalker")
+    (root / "checkpoints" / "SadTalker_V0.0.2_256.safetensors").unlink()
+    with pytest.raises(ApplicationError, match=f"SadTalker checkpoints {root / 'checkpoints'}") as info:
+        SadTalker(root)
+    assert info.value.type == "MissingWeights"
+    assert "lack wav2lip.pth, auido2pose_00140-model.pth" in info.value.message
+
+
+def test_sadtalker_without_checkpoints_fails_at_start_up(tmp_path) -> None:
+    root = fake_sadtalker(tmp_path / "SadTalker")
+    for ckpt in (root / "checkpoints").iterdir():
+        ckpt.unlink()
+    with pytest.raises(ApplicationError, match=f"SadTalker checkpoints {root / 'checkpoints'}") as info:
+        SadTalker(root)
+    assert info.value.type == "MissingWeights"
+
+
+@pytest.mark.parametrize(
+    ("args", "removed"),
+    [
+        (None, "alignment_WFLW_4HG.pth"),
+        (None, "detection_Resnet50_Final.pth"),
+        (["--still", "--preprocess", "full", "--enhancer", "gfpgan"], "parsing_parsenet.pth"),
+        (["--still", "--preprocess", "full", "--enhancer", "gfpgan"], "GFPGANv1.4.pth"),
+        (["--still", "--preprocess", "full", "--enhancer", "RestoreFormer"], "RestoreFormer.pth"),
+    ],
+)
+def test_sadtalker_face_weights_are_checked_in_the_checkouts_gfpgan_folder(tmp_path, speech, args, removed) -> None:
+    root = fake_sadtalker(tmp_path / "SadTalker")
+    (root / "gfpgan" / "weights" / removed).unlink(missing_ok=True)
+    with pytest.raises(ApplicationError) as info:
+        SadTalker(root, extra_args=args)
+    assert info.value.type == "MissingWeights"
+    assert f"lacks gfpgan/weights/{removed}" in info.value.message and str(root.resolve()) in info.value.message
+    # Without the check the stand-in, like the real inference.py, would try to download it at the render.
+    root = fake_sadtalker(tmp_path / "Checked")
+    (root / "gfpgan" / "weights" / removed).write_bytes(b"not really weights")
+    backend = SadTalker(root, extra_args=args)
+    (root / "gfpgan" / "weights" / removed).unlink(missing_ok=True)
+    with pytest.raises(ApplicationError) as late:
+        backend.animate(_portrait(tmp_path), speech, tmp_path / "job", lambda _f: None)
+    assert late.value.type == "BackendFailed" and "Temporary failure in name resolution" in late.value.message
+
+
+def test_sadtalker_enhancer_doubles_the_video_and_may_read_the_checkouts_checkpoints(tmp_path, speech) -> None:
+    root = fake_sadtalker(tmp_path / "SadTalker")
+    model = root / "gfpgan" / "weights" / "GFPGANv1.4.pth"
+    model.rename(root / "checkpoints" / model.name)  # its second place, relative to the working directory
+    backend = SadTalker(root, extra_args=["--still", "--preprocess", "full", "--enhancer", "gfpgan"])
+    out = backend.animate(_portrait(tmp_path), speech, tmp_path / "job", lambda _f: None)
+    assert (probe(out).width, probe(out).height) == (2 * SIZE[0], 2 * SIZE[1])
+    assert out.parent == (tmp_path / "job" / "sadtalker").resolve() and out.name.endswith(".mp4")
+
+
+def test_sadtalker_verbose_keeps_intermediates_but_the_final_video_is_returned(tmp_path, speech) -> None:
+    root = fake_sadtalker(tmp_path / "SadTalker")
+    portrait = _portrait(tmp_path)
+    out = SadTalker(root, extra_args=["--still", "--preprocess", "full", "--verbose"]).animate(
+        portrait, speech, tmp_path / "job", lambda _f: None
+    )
+    kept = out.parent / out.stem
+    assert kept.is_dir() and sorted(p.name for p in kept.glob("*.mp4")) == [f"portrait##{speech.stem}.mp4"]
+    assert list(out.parent.glob("*.mp4")) == [out]
+
+
+def test_sadtalker_never_returns_an_earlier_attempts_video(tmp_path, speech) -> None:
+    root = fake_sadtalker(tmp_path / "SadTalker")
+    portrait = _portrait(tmp_path)
+    SadTalker(root).animate(portrait, speech, tmp_path / "job", lambda _f: None)
+    (root / "MODE").write_text("nooutput")  # the retry finds no face and exits 0 without a video
+    with pytest.raises(ApplicationError) as info:
+        SadTalker(root).animate(portrait, speech, tmp_path / "job", lambda _f: None)
+    assert info.value.type == "BackendFailed" and "wrote no video" in info.value.message
 
 
 @pytest.mark.parametrize(
@@ -103,14 +266,6 @@ def test_wav2lip_broken_checkout_fails_at_start_up_naming_the_path(tmp_path, mak
         Wav2Lip(root)
     assert info.value.type == "MissingWeights" and info.value.non_retryable
     assert str(root) in info.value.message and missing in info.value.message
-
-
-def test_sadtalker_without_checkpoints_fails_at_start_up(tmp_path) -> None:
-    root = fake_sadtalker(tmp_path / "SadTalker")
-    (root / "checkpoints" / "SadTalker_V0.0.2_256.safetensors").unlink()
-    with pytest.raises(ApplicationError, match=f"SadTalker checkpoints {root / 'checkpoints'}") as info:
-        SadTalker(root)
-    assert info.value.type == "MissingWeights"
 
 
 def test_a_checkout_missing_its_dependencies_is_a_non_retryable_error_naming_it(tmp_path, speech, face_video) -> None:
