@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ScriptReview,
         ScriptReviewInput,
     )
-    from workflows.compiler import NodeFn, compile_graph
+    from workflows.compiler import RUN_NODE, shared_graph
     from workflows.registry import (
         CALLBACK_RETRY,
         CALLBACK_TIMEOUT,
@@ -76,9 +76,8 @@ class PipelineWorkflow:
     @workflow.run
     async def run(self, job: PipelineInput) -> PipelineResult:
         """Run every node of `job.graph`; on a node failure register partial outputs, then fail."""
-        graph = compile_graph(job.graph, self._node_fn)
         try:
-            await graph.ainvoke({"outputs": {}})
+            await shared_graph(job.graph).ainvoke({"outputs": {}}, {"configurable": {RUN_NODE: self._run_node}})
         except asyncio.CancelledError:
             await self._release_profile()
             raise  # the job was cancelled: the run ends cancelled
@@ -97,45 +96,39 @@ class PipelineWorkflow:
             artifacts=artifacts.artifacts if artifacts else [],
         )
 
-    def _node_fn(self, node: PlanNode) -> NodeFn:
+    async def _run_node(self, node_id: str) -> dict[str, Any]:
+        """Run one node of the graph; returns its LangGraph state update."""
+        node = self._job.graph.node(node_id)
         if node.task == names.APPROVE_SCRIPT:
-
-            async def review(_graph_state: dict[str, Any]) -> dict[str, Any]:
-                return await self._await_review(node)
-
-            return review  # LangGraph awaits coroutine functions; a plain callable would go to a thread
+            return await self._await_review(node)
         task = TASKS[node.task]
         queue = self._job.cpu_task_queue if task.plane == "cpu" else self._job.gpu_task_queue
-
-        async def run_node(_graph_state: dict[str, Any]) -> dict[str, Any]:
-            # GPU activities heartbeat and checkpoint: the workflow waits for them to stop. CPU
-            # activities are short and never see the cancel, so the job stops without them.
-            cancellation = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-            if task.plane == "cpu" and workflow.patched(CANCEL_CPU_AT_ONCE):
-                cancellation = workflow.ActivityCancellationType.TRY_CANCEL
-            # Inputs come from self._state, which holds every finished node's result; the
-            # LangGraph state mirrors it so the graph's joins and ordering stay LangGraph's.
-            result = await workflow.execute_activity(
-                task.name,
-                task.build_input(self._job, self._state, node),
-                task_queue=queue,
-                activity_id=node.id,
-                summary=f"{node.id} · {task.name}",
-                result_type=task.output_model,
-                start_to_close_timeout=task.start_to_close,
-                heartbeat_timeout=task.heartbeat,
-                retry_policy=task.retry,
-                cancellation_type=cancellation,
-            )
-            assets = task.assets_of(result)
-            self._state[task.state_key] = result
-            self._state["outputs"] = {**self._state["outputs"], node.id: assets}
-            update = {task.state_key: result, "outputs": {node.id: assets}}
-            if isinstance(result, ProfileRef) and result.id:
-                workflow.upsert_search_attributes([PROFILE_ID.value_set(result.id)])
-            return update
-
-        return run_node
+        # GPU activities heartbeat and checkpoint: the workflow waits for them to stop. CPU
+        # activities are short and never see the cancel, so the job stops without them.
+        cancellation = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+        if task.plane == "cpu" and workflow.patched(CANCEL_CPU_AT_ONCE):
+            cancellation = workflow.ActivityCancellationType.TRY_CANCEL
+        # Inputs come from self._state, which holds every finished node's result; the
+        # LangGraph state mirrors it so the graph's joins and ordering stay LangGraph's.
+        result = await workflow.execute_activity(
+            task.name,
+            task.build_input(self._job, self._state, node),
+            task_queue=queue,
+            activity_id=node.id,
+            summary=f"{node.id} · {task.name}",
+            result_type=task.output_model,
+            start_to_close_timeout=task.start_to_close,
+            heartbeat_timeout=task.heartbeat,
+            retry_policy=task.retry,
+            cancellation_type=cancellation,
+        )
+        assets = task.assets_of(result)
+        self._state[task.state_key] = result
+        self._state["outputs"] = {**self._state["outputs"], node.id: assets}
+        update = {task.state_key: result, "outputs": {node.id: assets}}
+        if isinstance(result, ProfileRef) and result.id:
+            workflow.upsert_search_attributes([PROFILE_ID.value_set(result.id)])
+        return update
 
     async def _await_review(self, node: PlanNode) -> dict[str, Any]:
         """Wait for the person to approve the script (the `review` node): no activity, a durable wait.

@@ -1,5 +1,6 @@
 """Planner: the three graph shapes, every validation error, and snapshots of the compiled graphs."""
 
+import asyncio
 import math
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ from schemas.capabilities import CapabilitiesManifest, Constraints, PlaneCapabil
 from schemas.plan import GraphSpec
 from schemas.speech import estimate_spoken_seconds
 from schemas.tasks import JobRequest, PipelineInput, RenderSettings, ScriptInput
-from workflows.compiler import compile_graph
+from workflows.compiler import RUN_NODE, compile_graph, shared_graph
 from workflows.planner import PlanningError, WorkersUnavailable, plan, resolve_request, validate
 from workflows.registry import TASKS
 
@@ -224,6 +225,29 @@ async def test_compiled_graph_runs_parallel_branches_in_one_step() -> None:
     await compile_graph(spec, node_fn).ainvoke({"outputs": {}})  # type: ignore[arg-type]
     assert steps[:2] == ["script", "profile"] and set(steps[2:4]) == {"train_lora", "train_voice"}
     assert steps[4:] == ["select", "render", "register"]
+
+
+async def test_runs_share_one_compiled_graph_per_shape_and_each_gets_its_own_nodes() -> None:
+    spec = plan(train(), caps())
+    slower_voice = spec.model_copy(deep=True)
+    slower_voice.node("script").params["words_per_minute"] = 120  # same shape, other params
+    assert shared_graph(spec) is shared_graph(slower_voice)
+    assert shared_graph(plan(generate(), caps())) is not shared_graph(spec)
+
+    async def run(label: str) -> list[str]:
+        steps: list[str] = []
+
+        async def run_node(node_id: str) -> dict[str, object]:
+            await asyncio.sleep(0)  # interleave the two runs
+            steps.append(f"{label}:{node_id}")
+            return {}
+
+        await shared_graph(spec).ainvoke({"outputs": {}}, {"configurable": {RUN_NODE: run_node}})
+        return steps
+
+    first, second = await asyncio.gather(run("a"), run("b"))
+    assert [s.split(":")[1] for s in first][:2] == ["script", "profile"] and len(first) == len(spec.nodes)
+    assert {s.split(":")[0] for s in first} == {"a"} and {s.split(":")[0] for s in second} == {"b"}
 
 
 def test_training_preset_must_be_advertised() -> None:

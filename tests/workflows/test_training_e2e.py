@@ -6,11 +6,15 @@ from pathlib import Path
 import pytest
 
 from core import repo
+from core.services import open_services
+from core.settings import Settings
+from devstack.process import Service
 from gpu_worker.media.speech import VoiceParams
 from gpu_worker.media.voices import synthesize
 from gpu_worker.training.audio import analyse, decode
 from schemas.names import ARTIFACTS_BUCKET
-from tests.conftest import astronaut_png, wait_for_status
+from tests.conftest import astronaut_png, build_stack, wait_for_status
+from tests.helpers import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -127,13 +131,20 @@ async def test_cancelling_training_keeps_a_checkpoint_and_stops_the_gpu(stack_fa
 
 
 async def test_a_cloned_voice_speaks_its_profiles_jobs_and_a_pace_only_profile_does_not_claim_one(
-    stack_factory, tmp_path
+    settings: Settings, postgres_service: Service, tmp_path
 ) -> None:
     from gpu_worker.backends.xtts import RUNTIME as XTTS
     from tests.gpu_worker.tiny_xtts import save_tiny_xtts
 
     xtts_dir = save_tiny_xtts(tmp_path / "xtts")
-    async with stack_factory(gpu_settings={"coqui_model_dir": xtts_dir}) as stack:
+    # Its own database: the API plans against the intersection of every live GPU manifest, and other
+    # tests' workers (seen within the last two minutes) advertise no cloned voice.
+    url = fresh_database(postgres_service, "cloned_voice")
+    alone = settings.model_copy(update={"database": settings.database.model_copy(update={"url": url})})
+    async with (
+        open_services(alone, migrate=True) as services,
+        build_stack(alone, services, gpu_settings={"coqui_model_dir": xtts_dir}) as stack,
+    ):
         image, clip = await training_inputs(stack.api, tmp_path, VoiceParams())
         body = {"mode": "train_only", "profileName": "cloned", "consent": True, "images": [image], "audio": [clip]}
         response = await stack.api.post("/api/train", json=body)
