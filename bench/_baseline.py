@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.registry import TASKS
 
 HAND_WRITTEN_WORKFLOW = "HandWrittenDagWorkflow"
+HAND_WRITTEN_UNSANDBOXED = "HandWrittenDagWorkflowUnsandboxed"
 PROFILE_ID = SearchAttributeKey.for_keyword(names.SA_PROFILE_ID)
 
 
@@ -150,3 +151,13 @@ class HandWrittenDagWorkflow:
         state["outputs"] = {**state["outputs"], node.id: task.assets_of(result)}
         if isinstance(result, ProfileRef) and result.id:
             workflow.upsert_search_attributes([PROFILE_ID.value_set(result.id)])
+
+
+@workflow.defn(name=HAND_WRITTEN_UNSANDBOXED, sandboxed=False)
+class UnsandboxedHandWrittenDagWorkflow(HandWrittenDagWorkflow):
+    """(b′) The baseline as `PipelineWorkflow` runs (outside the sandbox): for reference, not the target's (b)."""
+
+    @workflow.run
+    async def run(self, job: PipelineInput) -> PipelineResult:
+        """The same waves."""
+        return await super().run(job)

@@ -54,6 +54,16 @@ class AuditedPipelineWorkflow(PipelineWorkflow):
         return await super().run(job)
 
 
+@workflow.defn(name=names.PIPELINE_WORKFLOW, sandboxed=True)
+class SandboxedPipelineWorkflow(PipelineWorkflow):
+    """`PipelineWorkflow` as the sandbox runs it (workers run it unsandboxed: see its definition)."""
+
+    @workflow.run
+    async def run(self, job: PipelineInput) -> PipelineResult:
+        """The same run."""
+        return await super().run(job)
+
+
 def golden(graph_id: str) -> WorkflowHistory:
     return WorkflowHistory.from_json(graph_id, GOLDEN[graph_id].read_text())
 
@@ -64,6 +74,18 @@ async def test_golden_histories_replay_with_the_current_code(capsys) -> None:
     assert await replay.run(["--file", *map(str, paths)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"ok {p}" for p in paths]
+
+
+async def test_every_golden_job_history_replays_inside_the_sandbox() -> None:
+    """The sandbox would refuse a non-deterministic call (the clock, randomness, I/O) on these paths."""
+    assert not workflow._Definition.must_from_class(PipelineWorkflow).sandboxed
+    assert workflow._Definition.must_from_class(SandboxedPipelineWorkflow).sandboxed
+    replayer = replay._replayer([SandboxedPipelineWorkflow])
+    jobs = [p for p in sorted(HISTORIES.glob("*.json")) if json.loads(p.read_text())["events"][0]
+            ["workflowExecutionStartedEventAttributes"]["workflowType"]["name"] == names.PIPELINE_WORKFLOW]  # fmt: skip
+    assert len(jobs) >= 5
+    for path in jobs:
+        await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
 
 
 @pytest.mark.parametrize("graph_id", sorted(GOLDEN))
