@@ -6,13 +6,16 @@ real CPU worker (control activities with the offline script writer) and a GPU wo
 `render_video` heartbeats (with the GPU worker's 1 s throttle) until cancelled. It submits
 100 `generate` jobs through the API, waits until every one is in `render`, then times status
 reads round-robin over the jobs in three passes: one client, N concurrent clients, and an
-open loop at a fixed rate. It then times the parts of one read (job row, history, describe,
-fold) to show what dominates, cancels the jobs through the API and stops everything. Every
+open loop at a fixed rate. It then measures how fresh reads are (the age of the heartbeat
+progress shown; from a job's closing history event to the first read showing it, for jobs
+cancelled through Temporal), times the parts of one read (job row, history, describe, fold) to
+show what dominates, cancels the jobs through the API and stops everything. Every
 request carries the API key of a user the benchmark creates (the per-user cap on open jobs is
 raised to `--jobs`).
 
 Run: `python -m bench.status [--jobs 100] [--requests 1000] [--clients 10] [--rate 50]`.
-`--smoke` (the CI size, a test runs it): 3 jobs, 20 reads per pass, 2 clients, 5 reads timed part by part.
+`--smoke` (the CI size, a test runs it): 3 jobs, 20 reads per pass, 2 clients, 5 reads timed part by part,
+10 freshness reads and 1 cancel.
 """
 
 import argparse
@@ -26,7 +29,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import httpx
@@ -65,6 +68,8 @@ from schemas.tasks import RenderInput, RenderResult
 logger = logging.getLogger("bench.status")
 
 TARGET_P99 = 0.050
+TARGET_EVENT_TO_READ = 0.300  # p99 from a history event to the first status read that shows it
+TARGET_PROGRESS_AGE = 1.5  # how old the heartbeat progress a read shows may be
 USER = "bench"  # owns every job; the benchmark creates it with an API key
 
 
@@ -74,7 +79,10 @@ async def render_video(_inp: RenderInput) -> RenderResult:
     percent = 0.0
     while True:
         percent = min(percent + 1, 95)
-        activity.heartbeat({"stage": "animate", "percent": percent, "stage_index": 2, "stage_count": 6})
+        # `sent_at` (wall clock, same machine) lets the benchmark see how old the progress a read shows is.
+        activity.heartbeat(
+            {"stage": "animate", "percent": percent, "stage_index": 2, "stage_count": 6, "sent_at": time.time()}
+        )
         await asyncio.sleep(1)
 
 
@@ -279,15 +287,47 @@ async def measure(
                for name, pid in pids.items()}  # fmt: skip
         results.append(Pass(label, latencies, wall, cpu))
         logger.info("%s: p50 %.1f ms, p99 %.1f ms", label, median(latencies) * 1000, percentile(latencies, 99) * 1000)
+    ages, delays = await freshness(api, client, job_ids, args.fresh_reads, args.fresh_cancels)
     parts = await breakdown(sessions, client, job_ids, args.breakdown)
     started = time.perf_counter()
-    ended = await cancel_all(api, job_ids)
+    ended = await cancel_all(api, job_ids[args.fresh_cancels :]) + args.fresh_cancels
     logger.info("cancelled through the API: %d of %d jobs ended in %.1f s", ended, len(job_ids),
                 time.perf_counter() - started)  # fmt: skip
     if ended < len(job_ids):
         raise RuntimeError(f"only {ended} of {len(job_ids)} jobs ended after their cancel")
     body_bytes = len(httpx.Response(200, json=sample).content)
-    return Measured(results, parts, history_events, body_bytes, background)
+    return Measured(results, parts, history_events, body_bytes, background, ages, delays)
+
+
+async def freshness(
+    api: httpx.AsyncClient, client: Client, job_ids: list[str], reads: int, cancels: int, poll: float = 0.01
+) -> tuple[list[float], list[float]]:
+    """How fresh followed reads are: the age of the progress each read shows, and event → read delays.
+
+    Progress: `reads` reads 50 ms apart, round-robin; age = now − the heartbeat's `sent_at`. Events:
+    the first `cancels` jobs are cancelled one by one through Temporal (not the API), and their
+    status is read every `poll` s until it says `cancelled`; delay = that read's time − the time of
+    the history's closing event (server clock, same machine). The poll adds up to `poll` s.
+    """
+    ages = []
+    for i in range(reads):
+        body = (await api.get(f"/api/status/{job_ids[i % len(job_ids)]}")).json()
+        progress = next(n for n in body["nodes"] if n["id"] == "render")["progress"]
+        ages.append(time.time() - progress["sent_at"])
+        await asyncio.sleep(0.05)
+    delays = []
+    for job_id in job_ids[:cancels]:
+        handle = client.get_workflow_handle(job_id)
+        await handle.cancel()
+        deadline = time.monotonic() + 60
+        while (await api.get(f"/api/status/{job_id}")).json()["status"] != "cancelled":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} not shown cancelled 60 s after its cancel")
+            await asyncio.sleep(poll)
+        seen = time.time()
+        closed = (await handle.fetch_history()).events[-1].event_time.ToDatetime(tzinfo=UTC).timestamp()
+        delays.append(seen - closed)
+    return ages, delays
 
 
 async def idle_cpu(processes: dict[str, int | None], seconds: float) -> dict[str, float]:
@@ -352,6 +392,8 @@ class Measured:
     history_events: int
     body_bytes: int  # of one status answer
     background: dict[str, float]  # CPU seconds per second of each process with no reads
+    progress_ages: list[float]  # of the heartbeat progress each freshness read showed (s)
+    event_delays: list[float]  # from a job's closing history event to the first read showing it (s)
 
 
 def collect_evicted_graphs() -> int:
@@ -420,6 +462,22 @@ def report(args: argparse.Namespace, measured: Measured) -> None:
     rest = single - sum(median(s) for _, s in parts)
     rows.append(["rest (HTTP, FastAPI, JSON)", ms(rest), "", f"{rest / single * 100:.0f}%"])
     out(table(["part", "p50 (ms)", "p99 (ms)", "share of 1-client p50"], rows))
+    out()
+    ages, delays = measured.progress_ages, measured.event_delays
+    out(f"Freshness of followed reads: the age of the heartbeat progress in {len(ages)} reads (50 ms apart), and")
+    out(f"for {len(delays)} job(s) cancelled through Temporal, the time from the closing history event to the first")
+    out("read (polled every 10 ms) that shows `cancelled`:")
+    out()
+    out(table(["measure", "samples", "p50", "p99", "max", "target (p99)", "met"], [
+        ["progress age at read", len(ages), f"{median(ages):.2f} s", f"{percentile(ages, 99):.2f} s",
+         f"{max(ages):.2f} s", f"≤ {TARGET_PROGRESS_AGE} s", "yes" if percentile(ages, 99) <= TARGET_PROGRESS_AGE else "NO"],
+        ["history event → read", len(delays), f"{ms(median(delays))} ms", f"{ms(percentile(delays, 99))} ms",
+         f"{ms(max(delays))} ms",
+         f"≤ {TARGET_EVENT_TO_READ * 1000:.0f} ms", "yes" if percentile(delays, 99) <= TARGET_EVENT_TO_READ else "NO"],
+    ]))  # fmt: skip
+    out()
+    out("Heartbeats reach Temporal at most once a second (the worker's throttle) and a follower calls")
+    out("`describe()` at most once a second, so progress can be up to about two seconds old.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,10 +488,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50, help="reads per second of the open-loop pass")
     parser.add_argument("--breakdown", type=int, default=200, help="status reads timed part by part")
     parser.add_argument("--idle", type=float, default=5, help="seconds of background CPU measured with no reads")
+    parser.add_argument("--fresh-reads", type=int, default=200, help="reads timing the age of the progress shown")
+    parser.add_argument("--fresh-cancels", type=int, default=20, help="jobs cancelled to time event → read")
     parser.add_argument("--smoke", action="store_true", help="CI size: 3 jobs, 20 reads a pass, 2 clients")
     args = parser.parse_args(argv)
     if args.smoke:
         args.jobs, args.requests, args.clients, args.rate, args.breakdown, args.idle = 3, 20, 2, 20, 5, 1
+        args.fresh_reads, args.fresh_cancels = 10, 1
     quiet_logging()
 
     async def in_stack() -> None:
