@@ -20,13 +20,17 @@ SESSION_COOKIE: Final = "myspinbot_session"
 _CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="myspinbot"'}
 
 
-def get_services(request: Request) -> Services:
+# Dependencies that do no I/O are `async def` all the same: FastAPI runs a plain `def` dependency in
+# its thread pool, a hop per dependency per request for nothing.
+
+
+async def get_services(request: Request) -> Services:
     """The services built by the lifespan."""
     services: Services = request.app.state.services
     return services
 
 
-def get_followers(request: Request) -> StatusFollowers:
+async def get_followers(request: Request) -> StatusFollowers:
     """The job-status followers of this API process (`api.followers`), built by the lifespan."""
     followers: StatusFollowers = request.app.state.followers
     return followers
@@ -70,12 +74,12 @@ async def get_principal(conn: HTTPConnection) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_user(principal: PrincipalDep) -> str:
+async def get_user(principal: PrincipalDep) -> str:
     """The calling user's id: from their credential, never from the body."""
     return principal.user_id
 
 
-def get_admin(principal: PrincipalDep) -> Principal:
+async def get_admin(principal: PrincipalDep) -> Principal:
     """The caller, who must be an admin (403 otherwise)."""
     if not principal.is_admin:
         raise ApiError(403, "this operation needs an admin API key")
