@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -135,11 +136,33 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _fixed_ports(count: int) -> list[int]:
+    """Distinct free ports below the ephemeral range, for `up`'s fixed ports (it never picks other ones).
+
+    A port the OS hands out for binding (`free_port`) comes from the ephemeral range, where any
+    process's next outgoing connection may take it before `up` binds it (seen in CI: Temporal's UI
+    port); below that range only a server could.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports: list[int] = []
+    for port in random.Random().sample(range(20000, low), 100):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"not {count} free ports in 20000..{low}")
+
+
 def _cli(root: Path, command: str) -> list[str]:
     cmd = [sys.executable, "-m", "devstack.stack", command, "--root", str(root)]
     if command == "up":
-        cmd += ["--temporal-port", str(free_port()), "--temporal-ui-port", str(free_port())]
-        cmd += ["--postgres-port", str(free_port()), "--s3-port", str(free_port())]
+        temporal, temporal_ui, postgres, s3 = map(str, _fixed_ports(4))
+        cmd += ["--temporal-port", temporal, "--temporal-ui-port", temporal_ui, "--postgres-port", postgres]
+        cmd += ["--s3-port", s3]
     return cmd
 
 
