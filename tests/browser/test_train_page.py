@@ -106,6 +106,10 @@ async def test_delete_a_profile_from_the_list(site: Site, page: Page) -> None:
     async with site.stack.sessions.begin() as session:
         ready = await repo.resolve_or_create_profile(session, user, "Studio light", [], [])
         await repo.update_profile(session, ready.id, status="ready", voice_id="voice-studio")
+        cloned = await repo.resolve_or_create_profile(session, user, "My own voice", [], [])
+        await repo.update_profile(
+            session, cloned.id, status="ready", voice_id="voice-own", voice_clone_engine="coqui-xtts"
+        )
         failed = await repo.resolve_or_create_profile(session, user, "Blurry", [], [])
         await repo.update_profile(session, failed.id, status="failed", error="no face found")
     await open_page(page, site)
@@ -114,8 +118,12 @@ async def test_delete_a_profile_from_the_list(site: Site, page: Page) -> None:
 
     await page.get_by_text("Manage your profiles").click()
     profiles = page.get_by_role("list", name="Your profiles")
-    await expect(profiles.get_by_role("listitem")).to_have_count(2)
+    await expect(profiles.get_by_role("listitem")).to_have_count(3)
     await expect(profiles.get_by_role("listitem").filter(has_text="Blurry")).to_contain_text("Training failed")
+    await expect(profiles.get_by_role("listitem").filter(has_text="My own voice")).to_contain_text(
+        "Ready · cloned voice"
+    )
+    await expect(picker.locator("option", has_text="My own voice")).to_contain_text("cloned voice")
     await expect(profiles.get_by_role("listitem").filter(has_text="Studio light")).to_contain_text(
         "Ready · voice profile: pace (and pitch)"
     )
@@ -126,12 +134,14 @@ async def test_delete_a_profile_from_the_list(site: Site, page: Page) -> None:
     await expect(dialog).to_be_visible()
     await page.screenshot(path=shot("confirm-delete-profile"))
     await dialog.get_by_role("button", name="Delete profile").click()
-    await expect(profiles.get_by_role("listitem")).to_have_count(1)
+    await expect(profiles.get_by_role("listitem")).to_have_count(2)
     await expect(profiles).not_to_contain_text("Blurry")
     assert (await site.stack.api.get(f"/api/profiles/{failed.id}")).status_code == 404
 
-    await profiles.get_by_role("button", name="Delete profile Studio light").click()
-    await page.get_by_role("dialog").get_by_role("button", name="Delete profile").click()
+    for name in ("Studio light", "My own voice"):
+        await profiles.get_by_role("button", name=f"Delete profile {name}").click()
+        await page.get_by_role("dialog").get_by_role("button", name="Delete profile").click()
+        await expect(profiles).not_to_contain_text(name)
     await expect(picker.locator("option")).to_have_text(["Built-in presenter (no profile)"])
     await expect(page.locator("#profiles-manage")).to_be_hidden()
     assert (await site.stack.api.get("/api/profiles")).json()["count"] == 0
