@@ -4,7 +4,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 # LangGraph runs inside the workflow; these libraries are deterministic for our use (no I/O:
 # no checkpointer, no tracing) but import modules the sandbox forbids, so they are loaded
-# once from the host instead of re-imported per workflow run.
+# once from the host instead of re-imported per workflow run. `PipelineWorkflow` itself runs
+# outside the sandbox (see its definition); `BatchWorkflow` and the tests' sandboxed replay of
+# every job history run inside it with these settings.
 PASSTHROUGH_MODULES = (
     "langgraph",
     "langchain_core",
