@@ -6,7 +6,6 @@ import { h, fill, icon, announce } from "./dom.js";
 import { confirmAction } from "./dialog.js";
 import { fullTime, when } from "./format.js";
 
-// A trained voice sets how the presenter's voice paces (and pitches) its words; it is no voice clone.
 // What a trained voice carries into jobs: a cloned voice where a cloning model ran, else the fitted pace.
 const voiceWords = (p) => (!p.voiceId ? "" : p.voiceCloneEngine ? " · cloned voice" : " · voice profile: pace (and pitch)");
 const STATUS_WORDS = { ready: "Ready", new: "Not trained yet", training: "Training", failed: "Training failed" };
